@@ -1,0 +1,34 @@
+package model
+
+import (
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+	security "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Inputs is everything a source hands to the model: the raw objects, exactly as a
+// cluster or a YAML directory holds them. Both the file source and the Kubernetes
+// source fill this same struct, so nothing downstream knows where config came from.
+//
+// Istio objects of every served version (v1alpha3, v1beta1, v1) arrive here as
+// their v1 client-go type: the specs are the same proto messages in all versions.
+type Inputs struct {
+	Namespaces      []*corev1.Namespace
+	Services        []*corev1.Service
+	EndpointSlices  []*discoveryv1.EndpointSlice
+	Pods            []*corev1.Pod
+	ServiceAccounts []*corev1.ServiceAccount
+	// ConfigMaps holds only the mesh ConfigMap (`istio` in the root namespace) for now.
+	ConfigMaps []*corev1.ConfigMap
+
+	VirtualServices  []*networking.VirtualService
+	DestinationRules []*networking.DestinationRule
+	Gateways         []*networking.Gateway
+	ServiceEntries   []*networking.ServiceEntry
+	Sidecars         []*networking.Sidecar
+
+	PeerAuthentications    []*security.PeerAuthentication
+	AuthorizationPolicies  []*security.AuthorizationPolicy
+	RequestAuthentications []*security.RequestAuthentication
+}
