@@ -1,0 +1,172 @@
+// Package rig starts the real parts of an end-to-end test — Envoy, the mizzen
+// binary, the echo apps — on loopback addresses, and tears them down when the test
+// ends, also when it fails. See e2e/README.md.
+package rig
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// FreePort returns a TCP port that is free on ip right now (e.g. "127.0.0.1").
+// Prefer letting the process bind port 0 where it can report the port back.
+func FreePort(t testing.TB, ip string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("rig: finding a free port on %s: %v", ip, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr returns "ip:<free port>".
+func FreeAddr(t testing.TB, ip string) string {
+	t.Helper()
+	return net.JoinHostPort(ip, fmt.Sprint(FreePort(t, ip)))
+}
+
+// CheckLoopback fails the test unless addr ("host:port" or a bare IP) is in 127.0.0.0/8:
+// e2e tests never send traffic anywhere else.
+func CheckLoopback(t testing.TB, addr string) {
+	t.Helper()
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() == nil || ip.To4()[0] != 127 {
+		t.Fatalf("rig: %q is not an IPv4 loopback (127.0.0.0/8) address; e2e tests talk only to loopback", addr)
+	}
+}
+
+// ModuleRoot is the directory holding the main module's go.mod.
+func ModuleRoot() (string, error) {
+	moduleRootOnce.Do(func() {
+		dir, err := os.Getwd()
+		if err != nil {
+			moduleRootErr = err
+			return
+		}
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				moduleRoot = dir
+				return
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				moduleRootErr = fmt.Errorf("no go.mod above the working directory")
+				return
+			}
+			dir = parent
+		}
+	})
+	return moduleRoot, moduleRootErr
+}
+
+var (
+	moduleRootOnce sync.Once
+	moduleRoot     string
+	moduleRootErr  error
+)
+
+// process is a child process in its own process group with its output in a log file.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	logFile *os.File
+	exited  chan struct{}
+	waitErr error
+}
+
+// startProcess starts cmd in a new process group with stdout and stderr going to
+// logPath, and registers a Cleanup that stops the whole group (SIGTERM, then SIGKILL
+// after grace) and, if the test failed, prints the tail of the log.
+func startProcess(t testing.TB, name string, cmd *exec.Cmd, logPath string, grace time.Duration) *process {
+	t.Helper()
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("rig: %s: creating log file: %v", name, err)
+	}
+	cmd.Stdout = f
+	cmd.Stderr = f
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	// If the test binary dies without running cleanups, take the child with it.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, exited: make(chan struct{})}
+
+	// Registered first so it runs last: after the process is gone the log is complete.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("rig: %s log (%s), last lines:\n%s", name, logPath, TailFile(logPath, 60))
+		} else if os.Getenv("E2E_LOGS") != "" {
+			t.Logf("rig: %s log (%s):\n%s", name, logPath, TailFile(logPath, 100000))
+		}
+	})
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("rig: starting %s (%s): %v", name, strings.Join(cmd.Args, " "), err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		f.Close()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(grace) })
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *process) Exited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *process) stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+	}
+	// Kill whatever is left of the group, also children that outlived the leader.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// TailFile returns the last n lines of the file at path (or an error note).
+func TailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	b = bytes.TrimRight(b, "\n")
+	lines := bytes.Split(b, []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
