@@ -1,0 +1,31 @@
+// Command mizzen is a lean, Istio-compatible xDS control plane.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mizzenmesh/mizzen/pkg/version"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "mizzen",
+		Short:         "mizzen: a lean, Istio-compatible xDS control plane",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print mizzen's version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "mizzen %s (commit %s)\n", version.Version, version.Commit)
+		},
+	})
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "mizzen:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,317 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sort"
+	"strconv"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Build turns a source's raw objects into an immutable Snapshot. Invalid objects
+// are dropped with a ConfigError each; Build never fails as a whole, so one bad
+// object can never stop the rest of the mesh from updating.
+func Build(in *Inputs, version uint64) *Snapshot {
+	s := &Snapshot{
+		Version:  version,
+		Inputs:   in,
+		services: map[string]*Service{},
+		drByHost: map[string]*networking.DestinationRule{},
+	}
+	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
+	s.buildServices(in)
+	s.buildEndpoints(in)
+	s.buildDestinationRules(in)
+	s.buildGateways(in)
+	s.buildVirtualServices(in)
+	s.ConfigHash = hashObjects(in.Namespaces, in.Services, in.ServiceAccounts, in.ConfigMaps,
+		in.VirtualServices, in.DestinationRules, in.Gateways, in.ServiceEntries, in.Sidecars,
+		in.PeerAuthentications, in.AuthorizationPolicies, in.RequestAuthentications)
+	s.EndpointsHash = hashObjects(in.EndpointSlices, in.Pods)
+	return s
+}
+
+func (s *Snapshot) addError(e ConfigError) { s.Errors = append(s.Errors, e) }
+
+func (s *Snapshot) buildServices(in *Inputs) {
+	for _, svc := range in.Services {
+		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue // ExternalName services become DNS clusters later (ServiceEntry work)
+		}
+		out := &Service{
+			Hostname:  ServiceHostname(svc.Name, svc.Namespace),
+			Name:      svc.Name,
+			Namespace: svc.Namespace,
+			ClusterIP: svc.Spec.ClusterIP,
+			Selector:  svc.Spec.Selector,
+		}
+		if out.ClusterIP == corev1.ClusterIPNone {
+			out.ClusterIP = ""
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+				continue // Envoy proxies TCP only; UDP/SCTP ports are left alone as in Istio
+			}
+			out.Ports = append(out.Ports, &Port{Name: p.Name, Port: uint32(p.Port), Protocol: PortProtocol(p.Name, p.AppProtocol)})
+		}
+		sort.Slice(out.Ports, func(i, j int) bool { return out.Ports[i].Port < out.Ports[j].Port })
+		s.services[out.Hostname] = out
+	}
+	for _, h := range sortedKeys(s.services) {
+		s.serviceList = append(s.serviceList, s.services[h])
+	}
+}
+
+// buildEndpoints reads EndpointSlices; a service with a selector but no slice at
+// all gets its endpoints from matching Pods, so a YAML directory of Pods works too.
+func (s *Snapshot) buildEndpoints(in *Inputs) {
+	s.endpoints = map[string][]*Endpoint{}
+	podsByName := map[string]*corev1.Pod{}
+	podsByIP := map[string]*corev1.Pod{}
+	for _, p := range in.Pods {
+		podsByName[p.Namespace+"/"+p.Name] = p
+		if p.Status.PodIP != "" {
+			podsByIP[p.Status.PodIP] = p
+		}
+	}
+	withSlices := map[string]bool{}
+	seen := map[string]map[string]*Endpoint{} // hostname -> address -> endpoint
+	for _, es := range in.EndpointSlices {
+		svcName := es.Labels[discoveryv1.LabelServiceName]
+		if svcName == "" {
+			continue
+		}
+		host := ServiceHostname(svcName, es.Namespace)
+		withSlices[host] = true
+		svc := s.services[host]
+		if svc == nil {
+			continue
+		}
+		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		ports := map[string]uint32{}
+		for _, p := range es.Ports {
+			if p.Port == nil {
+				continue
+			}
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			ports[name] = uint32(*p.Port)
+		}
+		for _, ep := range es.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			var pod *corev1.Pod
+			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+				ns := ep.TargetRef.Namespace
+				if ns == "" {
+					ns = es.Namespace
+				}
+				pod = podsByName[ns+"/"+ep.TargetRef.Name]
+			}
+			for _, addr := range ep.Addresses {
+				if pod == nil {
+					pod = podsByIP[addr]
+				}
+				e := &Endpoint{Address: addr, Ports: ports, Labels: map[string]string{}, Namespace: es.Namespace}
+				if pod != nil {
+					e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
+				}
+				if seen[host] == nil {
+					seen[host] = map[string]*Endpoint{}
+				}
+				seen[host][addr] = e
+			}
+		}
+	}
+	for _, svc := range s.serviceList {
+		if withSlices[svc.Hostname] || len(svc.Selector) == 0 {
+			continue
+		}
+		for _, pod := range in.Pods {
+			if pod.Namespace != svc.Namespace || pod.Status.PodIP == "" || !LabelsMatch(svc.Selector, pod.Labels) || pod.DeletionTimestamp != nil {
+				continue
+			}
+			e := &Endpoint{Address: pod.Status.PodIP, Ports: podPorts(svc, in.Services, pod), Labels: pod.Labels,
+				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace}
+			if seen[svc.Hostname] == nil {
+				seen[svc.Hostname] = map[string]*Endpoint{}
+			}
+			seen[svc.Hostname][e.Address] = e
+		}
+	}
+	for host, byAddr := range seen {
+		list := make([]*Endpoint, 0, len(byAddr))
+		for _, addr := range sortedKeys(byAddr) {
+			list = append(list, byAddr[addr])
+		}
+		s.endpoints[host] = list
+	}
+}
+
+// podPorts resolves each service port's targetPort (number or container port name).
+func podPorts(svc *Service, services []*corev1.Service, pod *corev1.Pod) map[string]uint32 {
+	out := map[string]uint32{}
+	for _, k := range services {
+		if k.Name != svc.Name || k.Namespace != svc.Namespace {
+			continue
+		}
+		for _, sp := range k.Spec.Ports {
+			switch {
+			case sp.TargetPort.IntValue() > 0:
+				out[sp.Name] = uint32(sp.TargetPort.IntValue())
+			case sp.TargetPort.StrVal != "":
+				for _, c := range pod.Spec.Containers {
+					for _, cp := range c.Ports {
+						if cp.Name == sp.TargetPort.StrVal {
+							out[sp.Name] = uint32(cp.ContainerPort)
+						}
+					}
+				}
+			default:
+				out[sp.Name] = uint32(sp.Port)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Snapshot) buildDestinationRules(in *Inputs) {
+	for _, dr := range byCreation(in.DestinationRules) {
+		if errs := ValidateDestinationRule(dr); hasErrors(errs) {
+			s.Errors = append(s.Errors, errs...)
+			continue
+		} else {
+			s.Errors = append(s.Errors, errs...)
+		}
+		host := ResolveHost(dr.Spec.GetHost(), dr.Namespace)
+		if prev, ok := s.drByHost[host]; ok {
+			s.addError(ConfigError{Kind: "DestinationRule", Namespace: dr.Namespace, Name: dr.Name, Field: "spec.host",
+				Code: "ConflictingDestinationRule", Warning: true,
+				Message: fmt.Sprintf("host %s already has DestinationRule %s/%s (older wins); this one is ignored", host, prev.Namespace, prev.Name)})
+			continue
+		}
+		s.drByHost[host] = dr
+		s.DestinationRules = append(s.DestinationRules, dr)
+	}
+}
+
+func (s *Snapshot) buildGateways(in *Inputs) {
+	for _, gw := range byCreation(in.Gateways) {
+		if errs := ValidateGateway(gw); hasErrors(errs) {
+			s.Errors = append(s.Errors, errs...)
+			continue
+		}
+		s.Gateways = append(s.Gateways, gw)
+	}
+}
+
+func (s *Snapshot) buildVirtualServices(in *Inputs) {
+	for _, vs := range byCreation(in.VirtualServices) {
+		errs := ValidateVirtualService(vs)
+		s.Errors = append(s.Errors, errs...)
+		if hasErrors(errs) {
+			continue
+		}
+		s.Errors = append(s.Errors, s.crossCheckVirtualService(vs)...)
+		s.VirtualServices = append(s.VirtualServices, vs)
+	}
+}
+
+// crossCheckVirtualService reports references the snapshot cannot satisfy. They
+// are warnings: Istio applies such a VirtualService and the route answers 503.
+func (s *Snapshot) crossCheckVirtualService(vs *networking.VirtualService) []ConfigError {
+	var out []ConfigError
+	for i, r := range vs.Spec.GetHttp() {
+		for j, d := range r.GetRoute() {
+			field := fmt.Sprintf("spec.http[%d].route[%d].destination", i, j)
+			host := ResolveHost(d.GetDestination().GetHost(), vs.Namespace)
+			svc := s.services[host]
+			if svc == nil {
+				out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".host",
+					Code: "ReferencedResourceNotFound", Warning: true, Message: fmt.Sprintf("host %s is not a known service", host)})
+				continue
+			}
+			if p := d.GetDestination().GetPort().GetNumber(); p != 0 && svc.PortByNumber(p) == nil {
+				out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".port.number",
+					Code: "DestinationPortNotFound", Warning: true, Message: fmt.Sprintf("port %d is not a port of service %s", p, host)})
+			}
+			if ss := d.GetDestination().GetSubset(); ss != "" {
+				if _, ok := SubsetLabels(s.DestinationRule(host), ss); !ok {
+					out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".subset",
+						Code: "ReferencedSubsetNotFound", Warning: true,
+						Message: fmt.Sprintf("subset %q of host %s is not defined by any DestinationRule; requests on this route will get 503", ss, host)})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func hasErrors(errs []ConfigError) bool {
+	for _, e := range errs {
+		if !e.Warning {
+			return true
+		}
+	}
+	return false
+}
+
+type creationSortable interface {
+	GetCreationTimestamp() metav1.Time
+	GetNamespace() string
+	GetName() string
+}
+
+// byCreation orders objects as Istio does for precedence: oldest first, then by
+// namespace/name so files without timestamps still give a stable order.
+func byCreation[T creationSortable](in []T) []T {
+	out := append([]T(nil), in...)
+	sort.SliceStable(out, func(i, j int) bool {
+		ti, tj := out[i].GetCreationTimestamp(), out[j].GetCreationTimestamp()
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		if out[i].GetNamespace() != out[j].GetNamespace() {
+			return out[i].GetNamespace() < out[j].GetNamespace()
+		}
+		return out[i].GetName() < out[j].GetName()
+	})
+	return out
+}
+
+// hashObjects fingerprints objects to tell which kind of input changed. The
+// encoding only needs to be stable within one process.
+func hashObjects(lists ...any) uint64 {
+	h := fnv.New64a()
+	enc := json.NewEncoder(h)
+	for _, l := range lists {
+		_ = enc.Encode(l)
+	}
+	return h.Sum64()
+}
+
+// IsIP reports whether s is a literal IP address.
+func IsIP(s string) bool { return net.ParseIP(s) != nil }
+
+// HostPort formats a host and port for Envoy domains.
+func HostPort(host string, port uint32) string { return net.JoinHostPort(host, strconv.Itoa(int(port))) }
+
+func defaultMeshConfig() *meshv1alpha1.MeshConfig {
+	return &meshv1alpha1.MeshConfig{
+		TrustDomain: "cluster.local",
+		RootNamespace: "istio-system",
+		OutboundTrafficPolicy: &meshv1alpha1.MeshConfig_OutboundTrafficPolicy{Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY},
+	}
+}

@@ -1,0 +1,49 @@
+package translate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// OutboundEndpoints builds a ClusterLoadAssignment for every EDS cluster that
+// OutboundClusters builds (an empty one when no endpoint is ready, so Envoy never
+// waits on a cluster that mizzen has nothing to say about).
+func OutboundEndpoints(snap *model.Snapshot) []*endpointv3.ClusterLoadAssignment {
+	var out []*endpointv3.ClusterLoadAssignment
+	for _, svc := range snap.Services() {
+		eps := snap.Endpoints(svc.Hostname)
+		dr := snap.DestinationRule(svc.Hostname)
+		for _, port := range svc.Ports {
+			out = append(out, loadAssignment(OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
+			for _, ss := range model.Subsets(dr) {
+				out = append(out, loadAssignment(OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()))
+			}
+		}
+	}
+	return out
+}
+
+// loadAssignment keeps the endpoints whose labels carry every subset label.
+func loadAssignment(cluster string, port *model.Port, eps []*model.Endpoint, subset map[string]string) *endpointv3.ClusterLoadAssignment {
+	var lbs []*endpointv3.LbEndpoint
+	for _, ep := range eps {
+		target, ok := ep.Ports[port.Name]
+		if !ok {
+			continue
+		}
+		if !model.LabelsMatch(subset, ep.Labels) {
+			continue
+		}
+		lbs = append(lbs, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address, target)}},
+			HealthStatus:   corev3.HealthStatus_HEALTHY,
+		})
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
+	if len(lbs) > 0 {
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+	}
+	return cla
+}

@@ -1,0 +1,52 @@
+package translate
+
+import (
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+)
+
+// Filter names as Envoy registers them.
+const (
+	hcmFilterName      = "envoy.filters.network.http_connection_manager"
+	tcpProxyFilterName = "envoy.filters.network.tcp_proxy"
+	routerFilterName   = "envoy.filters.http.router"
+)
+
+// hcmOptions are the few knobs that differ between sidecars and gateways.
+type hcmOptions struct {
+	statPrefix string
+	// rds names a route table fetched over ADS; inline is used instead when set.
+	rds    string
+	inline *routev3.RouteConfiguration
+	// gateway: trust the connection's peer as the client (edge), ignore Host ports.
+	gateway bool
+}
+
+func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
+	m := &hcmv3.HttpConnectionManager{
+		StatPrefix:  o.statPrefix,
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters: []*hcmv3.HttpFilter{{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
+		UseRemoteAddress: boolv(o.gateway),
+		NormalizePath:    boolv(true),
+	}
+	if o.gateway {
+		m.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
+	}
+	if o.inline != nil {
+		m.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: o.inline}
+	} else {
+		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: o.rds}}
+	}
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+func tcpProxyFilter(statPrefix, cluster string) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{
+		StatPrefix:       statPrefix,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+	})}}
+}

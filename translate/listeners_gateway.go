@@ -1,0 +1,36 @@
+package translate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// GatewayListeners builds one bound listener `0.0.0.0_<port>` per plain-HTTP port
+// of the Gateways that select the proxy, routing through RDS `http.<port>`.
+func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
+	bindIP := "0.0.0.0"
+	if proxy.GatewayBindIP != "" {
+		bindIP = proxy.GatewayBindIP
+	}
+	byPort := gatewayHTTPServers(snap, proxy)
+	var ports []uint32
+	for p := range byPort {
+		ports = append(ports, p)
+	}
+	sortU32(ports)
+	var out []*listenerv3.Listener
+	for _, port := range ports {
+		name := OutboundHTTPListenerName(port)
+		out = append(out, &listenerv3.Listener{
+			Name:             name,
+			Address:          socketAddress(bindIP, port),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true}),
+			}}},
+		})
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package translate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// SidecarOutboundListeners builds virtualOutbound (15001, where capture sends all
+// outbound TCP) and the per-port listeners it hands connections to: `0.0.0.0_<port>`
+// for HTTP ports (routes by Host via RDS `<port>`), `<vip>_<port>` for TCP ports.
+// The per-port listeners don't bind: Envoy finds them by the original destination.
+func SidecarOutboundListeners(snap *model.Snapshot) []*listenerv3.Listener {
+	fallback := PassthroughCluster
+	if snap.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		fallback = BlackHoleCluster
+	}
+	out := []*listenerv3.Listener{{
+		Name:           VirtualOutboundListener,
+		Address:        socketAddress("0.0.0.0", VirtualOutboundPort),
+		UseOriginalDst: boolv(true),
+		FilterChains: []*listenerv3.FilterChain{{
+			Name:    VirtualOutboundListener + "-catchall-tcp",
+			Filters: []*listenerv3.Filter{tcpProxyFilter(fallback, fallback)},
+		}},
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+	}}
+	for _, port := range outboundHTTPPorts(snap) {
+		name := OutboundHTTPListenerName(port)
+		out = append(out, &listenerv3.Listener{
+			Name:             name,
+			Address:          socketAddress("0.0.0.0", port),
+			BindToPort:       boolv(false),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: SidecarOutboundRouteName(port)}),
+			}}},
+		})
+	}
+	for _, svc := range snap.Services() {
+		if svc.ClusterIP == "" {
+			continue // headless: no VIP to match on
+		}
+		for _, p := range svc.Ports {
+			if p.Protocol.IsHTTP() {
+				continue
+			}
+			name := OutboundTCPListenerName(svc.ClusterIP, p.Port)
+			cluster := OutboundClusterName(p.Port, "", svc.Hostname)
+			out = append(out, &listenerv3.Listener{
+				Name:             name,
+				Address:          socketAddress(svc.ClusterIP, p.Port),
+				BindToPort:       boolv(false),
+				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+				FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}}},
+			})
+		}
+	}
+	return out
+}
+
+// inboundPort is one port the proxy's own workload serves through a service.
+type inboundPort struct {
+	port       *model.Port
+	targetPort uint32
+}
+
+// inboundPorts finds the proxy's own service instances: endpoints at one of its
+// addresses. The first service to claim a target port decides its protocol.
+func inboundPorts(snap *model.Snapshot, proxy *model.Proxy) []inboundPort {
+	seen := map[uint32]bool{}
+	var out []inboundPort
+	for _, svc := range snap.Services() {
+		for _, ep := range snap.Endpoints(svc.Hostname) {
+			if !proxy.HasIP(ep.Address) {
+				continue
+			}
+			for _, p := range svc.Ports {
+				target, ok := ep.Ports[p.Name]
+				if !ok || seen[target] {
+					continue
+				}
+				seen[target] = true
+				out = append(out, inboundPort{port: p, targetPort: target})
+			}
+		}
+	}
+	return out
+}
+
+// SidecarInboundListeners builds virtualInbound (15006, where capture sends all
+// inbound TCP): a filter chain per port the workload serves, matched on the
+// original destination port, and a passthrough chain for everything else.
+func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
+	l := &listenerv3.Listener{
+		Name:             VirtualInboundListener,
+		Address:          socketAddress("0.0.0.0", VirtualInboundPort),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name:       "envoy.filters.listener.original_dst",
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldstv3.OriginalDst{})},
+		}},
+	}
+	for _, in := range inboundPorts(snap, proxy) {
+		cluster := InboundClusterName(in.targetPort)
+		fc := &listenerv3.FilterChain{
+			Name:             cluster,
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: u32(in.targetPort)},
+		}
+		if in.port.Protocol.IsHTTP() {
+			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster)})}
+		} else {
+			fc.Filters = []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}
+		}
+		l.FilterChains = append(l.FilterChains, fc)
+	}
+	l.DefaultFilterChain = &listenerv3.FilterChain{
+		Name:    "inbound-passthrough",
+		Filters: []*listenerv3.Filter{tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)},
+	}
+	return []*listenerv3.Listener{l}
+}
+
+func inboundRouteConfig(in inboundPort, cluster string) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name:             cluster,
+		ValidateClusters: boolv(false),
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    "inbound|http|" + itoa(in.targetPort),
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Name:  "default",
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+					Timeout:          dur(0),
+				}},
+			}},
+		}},
+	}
+}

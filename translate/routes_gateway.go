@@ -1,0 +1,122 @@
+package translate
+
+import (
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// gatewayServer is one Gateway server that applies to a gateway proxy.
+type gatewayServer struct {
+	gateway *networking.Gateway
+	server  *networkingapi.Server
+}
+
+func (g gatewayServer) key() string { return g.gateway.Namespace + "/" + g.gateway.Name }
+
+// GatewaysForProxy returns the Gateways whose workload selector matches the
+// proxy's labels (an empty selector matches every gateway proxy).
+func GatewaysForProxy(snap *model.Snapshot, proxy *model.Proxy) []*networking.Gateway {
+	var out []*networking.Gateway
+	for _, gw := range snap.Gateways {
+		if model.LabelsMatch(gw.Spec.GetSelector(), proxy.Labels) {
+			out = append(out, gw)
+		}
+	}
+	return out
+}
+
+// gatewayHTTPServers groups the plain-HTTP servers of the proxy's Gateways by port.
+func gatewayHTTPServers(snap *model.Snapshot, proxy *model.Proxy) map[uint32][]gatewayServer {
+	out := map[uint32][]gatewayServer{}
+	for _, gw := range GatewaysForProxy(snap, proxy) {
+		for _, s := range gw.Spec.GetServers() {
+			if !model.ParseProtocol(s.GetPort().GetProtocol()).IsHTTP() {
+				continue // TLS termination and passthrough come with the certificate work
+			}
+			out[s.GetPort().GetNumber()] = append(out[s.GetPort().GetNumber()], gatewayServer{gw, s})
+		}
+	}
+	return out
+}
+
+// GatewayRoutes builds `http.<port>` for every plain-HTTP port of the gateway
+// proxy: one virtual host per host that a bound VirtualService shares with a
+// server, routes of several VirtualServices merged oldest first, as Istio does.
+func GatewayRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
+	byPort := gatewayHTTPServers(snap, proxy)
+	var ports []uint32
+	for p := range byPort {
+		ports = append(ports, p)
+	}
+	sortU32(ports)
+	var out []*routev3.RouteConfiguration
+	for _, port := range ports {
+		rc := &routev3.RouteConfiguration{Name: GatewayHTTPRouteName(port), ValidateClusters: boolv(false)}
+		vhosts := map[string]*routev3.VirtualHost{}
+		var order []string
+		for _, gs := range byPort[port] {
+			scope := routeScope{port: port, gateways: map[string]bool{gs.key(): true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
+			for _, vs := range snap.VirtualServices {
+				if !gatewaysSelect(vs.Spec.GetGateways(), vs.Namespace, scope.gateways) || len(vs.Spec.GetGateways()) == 0 {
+					continue
+				}
+				for _, h := range vs.Spec.GetHosts() {
+					host, ok := intersectServerHosts(gs, vs, model.ResolveHost(h, vs.Namespace))
+					if !ok {
+						continue
+					}
+					vh := vhosts[host]
+					if vh == nil {
+						vh = &routev3.VirtualHost{Name: model.HostPort(host, port), Domains: []string{host}}
+						vhosts[host] = vh
+						order = append(order, host)
+					}
+					vh.Routes = append(vh.Routes, virtualServiceRoutes(snap, vs, scope)...)
+				}
+			}
+		}
+		for _, h := range order {
+			rc.VirtualHosts = append(rc.VirtualHosts, vhosts[h])
+		}
+		if len(rc.VirtualHosts) == 0 {
+			rc.VirtualHosts = []*routev3.VirtualHost{{Name: model.HostPort("blackhole", port), Domains: []string{"*"}, Routes: []*routev3.Route{{
+				Name:   "blackhole",
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
+			}}}}
+		}
+		out = append(out, rc)
+	}
+	return out
+}
+
+// intersectServerHosts returns the host a VirtualService host serves on a Gateway
+// server: the more specific of the two when one covers the other. Server hosts
+// may carry a namespace restriction: "ns/host", "./host" (the Gateway's own
+// namespace) or "*/host".
+func intersectServerHosts(gs gatewayServer, vs *networking.VirtualService, vsHost string) (string, bool) {
+	for _, sh := range gs.server.GetHosts() {
+		ns, host := "*", sh
+		if i := strings.Index(sh, "/"); i >= 0 {
+			ns, host = sh[:i], sh[i+1:]
+		}
+		if ns == "." {
+			ns = gs.gateway.Namespace
+		}
+		if ns != "*" && ns != vs.Namespace {
+			continue
+		}
+		switch {
+		case hostMatches(host, vsHost):
+			return vsHost, true
+		case hostMatches(vsHost, host):
+			return host, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,141 @@
+package translate
+
+import (
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// SidecarOutboundRoutes builds one route table per outbound HTTP port, named by
+// the port, with a virtual host per service on that port. It depends on the
+// proxy's namespace (short-name domains) and labels (sourceLabels matches) only.
+func SidecarOutboundRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
+	var out []*routev3.RouteConfiguration
+	for _, port := range outboundHTTPPorts(snap) {
+		out = append(out, sidecarRouteConfig(snap, proxy, port))
+	}
+	return out
+}
+
+func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: SidecarOutboundRouteName(port), ValidateClusters: boolv(false)}
+	scope := routeScope{port: port, gateways: map[string]bool{"mesh": true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
+	used := map[string]bool{}
+	for _, svc := range snap.Services() {
+		p := svc.PortByNumber(port)
+		if p == nil || !p.Protocol.IsHTTP() {
+			continue
+		}
+		vh := &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port)}
+		for _, d := range serviceDomains(svc, port, proxy.Namespace) {
+			if !used[d] {
+				used[d] = true
+				vh.Domains = append(vh.Domains, d)
+			}
+		}
+		if vs := virtualServiceForHost(snap.VirtualServices, svc.Hostname, scope.gateways); vs != nil {
+			vh.Routes = virtualServiceRoutes(snap, vs, scope)
+		} else {
+			vh.Routes = []*routev3.Route{defaultRoute(OutboundClusterName(port, "", svc.Hostname))}
+		}
+		if len(vh.Domains) > 0 {
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+	}
+	rc.VirtualHosts = append(rc.VirtualHosts, fallbackVirtualHost(snap))
+	return rc
+}
+
+// fallbackVirtualHost catches hosts the mesh does not know: passed through under
+// ALLOW_ANY, refused with 502 under REGISTRY_ONLY, as in Istio.
+func fallbackVirtualHost(snap *model.Snapshot) *routev3.VirtualHost {
+	if snap.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		return &routev3.VirtualHost{Name: "block_all", Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Name:   "block_all",
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}},
+		}}}
+	}
+	return &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"}, Routes: []*routev3.Route{{
+		Name:  "allow_any",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster},
+			Timeout:          dur(0),
+		}},
+	}}}
+}
+
+// serviceDomains lists the names a client may use for a service, as Istio does:
+// the FQDN, name.ns, name.ns.svc, the short name for callers in the same
+// namespace, and the cluster IP, each with and without the port.
+func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
+	names := []string{svc.Hostname}
+	if strings.HasSuffix(svc.Hostname, ".svc."+model.DefaultDomainSuffix) {
+		names = append(names, svc.Name+"."+svc.Namespace, svc.Name+"."+svc.Namespace+".svc")
+		if callerNS == svc.Namespace {
+			names = append(names, svc.Name)
+		}
+	}
+	if svc.ClusterIP != "" {
+		names = append(names, svc.ClusterIP)
+	}
+	out := make([]string, 0, 2*len(names))
+	for _, n := range names {
+		out = append(out, n, model.HostPort(n, port))
+	}
+	return out
+}
+
+// virtualServiceForHost picks the VirtualService for a service host among those
+// selected by the gateways: an exact host wins over a wildcard, the oldest wins
+// among equals (VirtualServices arrive oldest first).
+func virtualServiceForHost(all []*networking.VirtualService, host string, gateways map[string]bool) *networking.VirtualService {
+	var wildcard *networking.VirtualService
+	for _, vs := range all {
+		if !gatewaysSelect(vs.Spec.GetGateways(), vs.Namespace, gateways) {
+			continue
+		}
+		for _, h := range vs.Spec.GetHosts() {
+			rh := model.ResolveHost(h, vs.Namespace)
+			if rh == host {
+				return vs
+			}
+			if wildcard == nil && hostMatches(rh, host) {
+				wildcard = vs
+			}
+		}
+	}
+	return wildcard
+}
+
+// hostMatches reports whether pattern (possibly "*" or "*.suffix") covers host.
+func hostMatches(pattern, host string) bool {
+	if pattern == host || pattern == "*" {
+		return true
+	}
+	if strings.HasPrefix(pattern, "*") {
+		return strings.HasSuffix(host, pattern[1:])
+	}
+	return false
+}
+
+// outboundHTTPPorts lists the distinct HTTP service ports, ascending.
+func outboundHTTPPorts(snap *model.Snapshot) []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, svc := range snap.Services() {
+		for _, p := range svc.Ports {
+			if p.Protocol.IsHTTP() && !seen[p.Port] {
+				seen[p.Port] = true
+				out = append(out, p.Port)
+			}
+		}
+	}
+	sortU32(out)
+	return out
+}

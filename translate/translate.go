@@ -1,0 +1,51 @@
+// Package translate turns a model snapshot and a proxy into Envoy resources.
+// Every function here is pure: same snapshot and proxy in, same protos out.
+//
+// Where each Istio field is translated:
+//
+//	VirtualService http match      route_match.go
+//	VirtualService http route/...  routes_virtualservice.go, headers.go
+//	sidecar outbound route tables  routes_sidecar.go
+//	Gateway servers -> routes      routes_gateway.go
+//	Gateway servers -> listeners   listeners_gateway.go
+//	sidecar listeners              listeners_sidecar.go
+//	DestinationRule subsets        clusters.go, endpoints.go
+//	DestinationRule loadBalancer   loadbalancer.go
+package translate
+
+import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// Output is the full config of one proxy.
+type Output struct {
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+}
+
+// ForProxy is the whole translation of one proxy. The xds layer calls the parts
+// separately to share what does not depend on the proxy; this function is the
+// reference those parts must add up to.
+func ForProxy(snap *model.Snapshot, proxy *model.Proxy) Output {
+	out := Output{
+		Clusters:  append(StaticClusters(), OutboundClusters(snap)...),
+		Endpoints: OutboundEndpoints(snap),
+	}
+	switch proxy.Type {
+	case model.RouterProxy:
+		out.Listeners = GatewayListeners(snap, proxy)
+		out.Routes = GatewayRoutes(snap, proxy)
+	default:
+		out.Clusters = append(out.Clusters, InboundClusters(snap, proxy)...)
+		out.Listeners = append(SidecarOutboundListeners(snap), SidecarInboundListeners(snap, proxy)...)
+		out.Routes = SidecarOutboundRoutes(snap, proxy)
+	}
+	return out
+}

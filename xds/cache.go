@@ -1,0 +1,386 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// routeHoldTimeout bounds how long new listeners and routes wait for the new
+// clusters they use to warm; a proxy that never asks for EDS still converges.
+const routeHoldTimeout = 5 * time.Second
+
+// proxyCache is mizzen's go-control-plane cache: it answers SotW watches from
+// per-proxy resource sets whose items are shared, pre-marshalled Anys, tracks what
+// each proxy ACKed or NACKed, and never re-sends a version the proxy rejected.
+type proxyCache struct {
+	log     *slog.Logger
+	metrics *Metrics
+	// builder gives a newly connected proxy its config from the current generation.
+	builder func(*model.Proxy) (*generation, [numTypes]*resourceSet, error)
+
+	mu    sync.Mutex
+	conns map[string]*conn
+}
+
+// typeState is the per-type protocol state of one proxy.
+type typeState struct {
+	set   *resourceSet
+	watch *watch
+
+	sentVersion   string
+	sentHashes    map[string]uint64
+	sentAt        time.Time
+	ackedVersion  string
+	nackedVersion string
+	nackMessage   string
+	acks, nacks   int
+}
+
+type watch struct {
+	req *cache.Request
+	sub cache.Subscription
+	ch  chan cache.Response
+}
+
+// conn is one connected proxy (keyed by node ID; an Envoy that reconnects keeps it).
+type conn struct {
+	mu          sync.Mutex
+	id          string
+	proxy       *model.Proxy
+	streams     int
+	types       [numTypes]typeState
+	gen         *generation
+	connectedAt time.Time
+
+	// holdRoutes: new clusters were sent; LDS/RDS wait until their endpoints
+	// are ACKed (make before break), or until holdUntil.
+	holdRoutes map[string]bool
+	holdUntil  time.Time
+
+	// pending convergence measurement: change time and types still to be ACKed.
+	changeAt      time.Time
+	changePending map[typeIndex]string
+}
+
+func newProxyCache(log *slog.Logger, m *Metrics) *proxyCache {
+	return &proxyCache{log: log, metrics: m, conns: map[string]*conn{}}
+}
+
+func (c *proxyCache) conn(id string) *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conns[id]
+}
+
+func (c *proxyCache) snapshotConns() []*conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*conn, 0, len(c.conns))
+	for _, cn := range c.conns {
+		out = append(out, cn)
+	}
+	return out
+}
+
+// streamOpened registers a stream's node; the first stream of a node builds its config.
+func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest) (*conn, error) {
+	id := node.GetNode().GetId()
+	meta := map[string]any{}
+	if md := node.GetNode().GetMetadata(); md != nil {
+		meta = md.AsMap()
+	}
+	p, err := model.ParseProxy(id, meta)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	cn, ok := c.conns[id]
+	if !ok {
+		cn = &conn{id: id, proxy: p, connectedAt: time.Now()}
+		c.conns[id] = cn
+	}
+	cn.streams++
+	c.mu.Unlock()
+	if !ok {
+		gen, sets, err := c.builder(p)
+		if err != nil {
+			c.log.Error("building config for new proxy", "proxy", id, "err", err)
+		}
+		cn.mu.Lock()
+		if err == nil && gen != nil && cn.gen == nil {
+			cn.gen = gen
+			for t := range sets {
+				cn.types[t].set = sets[t]
+			}
+		}
+		cn.mu.Unlock()
+	}
+	return cn, nil
+}
+
+func (c *proxyCache) streamClosed(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, ok := c.conns[id]
+	if !ok {
+		return
+	}
+	cn.streams--
+	if cn.streams <= 0 {
+		delete(c.conns, id)
+	}
+}
+
+// CreateWatch is called for every request on a stream: initial requests, ACKs
+// and NACKs. It answers at once when the proxy lacks the current version, and
+// otherwise parks the watch until a push.
+func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
+	t, known := typeOf(req.GetTypeUrl())
+	cn := c.conn(req.GetNode().GetId())
+	if !known || cn == nil {
+		// Types mizzen does not serve (yet) stay unanswered, as Envoy expects.
+		return func() {}, nil
+	}
+	w := &watch{req: req, sub: sub, ch: ch}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	c.recordRequest(cn, t, req)
+	ts := &cn.types[t]
+	ts.watch = w
+	c.respondIfNeeded(cn, t)
+	if t == edsType {
+		// An EDS ACK may have warmed the clusters held routes were waiting for.
+		c.maybeReleaseRoutes(cn)
+	}
+	return func() {
+		cn.mu.Lock()
+		if cn.types[t].watch == w {
+			cn.types[t].watch = nil
+		}
+		cn.mu.Unlock()
+	}, nil
+}
+
+// recordRequest does the ACK/NACK bookkeeping of one request.
+func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
+	ts := &cn.types[t]
+	if req.GetResponseNonce() == "" {
+		return
+	}
+	if req.GetErrorDetail() != nil {
+		ts.nacks++
+		ts.nackedVersion = ts.sentVersion
+		ts.nackMessage = req.GetErrorDetail().GetMessage()
+		c.metrics.rejects.WithLabelValues(typeLabels[t]).Inc()
+		c.log.Warn("proxy rejected config (NACK); keeping its last good config",
+			"proxy", cn.id, "type", typeLabels[t], "version", ts.sentVersion, "error", ts.nackMessage)
+		delete(cn.changePending, t)
+		return
+	}
+	if req.GetVersionInfo() == ts.sentVersion {
+		ts.acks++
+		ts.ackedVersion = req.GetVersionInfo()
+		ts.nackMessage = ""
+		if v, ok := cn.changePending[t]; ok && v == ts.ackedVersion {
+			delete(cn.changePending, t)
+			if len(cn.changePending) == 0 && !cn.changeAt.IsZero() {
+				c.metrics.convergence.Observe(time.Since(cn.changeAt).Seconds())
+				cn.changeAt = time.Time{}
+			}
+		}
+	}
+}
+
+// respondIfNeeded answers the parked watch of type t when the proxy lacks what
+// the current set holds. Called with cn.mu held.
+func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
+	ts := &cn.types[t]
+	w, set := ts.watch, ts.set
+	if w == nil || set == nil {
+		return
+	}
+	if (t == ldsType || t == rdsType) && c.holding(cn) {
+		return
+	}
+	if set.version == ts.nackedVersion && w.req.GetResponseNonce() != "" {
+		return // the proxy rejected exactly this; wait for a change
+	}
+	newStream := w.req.GetResponseNonce() == ""
+	if !newStream && w.req.GetVersionInfo() == set.version && !c.missingNames(t, w, set) {
+		return
+	}
+	var items []*item
+	if t.wildcard() {
+		items = set.all()
+	} else {
+		for _, name := range w.req.GetResourceNames() {
+			if it := set.lookup(name); it != nil {
+				items = append(items, it)
+			}
+		}
+		if !newStream && w.req.GetVersionInfo() != set.version && !c.watchedChanged(ts, items) && !c.missingNames(t, w, set) {
+			return // nothing this proxy watches changed
+		}
+	}
+	resources := make([]*anypb.Any, len(items))
+	returned := make(map[string]string, len(items))
+	hashes := make(map[string]uint64, len(items))
+	for i, it := range items {
+		resources[i] = it.any
+		returned[it.name] = set.version
+		hashes[it.name] = it.hash
+	}
+	resp := &cache.PassthroughResponse{
+		Request:           w.req,
+		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: resources},
+		ReturnedResources: returned,
+	}
+	select {
+	case w.ch <- resp:
+	default:
+		// Cannot happen with go-control-plane's ADS channel (one slot per type);
+		// dropping is safe in SotW: the next request gets the current version.
+		c.log.Error("response channel full; dropping response", "proxy", cn.id, "type", typeLabels[t])
+		return
+	}
+	ts.watch = nil
+	ts.sentVersion = set.version
+	ts.sentHashes = hashes
+	ts.sentAt = time.Now()
+	c.metrics.pushes.WithLabelValues(typeLabels[t]).Inc()
+}
+
+// missingNames reports whether the proxy asks for resources it has not been sent
+// yet (a new cluster's endpoints, a new route table) that the set now holds.
+func (c *proxyCache) missingNames(t typeIndex, w *watch, set *resourceSet) bool {
+	if t.wildcard() {
+		return false
+	}
+	returned := w.sub.ReturnedResources()
+	for _, name := range w.req.GetResourceNames() {
+		if _, ok := returned[name]; !ok && set.lookup(name) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *proxyCache) watchedChanged(ts *typeState, items []*item) bool {
+	if len(items) != len(ts.sentHashes) {
+		return true
+	}
+	for _, it := range items {
+		if h, ok := ts.sentHashes[it.name]; !ok || h != it.hash {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *proxyCache) holding(cn *conn) bool {
+	if len(cn.holdRoutes) == 0 {
+		return false
+	}
+	if time.Now().After(cn.holdUntil) {
+		c.log.Warn("new clusters did not warm in time; sending routes anyway", "proxy", cn.id, "waiting_for", len(cn.holdRoutes))
+		cn.holdRoutes = nil
+		return false
+	}
+	return true
+}
+
+// maybeReleaseRoutes lets held listeners and routes go once the proxy ACKed
+// endpoints for every new cluster. Called with cn.mu held.
+func (c *proxyCache) maybeReleaseRoutes(cn *conn) {
+	if len(cn.holdRoutes) == 0 {
+		return
+	}
+	eds := &cn.types[edsType]
+	if eds.ackedVersion != eds.sentVersion {
+		return
+	}
+	for name := range cn.holdRoutes {
+		if _, sent := eds.sentHashes[name]; !sent {
+			return
+		}
+	}
+	cn.holdRoutes = nil
+	c.respondIfNeeded(cn, ldsType)
+	c.respondIfNeeded(cn, rdsType)
+}
+
+// install gives a proxy new resource sets and answers its parked watches in
+// CDS, EDS, LDS, RDS order. New clusters hold back listeners and routes until
+// their endpoints are in (make before break), so a route never points at a
+// cluster Envoy is still warming.
+func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resourceSet, changeAt time.Time) {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if old := cn.types[cdsType].set; old != nil && cn.types[cdsType].sentVersion != "" && old.version != sets[cdsType].version {
+		added := map[string]bool{}
+		for _, it := range sets[cdsType].all() {
+			if old.lookup(it.name) == nil && isEDSCluster(it.name) {
+				added[it.name] = true
+			}
+		}
+		if len(added) > 0 {
+			cn.holdRoutes = added
+			cn.holdUntil = time.Now().Add(routeHoldTimeout)
+			time.AfterFunc(routeHoldTimeout+10*time.Millisecond, func() {
+				cn.mu.Lock()
+				defer cn.mu.Unlock()
+				if c.holding(cn) {
+					return
+				}
+				c.respondIfNeeded(cn, ldsType)
+				c.respondIfNeeded(cn, rdsType)
+			})
+		}
+	}
+	pending := map[typeIndex]string{}
+	for t := range sets {
+		if cn.types[t].set == nil || cn.types[t].set.version != sets[t].version {
+			pending[typeIndex(t)] = sets[t].version
+		}
+		cn.types[t].set = sets[t]
+	}
+	cn.gen = gen
+	if len(pending) > 0 {
+		if cn.changeAt.IsZero() {
+			cn.changeAt = changeAt
+		}
+		if cn.changePending == nil {
+			cn.changePending = map[typeIndex]string{}
+		}
+		for t, v := range pending {
+			cn.changePending[t] = v
+		}
+	}
+	for t := cdsType; t < numTypes; t++ {
+		c.respondIfNeeded(cn, t)
+	}
+}
+
+// isEDSCluster: every outbound|... cluster is EDS; static ones need no warming.
+func isEDSCluster(name string) bool {
+	return len(name) > 9 && name[:9] == "outbound|"
+}
+
+// CreateDeltaWatch: mizzen serves state-of-the-world first; delta streams are refused.
+func (c *proxyCache) CreateDeltaWatch(*cache.DeltaRequest, cache.Subscription, chan cache.DeltaResponse) (func(), error) {
+	return nil, errors.New("incremental (delta) xDS is not supported yet; use state-of-the-world ADS")
+}
+
+// Fetch: REST polling is not served.
+func (c *proxyCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
+	return nil, errors.New("REST xDS is not supported")
+}

@@ -1,0 +1,129 @@
+package xds
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"sort"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// The four types mizzen serves, in the order a change must reach Envoy: clusters
+// before the endpoints that fill them, both before the listeners and routes that
+// point at them.
+type typeIndex int
+
+const (
+	cdsType typeIndex = iota
+	edsType
+	ldsType
+	rdsType
+	numTypes
+)
+
+var typeURLs = [numTypes]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+
+// typeLabels are istiod's short names, used in metrics labels.
+var typeLabels = [numTypes]string{"cds", "eds", "lds", "rds"}
+
+func typeOf(url string) (typeIndex, bool) {
+	for i, u := range typeURLs {
+		if u == url {
+			return typeIndex(i), true
+		}
+	}
+	return 0, false
+}
+
+// wildcard types send every resource; the others send what the proxy asked for.
+func (t typeIndex) wildcard() bool { return t == cdsType || t == ldsType }
+
+// item is one marshalled resource. Items are immutable and shared between every
+// proxy that gets the same resource: each is marshalled once per change.
+type item struct {
+	name string
+	any  *anypb.Any
+	hash uint64
+}
+
+// part is a set of items built together (say, all outbound clusters of a
+// snapshot) with a version that changes exactly when an item changes.
+type part struct {
+	items   []*item
+	byName  map[string]*item
+	version uint64
+}
+
+func newPart[M proto.Message](msgs []M, name func(M) string) (*part, error) {
+	p := &part{byName: make(map[string]*item, len(msgs))}
+	h := fnv.New64a()
+	for _, m := range msgs {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("marshal %s: %w", name(m), err)
+		}
+		ih := fnv.New64a()
+		_, _ = ih.Write(b)
+		it := &item{name: name(m), any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
+		if _, dup := p.byName[it.name]; dup {
+			return nil, fmt.Errorf("two resources named %q", it.name)
+		}
+		p.items = append(p.items, it)
+		p.byName[it.name] = it
+	}
+	sort.Slice(p.items, func(i, j int) bool { return p.items[i].name < p.items[j].name })
+	for _, it := range p.items {
+		_, _ = h.Write([]byte(it.name))
+		_ = binary.Write(h, binary.LittleEndian, it.hash)
+	}
+	p.version = h.Sum64()
+	return p, nil
+}
+
+// resourceSet is what one proxy gets for one type: a few parts, some shared with
+// other proxies, some its own.
+type resourceSet struct {
+	parts   []*part
+	version string
+}
+
+func newResourceSet(parts ...*part) *resourceSet {
+	h := fnv.New64a()
+	var kept []*part
+	for _, p := range parts {
+		if p == nil {
+			continue
+		}
+		kept = append(kept, p)
+		_ = binary.Write(h, binary.LittleEndian, p.version)
+	}
+	return &resourceSet{parts: kept, version: fmt.Sprintf("%016x", h.Sum64())}
+}
+
+func (s *resourceSet) lookup(name string) *item {
+	for _, p := range s.parts {
+		if it, ok := p.byName[name]; ok {
+			return it
+		}
+	}
+	return nil
+}
+
+func (s *resourceSet) all() []*item {
+	var out []*item
+	for _, p := range s.parts {
+		out = append(out, p.items...)
+	}
+	return out
+}
+
+func (s *resourceSet) len() int {
+	n := 0
+	for _, p := range s.parts {
+		n += len(p.items)
+	}
+	return n
+}

@@ -1,0 +1,215 @@
+// Package xds serves Envoy configuration over ADS (state of the world): it turns
+// each model snapshot into a generation of shared, pre-marshalled resources and
+// pushes to every connected proxy what changed for it.
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+)
+
+// Options configure a Server.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// PushConcurrency bounds how many proxies are built for at once (default 2×GOMAXPROCS).
+	PushConcurrency int
+}
+
+// Server is the ADS server plus its push loop.
+type Server struct {
+	log     *slog.Logger
+	metrics *Metrics
+	workers int
+	cache   *proxyCache
+
+	mu        sync.Mutex
+	gen       *generation
+	pending   *model.Snapshot
+	pendingAt time.Time
+	wake      chan struct{}
+	ready     atomic.Bool
+
+	streamsMu sync.Mutex
+	streams   map[int64]string // stream ID -> node ID
+}
+
+// New creates a Server; call Run to start pushing and Register to serve gRPC.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PushConcurrency <= 0 {
+		o.PushConcurrency = 2 * runtime.GOMAXPROCS(0)
+	}
+	s := &Server{log: o.Logger, metrics: o.Metrics, workers: o.PushConcurrency, wake: make(chan struct{}, 1), streams: map[int64]string{}}
+	s.cache = newProxyCache(o.Logger, o.Metrics)
+	s.cache.builder = s.buildForNewProxy
+	return s
+}
+
+// Register adds the ADS service to a gRPC server.
+func (s *Server) Register(ctx context.Context, g *grpc.Server) {
+	srv := serverv3.NewServer(ctx, s.cache, s.callbacks())
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
+}
+
+// Ready reports whether the first snapshot has been built, so proxies that
+// connect get config at once.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Update hands the server a new snapshot. It never blocks: if a push is running,
+// the snapshot waits and later ones replace it, so a burst of changes costs one
+// more push, not one per change, and a lone change is pushed at once.
+func (s *Server) Update(snap *model.Snapshot) {
+	s.mu.Lock()
+	if s.pending == nil {
+		s.pendingAt = time.Now()
+	}
+	s.pending = snap
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run pushes snapshots until ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		snap, at := s.pending, s.pendingAt
+		s.pending = nil
+		s.mu.Unlock()
+		if snap != nil {
+			s.push(ctx, snap, at)
+		}
+	}
+}
+
+func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.Time) {
+	start := time.Now()
+	s.mu.Lock()
+	prev := s.gen
+	s.mu.Unlock()
+	gen, err := newGeneration(snap, prev)
+	if err != nil {
+		// Keep serving the last good generation; the error names the resource.
+		s.metrics.internalErrors.Inc()
+		s.log.Error("building config failed; proxies keep their last good config", "version", snap.Version, "err", err)
+		return
+	}
+	trigger := "config"
+	if gen.endpointOnly(prev) {
+		trigger = "endpoint"
+	}
+	s.metrics.triggers.WithLabelValues(trigger).Inc()
+	s.metrics.services.Set(float64(len(snap.Services())))
+	s.mu.Lock()
+	s.gen = gen
+	s.mu.Unlock()
+	s.ready.Store(true)
+
+	conns := s.cache.snapshotConns()
+	work := make(chan *conn)
+	var wg sync.WaitGroup
+	for i := 0; i < min(s.workers, max(len(conns), 1)); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for cn := range work {
+				sets, err := gen.build(cn.proxy)
+				if err != nil {
+					s.metrics.internalErrors.Inc()
+					s.log.Error("building proxy config failed; it keeps its last good config", "proxy", cn.id, "err", err)
+					continue
+				}
+				s.cache.install(cn, gen, sets, changeAt)
+			}
+		}()
+	}
+	for _, cn := range conns {
+		select {
+		case work <- cn:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	s.metrics.pushTime.WithLabelValues(trigger).Observe(time.Since(start).Seconds())
+	s.log.Debug("pushed", "version", snap.Version, "trigger", trigger, "proxies", len(conns), "took", time.Since(start))
+}
+
+func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resourceSet, error) {
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
+	if gen == nil {
+		return nil, [numTypes]*resourceSet{}, nil
+	}
+	sets, err := gen.build(p)
+	return gen, sets, err
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
+			s.streamsMu.Lock()
+			_, known := s.streams[id]
+			s.streamsMu.Unlock()
+			if known {
+				return nil
+			}
+			if req.GetNode().GetId() == "" {
+				return fmt.Errorf("first request on stream %d carries no node ID", id)
+			}
+			if _, err := s.cache.streamOpened(req); err != nil {
+				s.log.Warn("refusing proxy", "node", req.GetNode().GetId(), "err", err)
+				return err
+			}
+			s.streamsMu.Lock()
+			s.streams[id] = req.GetNode().GetId()
+			s.streamsMu.Unlock()
+			s.metrics.connected.WithLabelValues(proxyVersion(req.GetNode())).Inc()
+			s.log.Info("proxy connected", "proxy", req.GetNode().GetId(), "stream", id)
+			return nil
+		},
+		StreamClosedFunc: func(id int64, node *core.Node) {
+			s.streamsMu.Lock()
+			nodeID, known := s.streams[id]
+			delete(s.streams, id)
+			s.streamsMu.Unlock()
+			if !known {
+				return
+			}
+			s.cache.streamClosed(nodeID)
+			s.metrics.connected.WithLabelValues(proxyVersion(node)).Dec()
+			s.log.Info("proxy disconnected", "proxy", nodeID, "stream", id)
+		},
+	}
+}
+
+// proxyVersion labels pilot_xds as istiod does: by the proxy's Istio version.
+func proxyVersion(n *core.Node) string {
+	if v, ok := n.GetMetadata().GetFields()["ISTIO_VERSION"]; ok && v.GetStringValue() != "" {
+		return v.GetStringValue()
+	}
+	return "unknown"
+}
