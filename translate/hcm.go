@@ -27,9 +27,9 @@ type hcmOptions struct {
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
 	m := &hcmv3.HttpConnectionManager{
-		StatPrefix:  o.statPrefix,
-		CodecType:   hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters: []*hcmv3.HttpFilter{{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
+		StatPrefix:       o.statPrefix,
+		CodecType:        hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters:      []*hcmv3.HttpFilter{{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
 		UseRemoteAddress: boolv(o.gateway),
 		NormalizePath:    boolv(true),
 	}

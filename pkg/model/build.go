@@ -306,12 +306,14 @@ func hashObjects(lists ...any) uint64 {
 func IsIP(s string) bool { return net.ParseIP(s) != nil }
 
 // HostPort formats a host and port for Envoy domains.
-func HostPort(host string, port uint32) string { return net.JoinHostPort(host, strconv.Itoa(int(port))) }
+func HostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
 
 func defaultMeshConfig() *meshv1alpha1.MeshConfig {
 	return &meshv1alpha1.MeshConfig{
-		TrustDomain: "cluster.local",
-		RootNamespace: "istio-system",
+		TrustDomain:           "cluster.local",
+		RootNamespace:         "istio-system",
 		OutboundTrafficPolicy: &meshv1alpha1.MeshConfig_OutboundTrafficPolicy{Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY},
 	}
 }

@@ -1,0 +1,177 @@
+package translate_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
+	"github.com/mizzenmesh/mizzen/pkg/source/file"
+	"github.com/mizzenmesh/mizzen/translate"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml from the translators' output")
+
+// A golden case is testdata/<case>.in.yaml: Kubernetes and Istio objects, plus
+// documents of `kind: TestProxy` naming the proxies to translate for:
+//
+//	kind: TestProxy
+//	id: router~127.0.0.20~gw-0.istio-system~istio-system.svc.cluster.local
+//	metadata: {LABELS: {istio: ingressgateway}}
+//
+// The output, one YAML document per proxy, is testdata/<case>.out.yaml.
+type testProxy struct {
+	Kind     string         `json:"kind"`
+	ID       string         `json:"id"`
+	Metadata map[string]any `json:"metadata"`
+}
+
+func TestGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*.in.yaml")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no golden cases: %v", err)
+	}
+	for _, in := range cases {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		t.Run(name, func(t *testing.T) {
+			got := runCase(t, in)
+			out := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
+			if *update {
+				if err := os.WriteFile(out, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatalf("%v (run `go test ./translate/... -update` to create it)", err)
+			}
+			if !bytes.Equal(want, got) {
+				t.Errorf("%s differs from the translators' output; review the diff and run `go test ./translate/... -update`:\n%s", out, diff(string(want), string(got)))
+			}
+		})
+	}
+}
+
+func runCase(t *testing.T, path string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxies []testProxy
+	var objects []string
+	for _, doc := range splitDocs(string(raw)) {
+		var tp testProxy
+		if err := yaml.Unmarshal([]byte(doc), &tp); err == nil && tp.Kind == "TestProxy" {
+			proxies = append(proxies, tp)
+			continue
+		}
+		objects = append(objects, doc)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "objects.yaml"), []byte(strings.Join(objects, "\n---\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, errs := file.New(dir, file.Options{}).Load()
+	for _, e := range errs {
+		t.Fatalf("golden input does not parse: %v", e)
+	}
+	snap := model.Build(&in, 1)
+	var out bytes.Buffer
+	if len(snap.Errors) > 0 {
+		var lines []string
+		for _, e := range snap.Errors {
+			lines = append(lines, e.Error())
+		}
+		appendYAML(t, &out, map[string]any{"configErrors": lines})
+	}
+	if len(proxies) == 0 {
+		t.Fatal("golden case has no TestProxy document")
+	}
+	for _, tp := range proxies {
+		p, err := model.ParseProxy(tp.ID, tp.Metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := translate.ForProxy(snap, p)
+		doc := map[string]any{"proxy": tp.ID}
+		doc["clusters"] = toYAMLList(t, o.Clusters)
+		doc["endpoints"] = toYAMLList(t, o.Endpoints)
+		doc["listeners"] = toYAMLList(t, o.Listeners)
+		doc["routes"] = toYAMLList(t, o.Routes)
+		appendYAML(t, &out, doc)
+	}
+	return out.Bytes()
+}
+
+func appendYAML(t *testing.T, out *bytes.Buffer, v any) {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() > 0 {
+		out.WriteString("---\n")
+	}
+	out.Write(b)
+}
+
+// toYAMLList renders protos through protojson (Anys expanded) into plain values,
+// so the YAML is stable and readable in review.
+func toYAMLList[M proto.Message](t *testing.T, msgs []M) []any {
+	out := []any{}
+	for _, m := range msgs {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func splitDocs(s string) []string {
+	var docs []string
+	for _, d := range strings.Split("\n"+s, "\n---") {
+		if strings.TrimSpace(d) != "" {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// diff shows the first differing lines; enough to find the spot in review.
+func diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			lo := max(0, i-3)
+			var b strings.Builder
+			for j := lo; j < i; j++ {
+				b.WriteString("  " + w[j] + "\n")
+			}
+			b.WriteString("- " + wl + "\n+ " + gl + "\n")
+			return b.String()
+		}
+	}
+	return ""
+}
