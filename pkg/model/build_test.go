@@ -1,0 +1,112 @@
+package model
+
+import (
+	"strings"
+	"testing"
+
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func service(name string, ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1", Selector: map[string]string{"app": name}, Ports: ports}}
+}
+
+func TestBuildEndpointsFromSlicesAndPods(t *testing.T) {
+	in := &Inputs{
+		Services: []*corev1.Service{
+			service("reviews", corev1.ServicePort{Name: "http", Port: 9080}),
+			service("ratings", corev1.ServicePort{Name: "http", Port: 9080, TargetPort: intstr.FromString("web")}),
+		},
+		Pods: []*corev1.Pod{
+			{ObjectMeta: metav1.ObjectMeta{Name: "reviews-v2", Namespace: "default", Labels: map[string]string{"app": "reviews", "version": "v2"}},
+				Spec: corev1.PodSpec{ServiceAccountName: "sa-reviews"}, Status: corev1.PodStatus{PodIP: "10.1.0.5"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "ratings-v1", Namespace: "default", Labels: map[string]string{"app": "ratings"}},
+				Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: 8080}}}}},
+				Status: corev1.PodStatus{PodIP: "10.1.0.7"}},
+		},
+		EndpointSlices: []*discoveryv1.EndpointSlice{{
+			ObjectMeta:  metav1.ObjectMeta{Name: "reviews-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "reviews"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(9080))}},
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"10.1.0.5"}}, // labels found by pod IP
+				{Addresses: []string{"10.1.0.6"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(false)}},
+			},
+		}},
+	}
+	s := Build(in, 1)
+	eps := s.Endpoints("reviews.default.svc.cluster.local")
+	if len(eps) != 1 || eps[0].Address != "10.1.0.5" || eps[0].Labels["version"] != "v2" || eps[0].ServiceAccount != "sa-reviews" {
+		t.Fatalf("reviews endpoints = %+v", eps)
+	}
+	eps = s.Endpoints("ratings.default.svc.cluster.local")
+	if len(eps) != 1 || eps[0].Ports["http"] != 8080 {
+		t.Fatalf("ratings endpoints from pods (named targetPort) = %+v", eps)
+	}
+}
+
+func TestBuildEndpointOnlyChangeKeepsConfigHash(t *testing.T) {
+	in := &Inputs{Services: []*corev1.Service{service("a", corev1.ServicePort{Name: "http", Port: 80})}}
+	s1 := Build(in, 1)
+	in.EndpointSlices = []*discoveryv1.EndpointSlice{{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "default",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "a"}}, AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}}}}}
+	s2 := Build(in, 2)
+	if s1.ConfigHash != s2.ConfigHash || s1.EndpointsHash == s2.EndpointsHash {
+		t.Fatalf("endpoint-only change: config %x→%x endpoints %x→%x", s1.ConfigHash, s2.ConfigHash, s1.EndpointsHash, s2.EndpointsHash)
+	}
+}
+
+func TestBuildSkipsInvalidObjectsOneByOne(t *testing.T) {
+	vs := func(name string, http ...*networkingapi.HTTPRoute) *networking.VirtualService {
+		v := &networking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+		v.Spec.Hosts, v.Spec.Http = []string{"a"}, http
+		return v
+	}
+	dest := func(host string, w int32) *networkingapi.HTTPRouteDestination {
+		return &networkingapi.HTTPRouteDestination{Destination: &networkingapi.Destination{Host: host}, Weight: w}
+	}
+	in := &Inputs{
+		Services: []*corev1.Service{service("a", corev1.ServicePort{Name: "http", Port: 80})},
+		VirtualServices: []*networking.VirtualService{
+			vs("bad-regex", &networkingapi.HTTPRoute{
+				Match: []*networkingapi.HTTPMatchRequest{{Uri: &networkingapi.StringMatch{MatchType: &networkingapi.StringMatch_Regex{Regex: "("}}}},
+				Route: []*networkingapi.HTTPRouteDestination{dest("a", 0)}}),
+			vs("weights-90", &networkingapi.HTTPRoute{
+				Route: []*networkingapi.HTTPRouteDestination{dest("a", 60), dest("a", 30)}}),
+			vs("no-subset", &networkingapi.HTTPRoute{
+				Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: "a", Subset: "v1"}}}}),
+			vs("good", &networkingapi.HTTPRoute{
+				Route: []*networkingapi.HTTPRouteDestination{dest("a", 0)}}),
+		},
+	}
+	s := Build(in, 1)
+	var kept []string
+	for _, v := range s.VirtualServices {
+		kept = append(kept, v.Name)
+	}
+	if strings.Join(kept, ",") != "good,no-subset" {
+		t.Errorf("kept %v, want good and no-subset (warning only)", kept)
+	}
+	want := map[string]string{
+		"bad-regex":  "spec.http[0].match[0].uri.regex",
+		"weights-90": "spec.http[0].route[*].weight",
+		"no-subset":  "spec.http[0].route[0].destination.subset",
+	}
+	for _, e := range s.Errors {
+		if f, ok := want[e.Name]; ok && f == e.Field {
+			delete(want, e.Name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing errors naming object and field: %v; got %v", want, s.Errors)
+	}
+}
