@@ -25,6 +25,8 @@ trap cleanup EXIT
 run() { # name config-dir change-file variant-dir n
   local name=$1 dir=$2 change=$3 variants=$4 n=$5
   local port=$((25000 + RANDOM % 5000))
+  # Each run starts from variant b, so its first change (to a) really changes something.
+  cp "$variants/b.yaml" "$change"
   ./bin/mizzen serve --config-dir "$dir" --xds-addr "127.0.0.1:$port" --monitoring-addr "127.0.0.1:$((port + 1))" \
     --log-level warn 2>"$OUT/mizzen-$name-$n.log" &
   pid=$!
