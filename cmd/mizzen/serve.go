@@ -111,6 +111,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	})
 
 	grpcServer := grpc.NewServer(
+		grpc.ForceServerCodecV2(xds.Codec{}),
 		grpc.MaxConcurrentStreams(100000),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

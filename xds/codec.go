@@ -1,0 +1,120 @@
+package xds
+
+import (
+	"fmt"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Codec is the gRPC codec of the xDS port. For a DiscoveryResponse it writes the
+// wire format by reference: each resource's marshalled bytes, shared by every
+// proxy that gets it, go to the transport as they are, with only a few bytes of
+// framing built per send. Without it gRPC would marshal a fresh copy of every
+// response per proxy (megabytes each in a large mesh), so memory would grow with
+// proxies × mesh size while responses wait for slow streams. Everything else is
+// plain protobuf.
+type Codec struct{}
+
+// Name is "proto", so Envoy's application/grpc requests are accepted unchanged.
+func (Codec) Name() string { return "proto" }
+
+// Marshal encodes v; DiscoveryResponses share their resources' bytes.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*discovery.DiscoveryResponse); ok && sharedEncodable(r) {
+		return encodeDiscoveryResponse(r), nil
+	}
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("xds codec: cannot marshal %T", v)
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+// Unmarshal decodes requests; the data is copied out, so gRPC may free it.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("xds codec: cannot unmarshal into %T", v)
+	}
+	return proto.Unmarshal(data.Materialize(), m)
+}
+
+// sharedEncodable: the hand-written encoding covers the fields mizzen sets; any
+// other field falls back to proto.Marshal, so the codec can never drop data.
+func sharedEncodable(r *discovery.DiscoveryResponse) bool {
+	return r.GetControlPlane() == nil && len(r.GetResourceErrors()) == 0 && len(r.ProtoReflect().GetUnknown()) == 0
+}
+
+// DiscoveryResponse field numbers (envoy/service/discovery/v3/discovery.proto).
+const (
+	fieldVersionInfo = 1
+	fieldResources   = 2
+	fieldCanary      = 3
+	fieldTypeURL     = 4
+	fieldNonce       = 5
+	anyTypeURL       = 1
+	anyValue         = 2
+)
+
+// encodeDiscoveryResponse emits the same bytes proto.Marshal would (fields in
+// number order), as one small buffer of framing per resource plus the resource's
+// shared value bytes.
+func encodeDiscoveryResponse(r *discovery.DiscoveryResponse) mem.BufferSlice {
+	// Framing for all resources goes into one allocation, sliced per resource.
+	frame := make([]byte, 0, 32+len(r.GetVersionInfo())+len(r.GetResources())*(len(r.GetTypeUrl())+24))
+	out := make(mem.BufferSlice, 0, 2*len(r.GetResources())+2)
+	start := 0
+	flush := func() {
+		if len(frame) > start {
+			out = append(out, mem.SliceBuffer(frame[start:len(frame):len(frame)]))
+			start = len(frame)
+		}
+	}
+	if v := r.GetVersionInfo(); v != "" {
+		frame = protowire.AppendTag(frame, fieldVersionInfo, protowire.BytesType)
+		frame = protowire.AppendString(frame, v)
+	}
+	for _, a := range r.GetResources() {
+		tu, val := a.GetTypeUrl(), a.GetValue()
+		anyLen := 0
+		if tu != "" {
+			anyLen += protowire.SizeTag(anyTypeURL) + protowire.SizeBytes(len(tu))
+		}
+		if len(val) > 0 {
+			anyLen += protowire.SizeTag(anyValue) + protowire.SizeBytes(len(val))
+		}
+		frame = protowire.AppendTag(frame, fieldResources, protowire.BytesType)
+		frame = protowire.AppendVarint(frame, uint64(anyLen))
+		if tu != "" {
+			frame = protowire.AppendTag(frame, anyTypeURL, protowire.BytesType)
+			frame = protowire.AppendString(frame, tu)
+		}
+		if len(val) > 0 {
+			frame = protowire.AppendTag(frame, anyValue, protowire.BytesType)
+			frame = protowire.AppendVarint(frame, uint64(len(val)))
+			flush()
+			out = append(out, mem.SliceBuffer(val))
+		}
+	}
+	if r.GetCanary() {
+		frame = protowire.AppendTag(frame, fieldCanary, protowire.VarintType)
+		frame = protowire.AppendVarint(frame, 1)
+	}
+	if v := r.GetTypeUrl(); v != "" {
+		frame = protowire.AppendTag(frame, fieldTypeURL, protowire.BytesType)
+		frame = protowire.AppendString(frame, v)
+	}
+	if v := r.GetNonce(); v != "" {
+		frame = protowire.AppendTag(frame, fieldNonce, protowire.BytesType)
+		frame = protowire.AppendString(frame, v)
+	}
+	flush()
+	return out
+}

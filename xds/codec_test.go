@@ -1,0 +1,65 @@
+package xds
+
+import (
+	"bytes"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func TestCodecMatchesProtoMarshal(t *testing.T) {
+	var resources []*anypb.Any
+	for _, name := range []string{"a", "outbound|80||b.default.svc.cluster.local", ""} {
+		a, err := anypb.New(&clusterv3.Cluster{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resources = append(resources, a)
+	}
+	resources = append(resources, &anypb.Any{}) // empty Any: zero-length value
+	cases := []*discovery.DiscoveryResponse{
+		{},
+		{VersionInfo: "v1", TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster", Nonce: "7"},
+		{VersionInfo: "0123456789abcdef", Resources: resources, TypeUrl: "t", Nonce: "12", Canary: true},
+		{Resources: resources[:1], ControlPlane: &corev3.ControlPlane{Identifier: "mizzen"}}, // fallback path
+	}
+	for i, c := range cases {
+		got, err := Codec{}.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Materialize(), want) {
+			t.Errorf("case %d: codec bytes differ from proto.Marshal", i)
+		}
+		var back discovery.DiscoveryResponse
+		if err := (Codec{}).Unmarshal(got, &back); err != nil || !proto.Equal(&back, c) {
+			t.Errorf("case %d: round trip: %v", i, err)
+		}
+	}
+}
+
+func TestCodecSharesResourceBytes(t *testing.T) {
+	a, _ := anypb.New(&clusterv3.Cluster{Name: "big", AltStatName: string(make([]byte, 4096))})
+	out, err := Codec{}.Marshal(&discovery.DiscoveryResponse{Resources: []*anypb.Any{a}, Nonce: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := false
+	for _, b := range out {
+		d := b.ReadOnlyData()
+		if len(d) == len(a.Value) && &d[0] == &a.Value[0] {
+			shared = true
+		}
+	}
+	if !shared {
+		t.Error("resource bytes were copied, not shared")
+	}
+}
