@@ -186,16 +186,25 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 		delete(cn.changePending, t)
 		return
 	}
-	if req.GetVersionInfo() == ts.sentVersion {
-		ts.acks++
-		ts.ackedVersion = req.GetVersionInfo()
-		ts.nackMessage = ""
-		if v, ok := cn.changePending[t]; ok && v == ts.ackedVersion {
-			delete(cn.changePending, t)
-			if len(cn.changePending) == 0 && !cn.changeAt.IsZero() {
-				c.metrics.convergence.Observe(time.Since(cn.changeAt).Seconds())
-				cn.changeAt = time.Time{}
-			}
+	if req.GetVersionInfo() != ts.sentVersion {
+		// Not a NACK, yet the proxy reports another version than the last one we
+		// answered, with the current nonce: that answer never went out.
+		// go-control-plane drops a queued response when a request of the same type
+		// overtakes it (processAllExcept in ordered ADS, an abandoned channel
+		// otherwise), so the proxy still has its old version. Forget what we think
+		// we sent, so respondIfNeeded does not take the dropped items for what the
+		// proxy holds and answers this request with the current version.
+		ts.sentHashes = nil
+		return
+	}
+	ts.acks++
+	ts.ackedVersion = req.GetVersionInfo()
+	ts.nackMessage = ""
+	if v, ok := cn.changePending[t]; ok && v == ts.ackedVersion {
+		delete(cn.changePending, t)
+		if len(cn.changePending) == 0 && !cn.changeAt.IsZero() {
+			c.metrics.convergence.Observe(time.Since(cn.changeAt).Seconds())
+			cn.changeAt = time.Time{}
 		}
 	}
 }

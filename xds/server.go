@@ -14,6 +14,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 
@@ -61,8 +62,14 @@ func New(o Options) *Server {
 }
 
 // Register adds the ADS service to a gRPC server.
+//
+// ADS runs in go-control-plane's ordered mode: one FIFO response channel per
+// stream, so responses go out in the order the cache answers (CDS, EDS, LDS,
+// RDS). Without it each type has its own channel and the stream picks among
+// ready ones at random, so e.g. held routes released together with their
+// listeners could reach Envoy before those listeners.
 func (s *Server) Register(ctx context.Context, g *grpc.Server) {
-	srv := serverv3.NewServer(ctx, s.cache, s.callbacks())
+	srv := serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
 }
 
