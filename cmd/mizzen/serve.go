@@ -19,17 +19,24 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/file"
+	"github.com/mizzenmesh/mizzen/pkg/source/kube"
+	mizzenversion "github.com/mizzenmesh/mizzen/pkg/version"
 	"github.com/mizzenmesh/mizzen/xds"
 )
 
 type serveOptions struct {
-	configDir      string
-	xdsAddr        string
-	monitoringAddr string
-	logLevel       string
+	configDir          string
+	kubeconfig         string
+	discoverySelectors []string
+	xdsAddr            string
+	monitoringAddr     string
+	logLevel           string
 }
 
 func newServeCommand() *cobra.Command {
@@ -38,7 +45,10 @@ func newServeCommand() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the control plane",
 		Long: "Run the control plane. With --config-dir it serves a watched directory of Kubernetes\n" +
-			"and Istio YAML (no cluster needed).",
+			"and Istio YAML (no cluster needed). With --kubeconfig, or when running in a pod (in-cluster\n" +
+			"config) without --config-dir, it watches the cluster: Namespaces, Services, EndpointSlices,\n" +
+			"Pods, ServiceAccounts, the mesh ConfigMap (istio in istio-system, key mesh) and Istio's\n" +
+			"networking and security resources.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -47,6 +57,9 @@ func newServeCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configDir, "config-dir", "", "directory of Kubernetes and Istio YAML to serve (watched)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to watch (Kubernetes mode); in a pod the in-cluster config is used without it")
+	f.StringArrayVar(&o.discoverySelectors, "discovery-selectors", nil,
+		"Kubernetes mode: only namespaces whose labels match this selector (e.g. istio-discovery=enabled) are served; repeat for any of several (default: all namespaces)")
 	f.StringVar(&o.xdsAddr, "xds-addr", "127.0.0.1:15010", "plaintext gRPC xDS (ADS) listen address")
 	f.StringVar(&o.monitoringAddr, "monitoring-addr", "127.0.0.1:15014", "HTTP listen address for /ready, /metrics and /debug")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -59,11 +72,24 @@ func serve(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if o.configDir == "" {
-		return errors.New("--config-dir is required (Kubernetes mode is not built yet)")
+	kubeCfg, err := kubeConfig(o)
+	if err != nil {
+		return err
 	}
-	if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
-		return fmt.Errorf("--config-dir %s: not a readable directory", o.configDir)
+	if kubeCfg == nil {
+		if len(o.discoverySelectors) > 0 {
+			return errors.New("--discovery-selectors needs Kubernetes mode (--kubeconfig or in-cluster)")
+		}
+		if o.configDir == "" {
+			return errors.New("--config-dir is required (or --kubeconfig, or run in a pod for in-cluster config)")
+		}
+		if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("--config-dir %s: not a readable directory", o.configDir)
+		}
+	}
+	selectors, err := parseSelectors(o.discoverySelectors)
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -87,28 +113,59 @@ func serve(ctx context.Context, o serveOptions) error {
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 
 	reporter := &errorReporter{log: log, metrics: metrics}
-	src := file.New(o.configDir, file.Options{Logger: log, OnError: func(e *file.Error) {
-		log.Error("config file skipped; its previous good state is kept", "file", e.File, "doc", e.Doc, "line", e.Line, "err", e.Error())
-		metrics.ConfigError("File", "ParseError")
-	}})
 	var version atomic.Uint64
 	apply := func(in model.Inputs) {
 		snap := model.Build(&in, version.Add(1))
 		reporter.report(snap.Errors)
 		server.Update(snap)
 	}
-	in, errs := src.Load()
-	for _, e := range errs {
-		log.Error("config file skipped", "file", e.File, "doc", e.Doc, "line", e.Line, "err", e.Error())
-		metrics.ConfigError("File", "ParseError")
-	}
-	apply(in)
-	run(func() { server.Run(ctx) })
-	run(func() {
-		if err := src.Run(ctx, apply); err != nil {
-			log.Error("watching config directory failed", "err", err)
+	// sourceErr is set when the config source cannot run; serve then stops
+	// and returns it.
+	var sourceErr error
+	sourceAttrs := []any{"config_dir", o.configDir}
+	if kubeCfg == nil {
+		src := file.New(o.configDir, file.Options{Logger: log, OnError: func(e *file.Error) {
+			log.Error("config file skipped; its previous good state is kept", "file", e.File, "doc", e.Doc, "line", e.Line, "err", e.Error())
+			metrics.ConfigError("File", "ParseError")
+		}})
+		in, errs := src.Load()
+		for _, e := range errs {
+			log.Error("config file skipped", "file", e.File, "doc", e.Doc, "line", e.Line, "err", e.Error())
+			metrics.ConfigError("File", "ParseError")
 		}
-	})
+		apply(in)
+		run(func() { server.Run(ctx) })
+		run(func() {
+			if err := src.Run(ctx, apply); err != nil {
+				log.Error("watching config directory failed", "err", err)
+			}
+		})
+	} else {
+		// Nothing is applied before the caches have synced, so /ready stays
+		// 503 until the first snapshot of the whole cluster is built.
+		src, err := kube.New(kubeCfg, kube.Options{Logger: log, Namespaces: selectors, OnError: func(e kube.Error) {
+			log.Error("config object skipped", "kind", e.Kind, "namespace", e.Namespace, "name", e.Name,
+				"resourceVersion", e.ResourceVersion, "field", e.Field, "reason", e.Reason)
+			metrics.ConfigError(e.Kind, "DecodeError")
+		}})
+		if err != nil {
+			xdsLis.Close()
+			monLis.Close()
+			return err
+		}
+		sourceAttrs = []any{"kubernetes", kubeCfg.Host}
+		if len(o.discoverySelectors) > 0 {
+			sourceAttrs = append(sourceAttrs, "discovery_selectors", o.discoverySelectors)
+		}
+		run(func() { server.Run(ctx) })
+		run(func() {
+			if err := src.Run(ctx, apply); err != nil {
+				log.Error("watching the cluster failed", "err", err)
+				sourceErr = err
+				cancel()
+			}
+		})
+	}
 
 	grpcServer := grpc.NewServer(
 		grpc.ForceServerCodecV2(xds.Codec{}),
@@ -128,11 +185,11 @@ func serve(ctx context.Context, o serveOptions) error {
 			log.Error("monitoring server stopped", "err", err)
 		}
 	})
-	log.Info("mizzen serving",
-		"xds", "grpc://"+xdsLis.Addr().String(),
-		"metrics", "http://"+monLis.Addr().String()+"/metrics",
-		"debug", "http://"+monLis.Addr().String()+"/debug/",
-		"config_dir", o.configDir)
+	log.Info("mizzen serving", append([]any{
+		"xds", "grpc://" + xdsLis.Addr().String(),
+		"metrics", "http://" + monLis.Addr().String() + "/metrics",
+		"debug", "http://" + monLis.Addr().String() + "/debug/",
+	}, sourceAttrs...)...)
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -147,7 +204,55 @@ func serve(ctx context.Context, o serveOptions) error {
 		grpcServer.Stop() // xDS streams never end on their own
 	}
 	wg.Wait()
-	return nil
+	return sourceErr
+}
+
+// kubeConfig picks the mode: a cluster reached through --kubeconfig, or through
+// the in-cluster config when running in a pod and given neither --config-dir
+// nor --kubeconfig. It returns nil for file mode.
+func kubeConfig(o serveOptions) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	switch {
+	case o.kubeconfig != "" && o.configDir != "":
+		return nil, errors.New("--config-dir and --kubeconfig exclude each other")
+	case o.kubeconfig != "":
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
+		}
+	case o.configDir == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config: %w", err)
+		}
+	default:
+		return nil, nil
+	}
+	// client-go's default of 5 QPS would pace the initial lists and the
+	// re-lists after an apiserver restart; informers make few requests.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	cfg.UserAgent = "mizzen/" + mizzenversion.Version
+	return cfg, nil
+}
+
+// parseSelectors reads --discovery-selectors: each a label selector in
+// kubectl's syntax (`istio-discovery=enabled`, `env in (prod,staging)`,
+// `!legacy`); a namespace matching any of them is in scope.
+func parseSelectors(in []string) ([]metav1.LabelSelector, error) {
+	var out []metav1.LabelSelector
+	for _, s := range in {
+		ls, err := metav1.ParseToLabelSelector(s)
+		if err != nil {
+			return nil, fmt.Errorf("--discovery-selectors %q: %w", s, err)
+		}
+		out = append(out, *ls)
+	}
+	return out, nil
 }
 
 // errorReporter logs and counts each config error once, when it first appears,

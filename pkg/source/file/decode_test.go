@@ -484,7 +484,7 @@ func TestDecodeErrors(t *testing.T) {
 
 // Istio's generated UnmarshalJSON drops unknown fields without a word; this is
 // why specs are decoded with a strict jsonpb here. If this test starts failing,
-// upstream became strict and the check in decodeIstio may be simplified.
+// upstream became strict and the check in decode.decodeIstio may be simplified.
 func TestIstioUnmarshalJSONIsLenient(t *testing.T) {
 	var vs networking.VirtualService
 	err := json.Unmarshal([]byte(`{"spec": {"hosts": ["a"], "htpp": [{"timeout": "1s"}]}}`), &vs)

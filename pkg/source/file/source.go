@@ -25,12 +25,9 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	networking "istio.io/client-go/pkg/apis/networking/v1"
-	security "istio.io/client-go/pkg/apis/security/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
+	"github.com/mizzenmesh/mizzen/pkg/source/decode"
 )
 
 const defaultDebounce = 10 * time.Millisecond
@@ -421,7 +418,7 @@ func (s *Source) merge() (model.Inputs, []*Error) {
 			if first, dup := seen[o.key()]; dup {
 				dups = append(dups, &Error{
 					File: p, Doc: o.doc, Line: o.line,
-					Kind: o.kind, Namespace: o.namespace, Name: o.name,
+					Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
 					Err: fmt.Errorf("duplicate: already defined in %s doc %d (line %d), which takes precedence",
 						first.file, first.obj.doc, first.obj.line),
 				})
@@ -431,46 +428,11 @@ func (s *Source) merge() (model.Inputs, []*Error) {
 				file string
 				obj  *object
 			}{p, o}
-			add(&in, o.value)
+			decode.Append(&in, o.Value)
 		}
 	}
 	slices.SortStableFunc(dups, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Doc, b.Doc))
 	})
 	return in, dups
-}
-
-func add(in *model.Inputs, v any) {
-	switch o := v.(type) {
-	case *corev1.Namespace:
-		in.Namespaces = append(in.Namespaces, o)
-	case *corev1.Service:
-		in.Services = append(in.Services, o)
-	case *discoveryv1.EndpointSlice:
-		in.EndpointSlices = append(in.EndpointSlices, o)
-	case *corev1.Pod:
-		in.Pods = append(in.Pods, o)
-	case *corev1.ServiceAccount:
-		in.ServiceAccounts = append(in.ServiceAccounts, o)
-	case *corev1.ConfigMap:
-		in.ConfigMaps = append(in.ConfigMaps, o)
-	case *networking.VirtualService:
-		in.VirtualServices = append(in.VirtualServices, o)
-	case *networking.DestinationRule:
-		in.DestinationRules = append(in.DestinationRules, o)
-	case *networking.Gateway:
-		in.Gateways = append(in.Gateways, o)
-	case *networking.ServiceEntry:
-		in.ServiceEntries = append(in.ServiceEntries, o)
-	case *networking.Sidecar:
-		in.Sidecars = append(in.Sidecars, o)
-	case *security.PeerAuthentication:
-		in.PeerAuthentications = append(in.PeerAuthentications, o)
-	case *security.AuthorizationPolicy:
-		in.AuthorizationPolicies = append(in.AuthorizationPolicies, o)
-	case *security.RequestAuthentication:
-		in.RequestAuthentications = append(in.RequestAuthentications, o)
-	default:
-		panic(fmt.Sprintf("file source: decoded a %T that model.Inputs has no place for", v))
-	}
 }

@@ -1,4 +1,4 @@
-package file
+package decode
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ func checkSpec(md protoreflect.MessageDescriptor, raw json.RawMessage) error {
 	d.UseNumber()
 	var v any
 	if err := d.Decode(&v); err != nil {
-		return fmt.Errorf("spec: %w", err)
+		return fieldErr("spec", "%v", err)
 	}
 	return checkMessage(md, v, "spec")
 }
@@ -39,7 +39,7 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) error {
 			return typeError(path, `a duration string such as "1s" or "500ms"`, v)
 		}
 		if _, err := time.ParseDuration(s); err != nil {
-			return fmt.Errorf("%s: invalid duration %q: expected a duration such as \"1s\" or \"500ms\"", path, s)
+			return fieldErr(path, "invalid duration %q: expected a duration such as \"1s\" or \"500ms\"", s)
 		}
 		return nil
 	case "google.protobuf.Timestamp":
@@ -48,7 +48,7 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) error {
 			return typeError(path, "an RFC 3339 timestamp", v)
 		}
 		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-			return fmt.Errorf("%s: invalid timestamp %q: %w", path, s, err)
+			return fieldErr(path, "invalid timestamp %q: %v", s, err)
 		}
 		return nil
 	case "google.protobuf.BoolValue", "google.protobuf.BytesValue", "google.protobuf.StringValue",
@@ -86,7 +86,7 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) error {
 			return unknownField(path, key, fields)
 		}
 		if prev, dup := seen[fd.Name()]; dup {
-			return fmt.Errorf("%s: field set twice, as %q and %q", path, prev, key)
+			return fieldErr(path, "field set twice, as %q and %q", prev, key)
 		}
 		seen[fd.Name()] = key
 		val := obj[key]
@@ -95,7 +95,7 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) error {
 		}
 		if oo := fd.ContainingOneof(); oo != nil && !oo.IsSynthetic() {
 			if prev, dup := oneofs[oo.Name()]; dup {
-				return fmt.Errorf("%s: only one of %q and %q may be set", path, prev, key)
+				return fieldErr(path, "only one of %q and %q may be set", prev, key)
 			}
 			oneofs[oo.Name()] = key
 		}
@@ -130,7 +130,7 @@ func checkField(fd protoreflect.FieldDescriptor, v any, path string) error {
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if fd.MapKey().Kind() != protoreflect.StringKind {
 				if err := checkSingular(fd.MapKey(), k, path); err != nil {
-					return fmt.Errorf("%s: key %q: %w", path, k, err)
+					return fieldErr(path, "key %q: %s", k, reasonOf(err))
 				}
 			}
 			if m[k] == nil {
@@ -180,7 +180,7 @@ func checkSingular(fd protoreflect.FieldDescriptor, v any, path string) error {
 			return typeError(path, "a base64 string", v)
 		}
 		if _, err := base64.StdEncoding.DecodeString(s); err != nil {
-			return fmt.Errorf("%s: invalid base64: %w", path, err)
+			return fieldErr(path, "invalid base64: %v", err)
 		}
 	case protoreflect.EnumKind:
 		return checkEnum(fd.Enum(), v, path)
@@ -237,11 +237,11 @@ func checkEnum(ed protoreflect.EnumDescriptor, v any, path string) error {
 	for i := range ed.Values().Len() {
 		names = append(names, string(ed.Values().Get(i).Name()))
 	}
-	return fmt.Errorf("%s: invalid value %s: must be one of %s", path, describe(v), strings.Join(names, ", "))
+	return fieldErr(path, "invalid value %s: must be one of %s", describe(v), strings.Join(names, ", "))
 }
 
 func typeError(path, want string, got any) error {
-	return fmt.Errorf("%s: expected %s, got %s", path, want, describe(got))
+	return fieldErr(path, "expected %s, got %s", want, describe(got))
 }
 
 func describe(v any) string {
@@ -271,9 +271,9 @@ func unknownField(path, key string, fields protoreflect.FieldDescriptors) error 
 		}
 	}
 	if best != "" {
-		return fmt.Errorf("%s.%s: unknown field %q (did you mean %q?)", path, key, key, best)
+		return fieldErr(path+"."+key, "unknown field %q (did you mean %q?)", key, best)
 	}
-	return fmt.Errorf("%s.%s: unknown field %q", path, key, key)
+	return fieldErr(path+"."+key, "unknown field %q", key)
 }
 
 func editDistance(a, b string) int {
