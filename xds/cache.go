@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -36,8 +37,12 @@ type typeState struct {
 	set   *resourceSet
 	watch *watch
 
-	sentVersion   string
-	sentHashes    map[string]uint64
+	sentVersion string
+	// sentSet and sentNamesHash describe the last response: the set it came
+	// from (shared, so this costs a pointer per proxy, not a map) and which
+	// names were asked for.
+	sentSet       *resourceSet
+	sentNamesHash uint64
 	sentAt        time.Time
 	ackedVersion  string
 	nackedVersion string
@@ -194,7 +199,8 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 		// otherwise), so the proxy still has its old version. Forget what we think
 		// we sent, so respondIfNeeded does not take the dropped items for what the
 		// proxy holds and answers this request with the current version.
-		ts.sentHashes = nil
+		ts.sentSet = nil
+		ts.sentVersion = ""
 		return
 	}
 	ts.acks++
@@ -220,38 +226,27 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	if (t == ldsType || t == rdsType) && c.holding(cn) {
 		return
 	}
-	if set.version == ts.nackedVersion && w.req.GetResponseNonce() != "" {
-		return // the proxy rejected exactly this; wait for a change
+	names := w.req.GetResourceNames()
+	var namesHash uint64
+	if !t.wildcard() {
+		namesHash = hashNames(names)
 	}
 	newStream := w.req.GetResponseNonce() == ""
-	if !newStream && w.req.GetVersionInfo() == set.version && !c.missingNames(t, w, set) {
-		return
-	}
-	var items []*item
-	if t.wildcard() {
-		items = set.all()
-	} else {
-		for _, name := range w.req.GetResourceNames() {
-			if it := set.lookup(name); it != nil {
-				items = append(items, it)
-			}
+	sameNames := namesHash == ts.sentNamesHash
+	if !newStream && sameNames {
+		if set.version == ts.nackedVersion {
+			return // the proxy rejected exactly this; wait for a change
 		}
-		if !newStream && w.req.GetVersionInfo() != set.version && !c.watchedChanged(ts, items) && !c.missingNames(t, w, set) {
+		if w.req.GetVersionInfo() == set.version {
+			return
+		}
+		if !t.wildcard() && w.req.GetVersionInfo() == ts.sentVersion && !watchedChanged(ts.sentSet, set, names) {
 			return // nothing this proxy watches changed
 		}
 	}
-	resources := make([]*anypb.Any, len(items))
-	returned := make(map[string]string, len(items))
-	hashes := make(map[string]uint64, len(items))
-	for i, it := range items {
-		resources[i] = it.any
-		returned[it.name] = set.version
-		hashes[it.name] = it.hash
-	}
 	resp := &cache.PassthroughResponse{
 		Request:           w.req,
-		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: resources},
-		ReturnedResources: returned,
+		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: responseResources(t, set, names)},
 	}
 	select {
 	case w.ch <- resp:
@@ -263,32 +258,77 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	}
 	ts.watch = nil
 	ts.sentVersion = set.version
-	ts.sentHashes = hashes
+	ts.sentSet = set
+	ts.sentNamesHash = namesHash
 	ts.sentAt = time.Now()
 	c.metrics.pushes.WithLabelValues(typeLabels[t]).Inc()
 }
 
-// missingNames reports whether the proxy asks for resources it has not been sent
-// yet (a new cluster's endpoints, a new route table) that the set now holds.
-func (c *proxyCache) missingNames(t typeIndex, w *watch, set *resourceSet) bool {
-	if t.wildcard() {
-		return false
-	}
-	returned := w.sub.ReturnedResources()
-	for _, name := range w.req.GetResourceNames() {
-		if _, ok := returned[name]; !ok && set.lookup(name) != nil {
-			return true
+// responseResources lists what one response carries. A part sent whole goes as
+// one pre-encoded pseudo-resource (its bytes are built once and shared by every
+// proxy, see Codec); a part sent in pieces goes item by item.
+func responseResources(t typeIndex, set *resourceSet, names []string) []*anypb.Any {
+	var out []*anypb.Any
+	whole := func(p *part) {
+		if len(p.items) > 0 {
+			out = append(out, &anypb.Any{TypeUrl: preEncodedTypeURL, Value: p.encodedAll()})
 		}
 	}
-	return false
+	if t.wildcard() {
+		for _, p := range set.parts {
+			whole(p)
+		}
+		return out
+	}
+	wanted := make(map[string]bool, len(names))
+	for _, n := range names {
+		wanted[n] = true
+	}
+	for _, p := range set.parts {
+		covered := 0
+		for _, it := range p.items {
+			if wanted[it.name] {
+				covered++
+			}
+		}
+		switch {
+		case covered == 0:
+		case covered == len(p.items):
+			whole(p)
+		default:
+			for _, it := range p.items {
+				if wanted[it.name] {
+					out = append(out, it.any)
+				}
+			}
+		}
+	}
+	return out
 }
 
-func (c *proxyCache) watchedChanged(ts *typeState, items []*item) bool {
-	if len(items) != len(ts.sentHashes) {
+// hashNames fingerprints a subscription's resource names, order-independent.
+func hashNames(names []string) uint64 {
+	var sum, x uint64
+	for _, n := range names {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(n))
+		v := h.Sum64()
+		sum += v
+		x ^= v * 0x9E3779B97F4A7C15
+	}
+	return sum ^ (x << 1) ^ uint64(len(names))
+}
+
+// watchedChanged reports whether any watched resource differs between what was
+// sent and the current set, so proxies that watch none of the changed
+// endpoints get no EDS push.
+func watchedChanged(sent, cur *resourceSet, names []string) bool {
+	if sent == nil {
 		return true
 	}
-	for _, it := range items {
-		if h, ok := ts.sentHashes[it.name]; !ok || h != it.hash {
+	for _, n := range names {
+		a, b := sent.lookup(n), cur.lookup(n)
+		if (a == nil) != (b == nil) || (a != nil && a.hash != b.hash) {
 			return true
 		}
 	}
@@ -317,8 +357,15 @@ func (c *proxyCache) maybeReleaseRoutes(cn *conn) {
 	if eds.ackedVersion != eds.sentVersion {
 		return
 	}
+	if eds.watch == nil {
+		return
+	}
+	asked := map[string]bool{}
+	for _, n := range eds.watch.req.GetResourceNames() {
+		asked[n] = true
+	}
 	for name := range cn.holdRoutes {
-		if _, sent := eds.sentHashes[name]; !sent {
+		if !asked[name] || eds.sentSet.lookup(name) == nil {
 			return
 		}
 	}

@@ -63,3 +63,26 @@ func TestCodecSharesResourceBytes(t *testing.T) {
 		t.Error("resource bytes were copied, not shared")
 	}
 }
+
+func TestCodecSplicesPreEncodedParts(t *testing.T) {
+	var msgs []*clusterv3.Cluster
+	for _, n := range []string{"b", "a", "c"} {
+		msgs = append(msgs, &clusterv3.Cluster{Name: n})
+	}
+	p, err := newPart(msgs, clusterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, _ := anypb.New(&clusterv3.Cluster{Name: "inbound|80||"})
+	viaMarker := &discovery.DiscoveryResponse{VersionInfo: "v", TypeUrl: "t", Nonce: "3",
+		Resources: []*anypb.Any{{TypeUrl: preEncodedTypeURL, Value: p.encodedAll()}, extra}}
+	plain := &discovery.DiscoveryResponse{VersionInfo: "v", TypeUrl: "t", Nonce: "3", Resources: []*anypb.Any{p.items[0].any, p.items[1].any, p.items[2].any, extra}}
+	got, err := Codec{}.Marshal(viaMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(plain)
+	if !bytes.Equal(got.Materialize(), want) {
+		t.Error("pre-encoded part does not splice into the same bytes as its items")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"sync"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +56,29 @@ type part struct {
 	items   []*item
 	byName  map[string]*item
 	version uint64
+
+	// encoded is the wire form of every item as DiscoveryResponse.resources
+	// entries, built on first use and then sent by reference to every proxy
+	// that gets the whole part (see Codec).
+	encodeOnce sync.Once
+	encoded    []byte
+}
+
+// encodedAll returns the part's items as consecutive, ready-to-send
+// DiscoveryResponse.resources fields.
+func (p *part) encodedAll() []byte {
+	p.encodeOnce.Do(func() {
+		n := 0
+		for _, it := range p.items {
+			n += resourceFieldSize(it.any)
+		}
+		buf := make([]byte, 0, n)
+		for _, it := range p.items {
+			buf = appendResourceField(buf, it.any)
+		}
+		p.encoded = buf
+	})
+	return p.encoded
 }
 
 func newPart[M proto.Message](msgs []M, name func(M) string) (*part, error) {
