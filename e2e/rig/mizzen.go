@@ -110,7 +110,7 @@ func StartMizzen(t testing.TB, args ...string) *Mizzen {
 	m.XDSAddr = flagValue(args, "xds-addr")
 	m.MonitoringAddr = flagValue(args, "monitoring-addr")
 	full := []string{"serve"}
-	if m.ConfigDir == "" {
+	if m.ConfigDir == "" && flagValue(args, "kubeconfig") == "" {
 		m.ConfigDir = t.TempDir()
 		full = append(full, "--config-dir", m.ConfigDir)
 	}
