@@ -31,10 +31,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildDestinationRules(in)
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
-	s.ConfigHash = hashObjects(in.Namespaces, in.Services, in.ServiceAccounts, in.ConfigMaps,
-		in.VirtualServices, in.DestinationRules, in.Gateways, in.ServiceEntries, in.Sidecars,
-		in.PeerAuthentications, in.AuthorizationPolicies, in.RequestAuthentications)
-	s.EndpointsHash = hashObjects(in.EndpointSlices, in.Pods)
+	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	return s
 }
 
@@ -291,15 +288,82 @@ func byCreation[T creationSortable](in []T) []T {
 	return out
 }
 
-// hashObjects fingerprints objects to tell which kind of input changed. The
-// encoding only needs to be stable within one process.
-func hashObjects(lists ...any) uint64 {
-	h := fnv.New64a()
-	enc := json.NewEncoder(h)
-	for _, l := range lists {
-		_ = enc.Encode(l)
+// fingerprint hashes what the model reads of each input, split into config and
+// endpoints, so that an endpoint-only change can be told from a config change.
+// Fields the model ignores (resourceVersion, managedFields, status of config
+// objects) stay out: in a cluster they change all the time and would turn every
+// status update into a full rebuild. The encoding need only be stable within
+// one process.
+func fingerprint(in *Inputs) (config, endpoints uint64) {
+	c, e := fnv.New64a(), fnv.New64a()
+	cenc, eenc := json.NewEncoder(c), json.NewEncoder(e)
+	meta := func(enc *json.Encoder, kind string, m metav1.ObjectMeta) {
+		_ = enc.Encode([]any{kind, m.Namespace, m.Name, m.Labels, m.Annotations, m.CreationTimestamp, m.DeletionTimestamp != nil})
 	}
-	return h.Sum64()
+	for _, o := range in.Namespaces {
+		meta(cenc, "ns", o.ObjectMeta)
+	}
+	for _, o := range in.Services {
+		meta(cenc, "svc", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.ServiceAccounts {
+		meta(cenc, "sa", o.ObjectMeta)
+	}
+	for _, o := range in.ConfigMaps {
+		meta(cenc, "cm", o.ObjectMeta)
+		_ = cenc.Encode(o.Data)
+	}
+	for _, o := range in.VirtualServices {
+		meta(cenc, "vs", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.DestinationRules {
+		meta(cenc, "dr", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.Gateways {
+		meta(cenc, "gw", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.ServiceEntries {
+		meta(cenc, "se", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.Sidecars {
+		meta(cenc, "sidecar", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.PeerAuthentications {
+		meta(cenc, "pa", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.AuthorizationPolicies {
+		meta(cenc, "ap", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.RequestAuthentications {
+		meta(cenc, "ra", o.ObjectMeta)
+		_ = cenc.Encode(&o.Spec)
+	}
+	for _, o := range in.EndpointSlices {
+		meta(eenc, "es", o.ObjectMeta)
+		_ = eenc.Encode([]any{o.AddressType, o.Endpoints, o.Ports})
+	}
+	for _, o := range in.Pods {
+		// Pods matter for their labels, service account and address only.
+		meta(eenc, "pod", o.ObjectMeta)
+		_ = eenc.Encode([]any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
+	}
+	return c.Sum64(), e.Sum64()
+}
+
+func podContainerPorts(p *corev1.Pod) [][]corev1.ContainerPort {
+	out := make([][]corev1.ContainerPort, 0, len(p.Spec.Containers))
+	for _, c := range p.Spec.Containers {
+		out = append(out, c.Ports)
+	}
+	return out
 }
 
 // IsIP reports whether s is a literal IP address.

@@ -110,3 +110,31 @@ func TestBuildSkipsInvalidObjectsOneByOne(t *testing.T) {
 		t.Errorf("missing errors naming object and field: %v; got %v", want, s.Errors)
 	}
 }
+
+func TestFingerprintIgnoresWhatTheModelDoesNotRead(t *testing.T) {
+	svc := service("a", corev1.ServicePort{Name: "http", Port: 80})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a-0", Namespace: "default", Labels: map[string]string{"app": "a"}},
+		Status: corev1.PodStatus{PodIP: "10.0.0.1", Phase: corev1.PodRunning}}
+	in := &Inputs{Services: []*corev1.Service{svc}, Pods: []*corev1.Pod{pod}}
+	c1, e1 := fingerprint(in)
+
+	svc2, pod2 := svc.DeepCopy(), pod.DeepCopy()
+	svc2.ResourceVersion, pod2.ResourceVersion = "99", "100"
+	svc2.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "1.2.3.4"}}
+	pod2.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	c2, e2 := fingerprint(&Inputs{Services: []*corev1.Service{svc2}, Pods: []*corev1.Pod{pod2}})
+	if c1 != c2 || e1 != e2 {
+		t.Error("resourceVersion/status changes flipped a fingerprint")
+	}
+
+	pod3 := pod.DeepCopy()
+	pod3.Labels = map[string]string{"app": "a", "version": "v2"}
+	if c3, e3 := fingerprint(&Inputs{Services: []*corev1.Service{svc}, Pods: []*corev1.Pod{pod3}}); c3 != c1 || e3 == e1 {
+		t.Error("a pod label change must be an endpoint-only change")
+	}
+	svc4 := svc.DeepCopy()
+	svc4.Spec.Ports[0].Port = 81
+	if c4, _ := fingerprint(&Inputs{Services: []*corev1.Service{svc4}, Pods: []*corev1.Pod{pod}}); c4 == c1 {
+		t.Error("a service port change must change the config fingerprint")
+	}
+}
