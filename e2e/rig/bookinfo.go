@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +47,10 @@ const (
 )
 
 // GatewayNodeID is the node ID of an istio-ingressgateway pod with the given IP.
+// KubePodIP maps a bookinfo app's loopback address (127.0.1.N) to its pod
+// address on the rig's network in Kubernetes mode (198.18.1.N).
+func KubePodIP(loopback string) string { return strings.Replace(loopback, "127.0.1.", "198.18.1.", 1) }
+
 func GatewayNodeID(ip string) string {
 	return "router~" + ip + "~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local"
 }
@@ -67,6 +72,10 @@ type BookinfoOptions struct {
 	MizzenArgs    []string // extra `mizzen serve` flags
 	EnvoyLogLevel string   // default info
 	ReadyTimeout  time.Duration
+	// Kube, when set, runs mizzen in Kubernetes mode: the example is applied
+	// through this apiserver and mizzen watches it with --kubeconfig; Dir stays
+	// empty and WriteConfig does not apply.
+	Kube *APIServer
 }
 
 // BookinfoEnv is a running bookinfo: echo apps, mizzen watching a config dir seeded
@@ -79,6 +88,7 @@ type BookinfoEnv struct {
 	GatewayURL string // http://GatewayIP:80
 	Apps       map[string]*echo.Server
 	Client     *http.Client // keep-alive client for gateway traffic
+	Kube       *APIServer   // set in Kubernetes mode
 
 	staging string // same filesystem as Dir, for atomic writes
 }
@@ -135,6 +145,7 @@ func BookinfoWith(t testing.TB, opts BookinfoOptions) *BookinfoEnv {
 			t.Fatalf("rig: %v", err)
 		}
 		all.Write(data)
+		all.WriteString("\n---\n") // files are separate YAML streams
 		if err := os.WriteFile(filepath.Join(b.Dir, filepath.Base(f)), data, 0o644); err != nil {
 			t.Fatalf("rig: %v", err)
 		}
@@ -146,8 +157,25 @@ func BookinfoWith(t testing.TB, opts BookinfoOptions) *BookinfoEnv {
 		}
 	}
 
-	// Apps.
+	if opts.Kube != nil {
+		// A real apiserver refuses loopback endpoints: in Kubernetes mode the apps
+		// run in pods of the rig's network, at 198.18.1.N instead of 127.0.1.N.
+		network := StartNetwork(t)
+		for _, app := range BookinfoApps {
+			ip, port, _ := net.SplitHostPort(app.Addr)
+			podIP := KubePodIP(ip)
+			pod := network.AddPod(t, app.Name, podIP)
+			p, _ := strconv.Atoi(port)
+			pod.StartEcho(t, p, app.Service, app.Version)
+		}
+		opts.Kube.Apply(t, strings.ReplaceAll(all.String(), "127.0.1.", "198.18.1."))
+		b.Kube = opts.Kube
+		b.Mizzen = StartMizzen(t, append([]string{"--kubeconfig", opts.Kube.Kubeconfig}, opts.MizzenArgs...)...)
+	}
 	for _, app := range BookinfoApps {
+		if opts.Kube != nil {
+			break
+		}
 		s, err := echo.Start(app.Addr, echo.Options{Service: app.Service, Version: app.Version, Pod: app.Name + "-0"})
 		if err != nil {
 			t.Fatalf("rig: starting echo app %s on %s: %v (is a previous test's app still running?)", app.Name, app.Addr, err)
@@ -156,7 +184,9 @@ func BookinfoWith(t testing.TB, opts BookinfoOptions) *BookinfoEnv {
 		b.Apps[app.Name] = s
 	}
 
-	b.Mizzen = StartMizzen(t, append([]string{"--config-dir", b.Dir}, opts.MizzenArgs...)...)
+	if opts.Kube == nil {
+		b.Mizzen = StartMizzen(t, append([]string{"--config-dir", b.Dir}, opts.MizzenArgs...)...)
+	}
 	b.Gateway = StartEnvoy(t, EnvoyOptions{
 		NodeID:   GatewayNodeID(opts.GatewayIP),
 		Cluster:  "istio-ingressgateway.istio-system",
