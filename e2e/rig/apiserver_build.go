@@ -232,3 +232,7 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// BuildAPIServer builds (or finds cached) the test kube-apiserver outside a test,
+// so `make test` can pay the cold build before the e2e timeouts start.
+func BuildAPIServer(logf func(string, ...any)) (string, error) { return buildAPIServer(logf) }
