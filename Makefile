@@ -17,8 +17,11 @@ run: build
 	./bin/mizzen serve --config-dir examples/bookinfo
 
 # Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
+# Unit, golden and feature tests run in parallel; end-to-end packages one at a
+# time, since they share loopback addresses, port 80 and the rig's network.
 test: envoy apiserver netns-tools lint
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./e2e/...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)

@@ -53,6 +53,14 @@ func StartNetwork(t testing.TB) *Network {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatalf("rig: the `ip` command (iproute2) is required for the test network: %v", err)
 	}
+	// One rig network per machine at a time: every network uses the same
+	// addresses, so a second test binary waits for the first one's to go.
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "mizzen-e2e-network.lock"), 15*time.Minute,
+		func() { t.Logf("rig: waiting for another test binary's network to be torn down") })
+	if err != nil {
+		t.Fatalf("rig: %v", err)
+	}
+	t.Cleanup(unlock) // registered first, so it runs after the teardown below
 	removeStaleNamespaces()
 	n := &Network{HostIP: NetworkHostIP, id: fmt.Sprintf("%x-%d", os.Getpid()&0xffff, networkSeq.Add(1))}
 	n.rigNS = netnsPrefix + "r-" + n.id
