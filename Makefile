@@ -50,9 +50,10 @@ envoy:
 apiserver:
 	$(GO) run ./e2e/rig/cmd/build-apiserver
 
-# The rig's pod network needs iproute2 (and root).
+# The rig's pod network needs iproute2 and iptables (capture, like istio-init), and root.
 netns-tools:
-	@command -v ip >/dev/null || (apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null)
+	@command -v ip >/dev/null && command -v iptables >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iproute2 iptables >/dev/null)
 
 clean:
 	rm -rf bin
