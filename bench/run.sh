@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the xDS load tool at N=100 and N=1,000 against the bookinfo example
-# and a generated mesh of 1,000 services. Prints one line per run and keeps the
-# JSON reports in bench/out/ so the next run can be compared as ratios.
+# and a generated mesh of 1,000 services (file mode), then the Kubernetes-mode run
+# (BenchmarkKubeConvergence in e2e/; BENCH_KUBE=0 skips it). Prints one line per
+# run and keeps the JSON reports in bench/out/ so the next run can be compared as ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=bench/out
@@ -53,4 +54,18 @@ for n in $NS; do
   run bookinfo "$OUT/bookinfo" "$OUT/bookinfo/reviews-vs.yaml" bench/bookinfo-variants "$n"
   run mesh1000 "$OUT/mesh" "$OUT/mesh/vs-svc-0.yaml" "$OUT/variants" "$n"
 done
+
+# Kubernetes mode: a real kube-apiserver (built once into ~/.cache/mizzen-e2e) filled
+# through the API with 1,000 Services / 5,000 endpoints, N=1,000 simulated proxies.
+# BENCH_KUBE=0 skips it; MIZZEN_BENCH_SERVICES / MIZZEN_BENCH_PROXIES scale it.
+if [ "${BENCH_KUBE:-1}" != 0 ]; then
+  set +e
+  MIZZEN_BIN="$PWD/bin/mizzen" MIZZEN_BENCH_STAMP="$stamp" \
+    go test -run '^$' -bench BenchmarkKubeConvergence -benchtime 1x -timeout 30m ./e2e/ 2>&1 |
+    tee "$OUT/kube-$stamp.log" | grep --line-buffered -E '^(kube-bench |Benchmark|--- FAIL|FAIL)' | tee -a "$results.txt"
+  kube_rc=${PIPESTATUS[0]}
+  set -e
+  echo "kube: exit=$kube_rc, $OUT/results-kube-$stamp.jsonl, full log: $OUT/kube-$stamp.log"
+  [ "$kube_rc" = 0 ] || { tail -40 "$OUT/kube-$stamp.log"; exit "$kube_rc"; }
+fi
 echo "reports: $OUT/*.json, summary: $results.txt"

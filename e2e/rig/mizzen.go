@@ -164,6 +164,9 @@ func flagValue(args []string, name string) string {
 // Exited reports whether the mizzen process has ended.
 func (m *Mizzen) Exited() bool { return m.proc.Exited() }
 
+// Pid is the process ID of the mizzen process (e.g. to sample its CPU and RSS).
+func (m *Mizzen) Pid() int { return m.proc.cmd.Process.Pid }
+
 // Log returns mizzen's output so far.
 func (m *Mizzen) Log() string {
 	b, _ := os.ReadFile(m.LogPath)
