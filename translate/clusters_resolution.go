@@ -42,4 +42,3 @@ func serviceCluster(name string, svc *model.Service, port *model.Port, policy *n
 
 // usesEDS reports whether the service's clusters get their endpoints over EDS.
 func usesEDS(svc *model.Service) bool { return svc.Resolution == model.ResolutionEDS }
-

@@ -49,7 +49,9 @@ const (
 )
 
 // VisibleTo reports whether a proxy in namespace ns may see the service.
-func (s *Service) VisibleTo(ns string) bool { return s.ExportTo == nil || s.ExportTo["*"] || s.ExportTo[ns] }
+func (s *Service) VisibleTo(ns string) bool {
+	return s.ExportTo == nil || s.ExportTo["*"] || s.ExportTo[ns]
+}
 
 // Port is a service port with the protocol Envoy should speak on it.
 type Port struct {
