@@ -32,6 +32,8 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildDestinationRules(in)
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
+	s.buildSidecars(in)
+	s.noteExportRestrictions()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	return s
 }

@@ -99,6 +99,10 @@ type Snapshot struct {
 	DestinationRules []*networking.DestinationRule
 	Gateways         []*networking.Gateway
 	drByHost         map[string]*networking.DestinationRule
+	sidecars         []*networking.Sidecar
+	// exportRestricted: some object limits its visibility (exportTo), so what a
+	// proxy sees depends on its namespace.
+	exportRestricted bool
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
