@@ -25,10 +25,11 @@ func OutboundClusters(snap *model.Snapshot) []*clusterv3.Cluster {
 		dr := snap.DestinationRule(svc.Hostname)
 		for _, port := range svc.Ports {
 			base := trafficPolicyForPort(model.HostTrafficPolicy(dr), port.Port)
-			out = append(out, edsCluster(OutboundClusterName(port.Port, "", svc.Hostname), port, base))
+			eps := snap.Endpoints(svc.Hostname)
+			out = append(out, serviceCluster(OutboundClusterName(port.Port, "", svc.Hostname), svc, port, base, eps, nil))
 			for _, ss := range model.Subsets(dr) {
 				policy := mergeTrafficPolicy(base, trafficPolicyForPort(ss.GetTrafficPolicy(), port.Port))
-				out = append(out, edsCluster(OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, policy))
+				out = append(out, serviceCluster(OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), svc, port, policy, eps, ss.GetLabels()))
 			}
 		}
 	}

@@ -13,6 +13,9 @@ import (
 func OutboundEndpoints(snap *model.Snapshot) []*endpointv3.ClusterLoadAssignment {
 	var out []*endpointv3.ClusterLoadAssignment
 	for _, svc := range snap.Services() {
+		if !usesEDS(svc) {
+			continue // DNS and passthrough clusters carry or need no endpoints
+		}
 		eps := snap.Endpoints(svc.Hostname)
 		dr := snap.DestinationRule(svc.Hostname)
 		for _, port := range svc.Ports {

@@ -11,6 +11,8 @@
 //	sidecar listeners              listeners_sidecar.go
 //	DestinationRule subsets        clusters.go, endpoints.go
 //	DestinationRule loadBalancer   loadbalancer.go
+//	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
+//	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
 package translate
 
 import (
@@ -33,7 +35,10 @@ type Output struct {
 // ForProxy is the whole translation of one proxy. The xds layer calls the parts
 // separately to share what does not depend on the proxy; this function is the
 // reference those parts must add up to.
-func ForProxy(snap *model.Snapshot, proxy *model.Proxy) Output {
+func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
+	// Outbound config comes from what the proxy may see (exportTo, Sidecar
+	// egress); its inbound side from the whole mesh, where its own endpoints are.
+	snap := full.View(full.ScopeFor(proxy))
 	out := Output{
 		Clusters:  append(StaticClusters(), OutboundClusters(snap)...),
 		Endpoints: OutboundEndpoints(snap),
@@ -43,8 +48,8 @@ func ForProxy(snap *model.Snapshot, proxy *model.Proxy) Output {
 		out.Listeners = GatewayListeners(snap, proxy)
 		out.Routes = GatewayRoutes(snap, proxy)
 	default:
-		out.Clusters = append(out.Clusters, InboundClusters(snap, proxy)...)
-		out.Listeners = append(SidecarOutboundListeners(snap), SidecarInboundListeners(snap, proxy)...)
+		out.Clusters = append(out.Clusters, InboundClusters(full, proxy)...)
+		out.Listeners = append(SidecarOutboundListeners(snap), SidecarInboundListeners(full, proxy)...)
 		out.Routes = SidecarOutboundRoutes(snap, proxy)
 	}
 	return out

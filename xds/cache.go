@@ -244,9 +244,16 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 			return // nothing this proxy watches changed
 		}
 	}
+	// EDS and RDS may carry only what changed (SotW lets Envoy keep the
+	// resources a response leaves out), which is what makes one endpoint change
+	// cost one ClusterLoadAssignment per proxy instead of all of them.
+	var unchangedFrom *resourceSet
+	if !t.wildcard() && !newStream && sameNames && w.req.GetVersionInfo() == ts.sentVersion {
+		unchangedFrom = ts.sentSet
+	}
 	resp := &cache.PassthroughResponse{
 		Request:           w.req,
-		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: responseResources(t, set, names)},
+		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: responseResources(t, set, names, unchangedFrom)},
 	}
 	select {
 	case w.ch <- resp:
@@ -266,8 +273,9 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 
 // responseResources lists what one response carries. A part sent whole goes as
 // one pre-encoded pseudo-resource (its bytes are built once and shared by every
-// proxy, see Codec); a part sent in pieces goes item by item.
-func responseResources(t typeIndex, set *resourceSet, names []string) []*anypb.Any {
+// proxy, see Codec); a part sent in pieces goes item by item. With
+// unchangedFrom set, items equal to that set's are left out.
+func responseResources(t typeIndex, set *resourceSet, names []string, unchangedFrom *resourceSet) []*anypb.Any {
 	var out []*anypb.Any
 	whole := func(p *part) {
 		if len(p.items) > 0 {
@@ -283,6 +291,18 @@ func responseResources(t typeIndex, set *resourceSet, names []string) []*anypb.A
 	wanted := make(map[string]bool, len(names))
 	for _, n := range names {
 		wanted[n] = true
+	}
+	if unchangedFrom != nil {
+		for _, p := range set.parts {
+			for _, it := range p.items {
+				if wanted[it.name] {
+					if prev := unchangedFrom.lookup(it.name); prev == nil || prev.hash != it.hash {
+						out = append(out, it.any)
+					}
+				}
+			}
+		}
+		return out
 	}
 	for _, p := range set.parts {
 		covered := 0
@@ -384,7 +404,7 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 	if old := cn.types[cdsType].set; old != nil && cn.types[cdsType].sentVersion != "" && old.version != sets[cdsType].version {
 		added := map[string]bool{}
 		for _, it := range sets[cdsType].all() {
-			if old.lookup(it.name) == nil && isEDSCluster(it.name) {
+			if old.lookup(it.name) == nil && it.warms {
 				added[it.name] = true
 			}
 		}
@@ -424,11 +444,6 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 	for t := cdsType; t < numTypes; t++ {
 		c.respondIfNeeded(cn, t)
 	}
-}
-
-// isEDSCluster: every outbound|... cluster is EDS; static ones need no warming.
-func isEDSCluster(name string) bool {
-	return len(name) > 9 && name[:9] == "outbound|"
 }
 
 // CreateDeltaWatch: mizzen serves state-of-the-world first; delta streams are refused.

@@ -15,20 +15,32 @@ import (
 	"github.com/mizzenmesh/mizzen/translate"
 )
 
-// generation holds everything built from one snapshot. What does not depend on
-// the proxy is built once here and shared (marshalled bytes included) by every
-// proxy; what depends on a proxy's namespace or labels is built once per
-// distinct key, lazily, the first time a proxy with that key needs it.
+// generation holds everything built from one snapshot. What a proxy's config
+// depends on is built once per distinct key and shared (marshalled bytes
+// included) by every proxy with that key: per scope (what the proxy may see:
+// exportTo and its Sidecar resource) the clusters, endpoints and outbound
+// listeners; per scope and proxy namespace/labels the outbound routes or
+// gateway config. Parts are built lazily, the first time a proxy needs them.
 type generation struct {
-	snap      *model.Snapshot
-	endpoints *part
-	config    *configParts
+	snap   *model.Snapshot
+	config *configParts
+
+	mu        sync.Mutex
+	endpoints map[string]*part // by scope key
 }
 
 // configParts is everything that depends on config but not on endpoints, so an
 // endpoint-only change reuses it whole.
 type configParts struct {
-	snap     *model.Snapshot
+	snap *model.Snapshot
+
+	mu     sync.Mutex
+	scopes map[string]*scopeParts
+}
+
+// scopeParts is the config of one scope.
+type scopeParts struct {
+	view     *model.Snapshot
 	clusters *part
 	outbound *part // sidecar outbound listeners
 
@@ -46,34 +58,63 @@ func claName(c *endpointv3.ClusterLoadAssignment) string   { return c.GetCluster
 func listenerName(l *listenerv3.Listener) string           { return l.GetName() }
 func routeConfigName(r *routev3.RouteConfiguration) string { return r.GetName() }
 
-// newGeneration builds the shared parts of snap. With prev from the same config
-// (equal ConfigHash) only endpoints are rebuilt: clusters, listeners and routes
-// keep their items and versions, so no CDS/LDS/RDS is pushed.
+// newGeneration starts a generation for snap. With prev from the same config
+// (equal ConfigHash) the config parts are reused whole: clusters, listeners and
+// routes keep their items and versions, so only EDS is pushed.
 func newGeneration(snap *model.Snapshot, prev *generation) (*generation, error) {
-	g := &generation{snap: snap}
-	eps, err := newPart(translate.OutboundEndpoints(snap), claName)
-	if err != nil {
-		return nil, fmt.Errorf("endpoints: %w", err)
-	}
-	g.endpoints = eps
+	g := &generation{snap: snap, endpoints: map[string]*part{}}
 	if prev != nil && prev.snap.ConfigHash == snap.ConfigHash {
 		g.config = prev.config
-		return g, nil
+	} else {
+		g.config = &configParts{snap: snap, scopes: map[string]*scopeParts{}}
 	}
-	cp := &configParts{snap: snap, routes: map[string]*part{}, gateways: map[string]*gatewayParts{}}
-	if cp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(snap)...), clusterName); err != nil {
-		return nil, fmt.Errorf("clusters: %w", err)
+	// Build the unscoped view now, so a broken translation is reported before
+	// any proxy is touched and most proxies find their parts ready.
+	if _, err := g.config.scope(model.Scope{}); err != nil {
+		return nil, err
 	}
-	if cp.outbound, err = newPart(translate.SidecarOutboundListeners(snap), listenerName); err != nil {
-		return nil, fmt.Errorf("outbound listeners: %w", err)
+	if _, err := g.scopeEndpoints(model.Scope{}); err != nil {
+		return nil, err
 	}
-	g.config = cp
 	return g, nil
 }
 
 // endpointOnly reports whether g differs from prev in endpoints alone.
 func (g *generation) endpointOnly(prev *generation) bool {
 	return prev != nil && g.config == prev.config
+}
+
+func (cp *configParts) scope(sc model.Scope) (*scopeParts, error) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if sp, ok := cp.scopes[sc.Key]; ok {
+		return sp, nil
+	}
+	view := cp.snap.View(sc)
+	sp := &scopeParts{view: view, routes: map[string]*part{}, gateways: map[string]*gatewayParts{}}
+	var err error
+	if sp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(view)...), clusterName); err != nil {
+		return nil, fmt.Errorf("clusters: %w", err)
+	}
+	if sp.outbound, err = newPart(translate.SidecarOutboundListeners(view), listenerName); err != nil {
+		return nil, fmt.Errorf("outbound listeners: %w", err)
+	}
+	cp.scopes[sc.Key] = sp
+	return sp, nil
+}
+
+func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p, ok := g.endpoints[sc.Key]; ok {
+		return p, nil
+	}
+	p, err := newPart(translate.OutboundEndpoints(g.snap.View(sc)), claName)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints: %w", err)
+	}
+	g.endpoints[sc.Key] = p
+	return p, nil
 }
 
 // proxyKey is what a sidecar's outbound routes depend on: its namespace (for
@@ -93,54 +134,63 @@ func proxyKey(p *model.Proxy) string {
 	return b.String()
 }
 
-func (cp *configParts) sidecarRoutes(p *model.Proxy) (*part, error) {
+func (sp *scopeParts) sidecarRoutes(p *model.Proxy) (*part, error) {
 	key := proxyKey(p)
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	if r, ok := cp.routes[key]; ok {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if r, ok := sp.routes[key]; ok {
 		return r, nil
 	}
-	r, err := newPart(translate.SidecarOutboundRoutes(cp.snap, p), routeConfigName)
+	r, err := newPart(translate.SidecarOutboundRoutes(sp.view, p), routeConfigName)
 	if err != nil {
 		return nil, err
 	}
-	cp.routes[key] = r
+	sp.routes[key] = r
 	return r, nil
 }
 
-func (cp *configParts) gateway(p *model.Proxy) (*gatewayParts, error) {
+func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 	key := proxyKey(p)
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	if gp, ok := cp.gateways[key]; ok {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if gp, ok := sp.gateways[key]; ok {
 		return gp, nil
 	}
-	l, err := newPart(translate.GatewayListeners(cp.snap, p), listenerName)
+	l, err := newPart(translate.GatewayListeners(sp.view, p), listenerName)
 	if err != nil {
 		return nil, err
 	}
-	r, err := newPart(translate.GatewayRoutes(cp.snap, p), routeConfigName)
+	r, err := newPart(translate.GatewayRoutes(sp.view, p), routeConfigName)
 	if err != nil {
 		return nil, err
 	}
 	gp := &gatewayParts{listeners: l, routes: r}
-	cp.gateways[key] = gp
+	sp.gateways[key] = gp
 	return gp, nil
 }
 
 // build returns the four resource sets of one proxy.
 func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	var out [numTypes]*resourceSet
+	sc := g.config.snap.ScopeFor(p)
+	sp, err := g.config.scope(sc)
+	if err != nil {
+		return out, err
+	}
+	eps, err := g.scopeEndpoints(sc)
+	if err != nil {
+		return out, err
+	}
 	if p.Type == model.RouterProxy {
-		gp, err := g.config.gateway(p)
+		gp, err := sp.gateway(p)
 		if err != nil {
 			return out, fmt.Errorf("gateway config: %w", err)
 		}
-		out[cdsType] = newResourceSet(g.config.clusters)
+		out[cdsType] = newResourceSet(sp.clusters)
 		out[ldsType] = newResourceSet(gp.listeners)
 		out[rdsType] = newResourceSet(gp.routes)
 	} else {
-		routes, err := g.config.sidecarRoutes(p)
+		routes, err := sp.sidecarRoutes(p)
 		if err != nil {
 			return out, fmt.Errorf("outbound routes: %w", err)
 		}
@@ -152,10 +202,10 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		if err != nil {
 			return out, fmt.Errorf("inbound listeners: %w", err)
 		}
-		out[cdsType] = newResourceSet(g.config.clusters, inClusters)
-		out[ldsType] = newResourceSet(g.config.outbound, inListeners)
+		out[cdsType] = newResourceSet(sp.clusters, inClusters)
+		out[ldsType] = newResourceSet(sp.outbound, inListeners)
 		out[rdsType] = newResourceSet(routes)
 	}
-	out[edsType] = newResourceSet(g.endpoints)
+	out[edsType] = newResourceSet(eps)
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -48,6 +49,8 @@ type item struct {
 	name string
 	any  *anypb.Any
 	hash uint64
+	// warms: an EDS cluster, which Envoy keeps warming until its endpoints arrive.
+	warms bool
 }
 
 // part is a set of items built together (say, all outbound clusters of a
@@ -92,6 +95,9 @@ func newPart[M proto.Message](msgs []M, name func(M) string) (*part, error) {
 		ih := fnv.New64a()
 		_, _ = ih.Write(b)
 		it := &item{name: name(m), any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
+		if c, ok := any(m).(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
+			it.warms = true
+		}
 		if _, dup := p.byName[it.name]; dup {
 			return nil, fmt.Errorf("two resources named %q", it.name)
 		}

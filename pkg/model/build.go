@@ -28,9 +28,12 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
 	s.buildServices(in)
 	s.buildEndpoints(in)
+	s.buildServiceEntries(in)
 	s.buildDestinationRules(in)
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
+	s.buildSidecars(in)
+	s.noteExportRestrictions()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	return s
 }
@@ -48,6 +51,7 @@ func (s *Snapshot) buildServices(in *Inputs) {
 			Namespace: svc.Namespace,
 			ClusterIP: svc.Spec.ClusterIP,
 			Selector:  svc.Spec.Selector,
+			ExportTo:  exportTo(splitList(svc.Annotations[AnnotationExportTo]), svc.Namespace),
 		}
 		if out.ClusterIP == corev1.ClusterIPNone {
 			out.ClusterIP = ""

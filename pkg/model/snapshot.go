@@ -12,14 +12,45 @@ import (
 // DefaultDomainSuffix is the cluster DNS suffix of service hostnames.
 const DefaultDomainSuffix = "cluster.local"
 
-// Service is one Kubernetes Service (later also ServiceEntry hosts), keyed by FQDN.
+// Service is one Kubernetes Service or one host of a ServiceEntry, keyed by hostname.
 type Service struct {
-	Hostname  string // name.namespace.svc.cluster.local
+	Hostname  string // name.namespace.svc.cluster.local, or a ServiceEntry host as written
 	Name      string
 	Namespace string
+	// ClusterIP is the VIP clients dial: the Service's cluster IP or the
+	// ServiceEntry's first address; empty for headless services.
 	ClusterIP string
 	Ports     []*Port
 	Selector  map[string]string
+
+	// MeshExternal is a ServiceEntry with location MESH_EXTERNAL.
+	MeshExternal bool
+	Resolution   Resolution
+	// ExportTo lists the namespaces that may see the service; nil means all
+	// ("*"). From a ServiceEntry's exportTo or a Service's
+	// networking.istio.io/exportTo annotation, "." resolved to the own namespace.
+	ExportTo map[string]bool
+	// FromServiceEntry names the ServiceEntry (ns/name) the host came from.
+	FromServiceEntry string
+}
+
+// Resolution is how Envoy finds a service's endpoints.
+type Resolution int
+
+const (
+	// ResolutionEDS: mizzen knows the endpoints (Kubernetes, ServiceEntry STATIC).
+	ResolutionEDS Resolution = iota
+	// ResolutionDNS: Envoy resolves the endpoints' hostnames (ServiceEntry DNS).
+	ResolutionDNS
+	// ResolutionDNSRoundRobin: Envoy resolves and uses one address at a time.
+	ResolutionDNSRoundRobin
+	// ResolutionPassthrough: connect to the original destination (ServiceEntry NONE).
+	ResolutionPassthrough
+)
+
+// VisibleTo reports whether a proxy in namespace ns may see the service.
+func (s *Service) VisibleTo(ns string) bool {
+	return s.ExportTo == nil || s.ExportTo["*"] || s.ExportTo[ns]
 }
 
 // Port is a service port with the protocol Envoy should speak on it.
@@ -27,6 +58,9 @@ type Port struct {
 	Name     string
 	Port     uint32
 	Protocol Protocol
+	// TargetPort is a ServiceEntry port's targetPort: the endpoints' port when an
+	// endpoint does not name one (0: same as Port).
+	TargetPort uint32
 }
 
 // PortByNumber returns the service port with that number, or nil.
@@ -65,6 +99,10 @@ type Snapshot struct {
 	DestinationRules []*networking.DestinationRule
 	Gateways         []*networking.Gateway
 	drByHost         map[string]*networking.DestinationRule
+	sidecars         []*networking.Sidecar
+	// exportRestricted: some object limits its visibility (exportTo), so what a
+	// proxy sees depends on its namespace.
+	exportRestricted bool
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).

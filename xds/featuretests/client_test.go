@@ -219,7 +219,26 @@ func (c *client) ack(resp *discovery.DiscoveryResponse) {
 	c.t.Helper()
 	ts := c.state(resp.GetTypeUrl())
 	ts.version = resp.GetVersionInfo()
-	ts.resources = map[string]*anypb.Any{}
+	// Like Envoy: a CDS/LDS response is the whole state; an EDS/RDS response
+	// carries only what changed and leaves the other subscribed resources as
+	// they are (those no longer subscribed are dropped).
+	switch resp.GetTypeUrl() {
+	case resourcev3.ClusterType, resourcev3.ListenerType:
+		ts.resources = map[string]*anypb.Any{}
+	default:
+		keep := map[string]bool{}
+		for _, n := range ts.names {
+			keep[n] = true
+		}
+		for n := range ts.resources {
+			if !keep[n] {
+				delete(ts.resources, n)
+			}
+		}
+	}
+	if ts.resources == nil {
+		ts.resources = map[string]*anypb.Any{}
+	}
 	for _, r := range resp.GetResources() {
 		ts.resources[resourceName(c.t, r)] = r
 	}
