@@ -50,10 +50,11 @@ envoy:
 apiserver:
 	$(GO) run ./e2e/rig/cmd/build-apiserver
 
-# The rig's pod network needs iproute2 and iptables (capture, like istio-init), and root.
+# The rig's pod network needs iproute2, iptables (capture, like istio-init) and
+# setpriv (util-linux: sidecars run as uid 1337), and root.
 netns-tools:
-	@command -v ip >/dev/null && command -v iptables >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq iproute2 iptables >/dev/null)
+	@command -v ip >/dev/null && command -v iptables >/dev/null && command -v setpriv >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iproute2 iptables util-linux >/dev/null)
 
 clean:
 	rm -rf bin

@@ -38,6 +38,9 @@ type Response struct {
 	Headers map[string]string `json:"headers"`
 	// Status is the HTTP status the server answered with.
 	Status int `json:"status"`
+	// RemoteAddr is the peer of the connection the request came on (ip:port): behind
+	// an Istio-style sidecar it is 127.0.0.6 (the inbound cluster's bind address).
+	RemoteAddr string `json:"remote_addr"`
 }
 
 // Header returns a request header the server saw, case-insensitively.
@@ -132,14 +135,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	resp := Response{
-		Service: s.opts.Service,
-		Version: s.opts.Version,
-		Pod:     s.opts.Pod,
-		Method:  r.Method,
-		Path:    r.URL.RequestURI(),
-		Host:    r.Host,
-		Headers: flatten(r.Header),
-		Status:  status,
+		Service:    s.opts.Service,
+		Version:    s.opts.Version,
+		Pod:        s.opts.Pod,
+		Method:     r.Method,
+		Path:       r.URL.RequestURI(),
+		Host:       r.Host,
+		Headers:    flatten(r.Header),
+		Status:     status,
+		RemoteAddr: r.RemoteAddr,
 	}
 	body, _ := json.Marshal(&resp)
 	h := w.Header()

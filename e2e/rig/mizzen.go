@@ -2,6 +2,7 @@ package rig
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,10 +37,16 @@ var (
 	buildErr  error
 )
 
-// CleanupBuilds removes the binaries MizzenBinary built (Main calls it).
+// CleanupBuilds removes the binaries MizzenBinary and the other helpers built
+// (echo, echoclient, the sidecars' Envoy link); Main calls it.
 func CleanupBuilds() {
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
+	}
+	toolsMu.Lock()
+	defer toolsMu.Unlock()
+	if toolsDir != "" {
+		_ = os.RemoveAll(toolsDir)
 	}
 }
 
@@ -297,4 +304,51 @@ func series(name string, labels []*dto.LabelPair, extra ...string) string {
 	}
 	sort.Strings(kv)
 	return name + "{" + strings.Join(kv, ",") + "}"
+}
+
+// ProxySync is one proxy's row of mizzen's /debug/syncz.
+type ProxySync struct {
+	Proxy     string              `json:"proxy"`
+	Type      string              `json:"type"`
+	Namespace string              `json:"namespace"`
+	Types     map[string]TypeSync `json:"types"` // by "cds", "eds", "lds", "rds", ...
+}
+
+// TypeSync is the sync state of one xDS type for one proxy.
+type TypeSync struct {
+	State       string `json:"state"` // SYNCED, STALE, NACKED, NOT SENT
+	Current     string `json:"current_version"`
+	Sent        string `json:"sent_version"`
+	Acked       string `json:"acked_version"`
+	Resources   int    `json:"resources"`
+	NackMessage string `json:"nack_message,omitempty"`
+	Acks        int    `json:"acks"`
+	Nacks       int    `json:"nacks"`
+}
+
+// SyncStatus reads /debug/syncz.
+func (m *Mizzen) SyncStatus(ctx context.Context) ([]ProxySync, error) {
+	b, err := m.Get(ctx, "/debug/syncz")
+	if err != nil {
+		return nil, err
+	}
+	var out []ProxySync
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("parsing /debug/syncz: %v", err)
+	}
+	return out, nil
+}
+
+// ProxySync returns the /debug/syncz row of one proxy; an error if it is not connected.
+func (m *Mizzen) ProxySync(ctx context.Context, proxyID string) (*ProxySync, error) {
+	all, err := m.SyncStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Proxy == proxyID {
+			return &all[i], nil
+		}
+	}
+	return nil, fmt.Errorf("proxy %s is not connected to mizzen", proxyID)
 }

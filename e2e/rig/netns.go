@@ -87,6 +87,9 @@ func StartNetwork(t testing.TB) *Network {
 
 func (n *Network) teardown() {
 	for i := n.pods.Load(); i >= 1; i-- {
+		// Every process the rig started is gone by now (their cleanups ran first);
+		// this only catches a straggler, so the namespace really goes.
+		killNamespacePids(n.podNS(int(i)))
 		_ = exec.Command("ip", "netns", "del", n.podNS(int(i))).Run()
 	}
 	_ = exec.Command("ip", "link", "del", n.hostIf).Run()
@@ -155,37 +158,93 @@ func (p *Pod) StartEcho(t testing.TB, port int, service, version string) {
 	t.Fatalf("rig: echo app in pod %s not answering on %s", p.Name, addr)
 }
 
-var (
-	echoOnce sync.Once
-	echoBin  string
-	echoErr  error
-)
-
-// EchoBinary builds the echo app once per test binary run.
+// EchoBinary builds the echo app (./e2e/echo/cmd/echo) once per test binary run.
 func EchoBinary(t testing.TB) string {
 	t.Helper()
-	echoOnce.Do(func() {
+	return toolBinary(t, "./e2e/echo/cmd/echo")
+}
+
+// EchoClientBinary builds the echo client (./e2e/echo/cmd/echoclient) once per
+// test binary run.
+func EchoClientBinary(t testing.TB) string {
+	t.Helper()
+	return toolBinary(t, "./e2e/echo/cmd/echoclient")
+}
+
+var (
+	toolsMu    sync.Mutex
+	toolsDir   string
+	toolsBuilt = map[string]string{} // package → binary
+	toolsErr   = map[string]error{}
+)
+
+// sharedToolsDir is a 0755 directory for the test binary's helper programs
+// (readable and executable by the sidecar's uid 1337 too); CleanupBuilds removes it.
+// Call with toolsMu held.
+func sharedToolsDir() (string, error) {
+	if toolsDir != "" {
+		return toolsDir, nil
+	}
+	dir, err := os.MkdirTemp("", "mizzen-e2e-tools-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	toolsDir = dir
+	return dir, nil
+}
+
+// toolBinary builds a main package of this module once per test binary run.
+func toolBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	toolsMu.Lock()
+	defer toolsMu.Unlock()
+	if bin, ok := toolsBuilt[pkg]; ok {
+		return bin
+	}
+	if err, ok := toolsErr[pkg]; ok {
+		t.Fatalf("rig: %v", err)
+	}
+	bin, err := func() (string, error) {
 		root, err := ModuleRoot()
 		if err != nil {
-			echoErr = err
-			return
+			return "", err
 		}
-		dir, err := os.MkdirTemp("", "mizzen-e2e-echo-")
+		dir, err := sharedToolsDir()
 		if err != nil {
-			echoErr = err
-			return
+			return "", err
 		}
-		echoBin = filepath.Join(dir, "echo")
-		cmd := exec.Command("go", "build", "-o", echoBin, "./e2e/echo/cmd/echo")
+		bin := filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			echoErr = fmt.Errorf("go build ./e2e/echo/cmd/echo: %v\n%s", err, out)
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
-	})
-	if echoErr != nil {
-		t.Fatalf("rig: %v", echoErr)
+		return bin, nil
+	}()
+	if err != nil {
+		toolsErr[pkg] = err
+		t.Fatalf("rig: %v", err)
 	}
-	return echoBin
+	toolsBuilt[pkg] = bin
+	return bin
+}
+
+// killNamespacePids SIGKILLs the processes still inside a network namespace the
+// rig created (e.g. a sidecar whose test binary was killed), by pid.
+func killNamespacePids(ns string) {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // removeStaleNamespaces deletes rig namespaces (and their host veths) whose test
@@ -213,6 +272,7 @@ func removeStaleNamespaces() {
 		if processAlive(strings.SplitN(rest, "-", 2)[0]) {
 			continue
 		}
+		killNamespacePids(name)
 		_ = exec.Command("ip", "netns", "del", name).Run()
 		if kind == 'r' {
 			_ = exec.Command("ip", "link", "del", netnsPrefix+"h-"+rest).Run()

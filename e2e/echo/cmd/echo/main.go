@@ -1,4 +1,5 @@
 // Command echo runs the e2e echo app (see package echo) until SIGINT/SIGTERM.
+// Repeat -addr to serve several ports (each with its own FailFirst count).
 package main
 
 import (
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,7 +16,15 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	var addrs []string
+	flag.Func("addr", "listen address (repeatable; default 127.0.0.1:8080)", func(s string) error {
+		for _, a := range strings.Split(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		return nil
+	})
 	var opts echo.Options
 	flag.StringVar(&opts.Service, "service", "echo", "service name to report")
 	flag.StringVar(&opts.Version, "version", "v1", "version to report (also in the x-echo-version header)")
@@ -25,20 +35,29 @@ func main() {
 	if opts.Pod == "" {
 		opts.Pod, _ = os.Hostname()
 	}
-
-	s, err := echo.Start(*addr, opts)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "echo:", err)
-		os.Exit(1)
+	if len(addrs) == 0 {
+		addrs = []string{"127.0.0.1:8080"}
 	}
-	fmt.Fprintf(os.Stderr, "echo: %s/%s (%s) serving on %s\n", opts.Service, opts.Version, opts.Pod, s.Addr)
+
+	var servers []*echo.Server
+	for _, addr := range addrs {
+		s, err := echo.Start(addr, opts)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "echo:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "echo: %s/%s (%s) serving on %s\n", opts.Service, opts.Version, opts.Pod, s.Addr)
+		servers = append(servers, s)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.Shutdown(shutdownCtx); err != nil {
-		_ = s.Close()
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil {
+			_ = s.Close()
+		}
 	}
 }
