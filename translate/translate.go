@@ -10,7 +10,12 @@
 //	Gateway servers -> listeners   listeners_gateway.go
 //	sidecar listeners              listeners_sidecar.go
 //	DestinationRule subsets        clusters.go, endpoints.go
-//	DestinationRule loadBalancer   loadbalancer.go
+//	DestinationRule precedence     cluster_traffic_policy.go (host < portLevelSettings < subset < subset port)
+//	DestinationRule loadBalancer   loadbalancer.go (simple, consistentHash → RING_HASH/MAGLEV)
+//	  consistentHash hash key      route_hash_policy.go (route hash_policy)
+//	DestinationRule connectionPool cluster_connection_pool.go
+//	DestinationRule outlierDetect. cluster_outlier_detection.go
+//	DestinationRule exportTo       pkg/model/destinationrule.go (which rule a proxy namespace sees)
 package translate
 
 import (
@@ -35,8 +40,8 @@ type Output struct {
 // reference those parts must add up to.
 func ForProxy(snap *model.Snapshot, proxy *model.Proxy) Output {
 	out := Output{
-		Clusters:  append(StaticClusters(), OutboundClusters(snap)...),
-		Endpoints: OutboundEndpoints(snap),
+		Clusters:  append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...),
+		Endpoints: OutboundEndpointsFor(snap, proxy.Namespace),
 	}
 	switch proxy.Type {
 	case model.RouterProxy:
