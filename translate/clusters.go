@@ -1,13 +1,11 @@
 package translate
 
 import (
-	"math"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	networkingapi "istio.io/api/networking/v1alpha3"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
@@ -16,66 +14,56 @@ import (
 // defaultConnectTimeout is MeshConfig.connectTimeout's default in Istio.
 const defaultConnectTimeout = 10 * time.Second
 
-// OutboundClusters builds one EDS cluster per service port, plus one per
-// DestinationRule subset, for every service in the snapshot. It depends on the
-// snapshot only, so all sidecars and gateways share its output.
+// OutboundClusters builds the outbound clusters as a proxy sees them whose
+// namespace holds no DestinationRule and is named by no exportTo (the view of
+// snap.DestinationRule). Proxies of other namespaces may see other rules: use
+// OutboundClustersFor, shared per snap.DestinationRuleViewKey(namespace).
 func OutboundClusters(snap *model.Snapshot) []*clusterv3.Cluster {
+	return OutboundClustersFor(snap, "")
+}
+
+// OutboundClustersFor builds one EDS cluster per service port, plus one per
+// DestinationRule subset, for every service in the snapshot, with the
+// DestinationRules a proxy in proxyNamespace sees (exportTo, namespace order:
+// model.Snapshot.DestinationRuleFor). Proxies whose namespaces share a
+// DestinationRuleViewKey get identical output.
+func OutboundClustersFor(snap *model.Snapshot, proxyNamespace string) []*clusterv3.Cluster {
 	var out []*clusterv3.Cluster
 	for _, svc := range snap.Services() {
-		dr := snap.DestinationRule(svc.Hostname)
+		dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
 		for _, port := range svc.Ports {
-			base := trafficPolicyForPort(model.HostTrafficPolicy(dr), port.Port)
 			eps := snap.Endpoints(svc.Hostname)
-			out = append(out, serviceCluster(OutboundClusterName(port.Port, "", svc.Hostname), svc, port, base, eps, nil))
+			out = append(out, serviceCluster(snap, OutboundClusterName(port.Port, "", svc.Hostname), svc, port, clusterTrafficPolicy(dr, "", port.Port), eps, nil))
 			for _, ss := range model.Subsets(dr) {
-				policy := mergeTrafficPolicy(base, trafficPolicyForPort(ss.GetTrafficPolicy(), port.Port))
-				out = append(out, serviceCluster(OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), svc, port, policy, eps, ss.GetLabels()))
+				out = append(out, serviceCluster(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), svc, port, clusterTrafficPolicy(dr, ss.GetName(), port.Port), eps, ss.GetLabels()))
 			}
 		}
 	}
 	return out
 }
 
-func edsCluster(name string, port *model.Port, policy *networkingapi.TrafficPolicy) *clusterv3.Cluster {
+// edsCluster builds an outbound EDS cluster and applies its traffic policy:
+// upstream protocol (port protocol, h2UpgradePolicy), connection pool, outlier
+// detection (which sets the panic threshold), load balancer. istiod upgrades to
+// HTTP/2 after the connection pool, so an upgraded cluster there misses
+// maxConcurrentStreams; here it gets it.
+func edsCluster(snap *model.Snapshot, name string, port *model.Port, policy *networkingapi.TrafficPolicy) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
-		ConnectTimeout:       dur(defaultConnectTimeout),
-		CircuitBreakers:      defaultCircuitBreakers(),
 		CommonLbConfig:       &clusterv3.Cluster_CommonLbConfig{},
 	}
+	var opts *upstreamhttp.HttpProtocolOptions
+	// HTTP/2 first, so that connectionPool.http.maxConcurrentStreams finds it.
+	if upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()) {
+		opts = http2Options()
+	}
+	opts = applyConnectionPool(c, opts, snap.Mesh, policy.GetConnectionPool())
+	c.TypedExtensionProtocolOptions = httpProtocolOptions(opts)
+	applyOutlierDetection(c, policy.GetOutlierDetection())
 	applyLoadBalancer(c, policy.GetLoadBalancer())
-	if port.Protocol.IsHTTP2() {
-		c.TypedExtensionProtocolOptions = http2ProtocolOptions()
-	}
 	return c
-}
-
-// defaultCircuitBreakers lifts Envoy's low defaults (1024 pending/requests), as
-// Istio does: limits are opt-in through DestinationRule connectionPool.
-func defaultCircuitBreakers() *clusterv3.CircuitBreakers {
-	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-		MaxConnections:     u32(math.MaxUint32),
-		MaxPendingRequests: u32(math.MaxUint32),
-		MaxRequests:        u32(math.MaxUint32),
-		MaxRetries:         u32(math.MaxUint32),
-		TrackRemaining:     true,
-	}}}
-}
-
-func http2ProtocolOptions() map[string]*anypb.Any {
-	return map[string]*anypb.Any{
-		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttp.HttpProtocolOptions{
-			UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
-				ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-						Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-					},
-				},
-			},
-		}),
-	}
 }
 
 // StaticClusters are the clusters every proxy has whatever the mesh holds.

@@ -11,10 +11,10 @@ import (
 // endpoints are found: EDS for Kubernetes services and STATIC ServiceEntries,
 // DNS clusters with the endpoints inline for DNS ServiceEntries, an original-
 // destination cluster for resolution NONE.
-func serviceCluster(name string, svc *model.Service, port *model.Port, policy *networkingapi.TrafficPolicy, eps []*model.Endpoint, subset map[string]string) *clusterv3.Cluster {
+func serviceCluster(snap *model.Snapshot, name string, svc *model.Service, port *model.Port, policy *networkingapi.TrafficPolicy, eps []*model.Endpoint, subset map[string]string) *clusterv3.Cluster {
 	switch svc.Resolution {
 	case model.ResolutionDNS, model.ResolutionDNSRoundRobin:
-		c := edsCluster(name, port, policy)
+		c := edsCluster(snap, name, port, policy)
 		c.EdsClusterConfig = nil
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		if svc.Resolution == model.ResolutionDNSRoundRobin {
@@ -37,7 +37,7 @@ func serviceCluster(name string, svc *model.Service, port *model.Port, policy *n
 			CircuitBreakers:      defaultCircuitBreakers(),
 		}
 	}
-	return edsCluster(name, port, policy)
+	return edsCluster(snap, name, port, policy)
 }
 
 // usesEDS reports whether the service's clusters get their endpoints over EDS.

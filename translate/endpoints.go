@@ -7,17 +7,25 @@ import (
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
-// OutboundEndpoints builds a ClusterLoadAssignment for every EDS cluster that
-// OutboundClusters builds (an empty one when no endpoint is ready, so Envoy never
-// waits on a cluster that mizzen has nothing to say about).
+// OutboundEndpoints builds the load assignments of OutboundClusters: the view of
+// a proxy whose namespace holds no DestinationRule and is named by no exportTo.
 func OutboundEndpoints(snap *model.Snapshot) []*endpointv3.ClusterLoadAssignment {
+	return OutboundEndpointsFor(snap, "")
+}
+
+// OutboundEndpointsFor builds a ClusterLoadAssignment for every EDS cluster that
+// OutboundClustersFor builds for the same namespace (an empty one when no
+// endpoint is ready, so Envoy never waits on a cluster that mizzen has nothing
+// to say about). Subsets, hence assignments, depend on the DestinationRules the
+// namespace sees; namespaces with equal DestinationRuleViewKey share the output.
+func OutboundEndpointsFor(snap *model.Snapshot, proxyNamespace string) []*endpointv3.ClusterLoadAssignment {
 	var out []*endpointv3.ClusterLoadAssignment
 	for _, svc := range snap.Services() {
 		if !usesEDS(svc) {
 			continue // DNS and passthrough clusters carry or need no endpoints
 		}
 		eps := snap.Endpoints(svc.Hostname)
-		dr := snap.DestinationRule(svc.Hostname)
+		dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
 		for _, port := range svc.Ports {
 			out = append(out, loadAssignment(OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
 			for _, ss := range model.Subsets(dr) {

@@ -2,12 +2,22 @@ package translate
 
 import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networkingapi "istio.io/api/networking/v1alpha3"
 )
 
+// defaultMinimumRingSize is Envoy's default, which Istio spells out when
+// consistentHash names no algorithm.
+const defaultMinimumRingSize = 1024
+
 // applyLoadBalancer maps DestinationRule trafficPolicy.loadBalancer onto the
-// cluster. Unset means LEAST_REQUEST, Istio's default since 1.14.
+// cluster, as istiod's applyLoadBalancer does. Unset means LEAST_REQUEST, Istio's
+// default since 1.14. consistentHash overrides simple (the API makes them a
+// oneof): RING_HASH unless maglev is named. The hash key itself is not a cluster
+// setting; it becomes the route's hash_policy (route_hash_policy.go).
+//
+// Not translated yet (validation warns): simple PASSTHROUGH, localityLbSetting,
+// zoneAwareLbSetting, warmupDurationSecs, warmup.
 func applyLoadBalancer(c *clusterv3.Cluster, lb *networkingapi.LoadBalancerSettings) {
 	c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 	switch lb.GetSimple() {
@@ -18,61 +28,37 @@ func applyLoadBalancer(c *clusterv3.Cluster, lb *networkingapi.LoadBalancerSetti
 	case networkingapi.LoadBalancerSettings_LEAST_REQUEST, networkingapi.LoadBalancerSettings_LEAST_CONN:
 		c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 	}
+	applyConsistentHash(c, lb.GetConsistentHash())
 }
 
-// trafficPolicyForPort overlays the portLevelSettings entry for port, if any, on
-// the policy's top-level settings, as Istio does.
-func trafficPolicyForPort(p *networkingapi.TrafficPolicy, port uint32) *networkingapi.TrafficPolicy {
-	if p == nil {
-		return nil
+func applyConsistentHash(c *clusterv3.Cluster, ch *networkingapi.LoadBalancerSettings_ConsistentHashLB) {
+	if ch == nil {
+		return
 	}
-	out := &networkingapi.TrafficPolicy{
-		LoadBalancer:     p.GetLoadBalancer(),
-		ConnectionPool:   p.GetConnectionPool(),
-		OutlierDetection: p.GetOutlierDetection(),
-		Tls:              p.GetTls(),
-	}
-	for _, pl := range p.GetPortLevelSettings() {
-		if pl.GetPort().GetNumber() != port {
-			continue
+	switch {
+	case ch.GetMaglev() != nil:
+		c.LbPolicy = clusterv3.Cluster_MAGLEV
+		if ts := ch.GetMaglev().GetTableSize(); ts != 0 {
+			c.LbConfig = &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{
+				TableSize: wrapperspb.UInt64(ts),
+			}}
 		}
-		if pl.GetLoadBalancer() != nil {
-			out.LoadBalancer = pl.GetLoadBalancer()
+	case ch.GetRingHash() != nil:
+		c.LbPolicy = clusterv3.Cluster_RING_HASH
+		if n := ch.GetRingHash().GetMinimumRingSize(); n != 0 {
+			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
+				MinimumRingSize: wrapperspb.UInt64(n),
+			}}
 		}
-		if pl.GetConnectionPool() != nil {
-			out.ConnectionPool = pl.GetConnectionPool()
+	default:
+		n := uint64(defaultMinimumRingSize)
+		//nolint:staticcheck // the deprecated field still applies, as in istiod
+		if legacy := ch.GetMinimumRingSize(); legacy != 0 {
+			n = legacy
 		}
-		if pl.GetOutlierDetection() != nil {
-			out.OutlierDetection = pl.GetOutlierDetection()
-		}
-		if pl.GetTls() != nil {
-			out.Tls = pl.GetTls()
-		}
+		c.LbPolicy = clusterv3.Cluster_RING_HASH
+		c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
+			MinimumRingSize: wrapperspb.UInt64(n),
+		}}
 	}
-	return out
-}
-
-// mergeTrafficPolicy gives a subset's settings precedence over the host's, field
-// by field, as Istio does.
-func mergeTrafficPolicy(base, subset *networkingapi.TrafficPolicy) *networkingapi.TrafficPolicy {
-	if subset == nil {
-		return base
-	}
-	if base == nil {
-		return subset
-	}
-	out := proto.Clone(base).(*networkingapi.TrafficPolicy)
-	if subset.GetLoadBalancer() != nil {
-		out.LoadBalancer = subset.GetLoadBalancer()
-	}
-	if subset.GetConnectionPool() != nil {
-		out.ConnectionPool = subset.GetConnectionPool()
-	}
-	if subset.GetOutlierDetection() != nil {
-		out.OutlierDetection = subset.GetOutlierDetection()
-	}
-	if subset.GetTls() != nil {
-		out.Tls = subset.GetTls()
-	}
-	return out
 }

@@ -10,7 +10,12 @@
 //	Gateway servers -> listeners   listeners_gateway.go
 //	sidecar listeners              listeners_sidecar.go
 //	DestinationRule subsets        clusters.go, endpoints.go
-//	DestinationRule loadBalancer   loadbalancer.go
+//	DestinationRule precedence     cluster_traffic_policy.go (host < portLevelSettings < subset < subset port)
+//	DestinationRule loadBalancer   loadbalancer.go (simple, consistentHash → RING_HASH/MAGLEV)
+//	  consistentHash hash key      route_hash_policy.go (route hash_policy)
+//	DestinationRule connectionPool cluster_connection_pool.go
+//	DestinationRule outlierDetect. cluster_outlier_detection.go
+//	DestinationRule exportTo       pkg/model/destinationrule.go (which rule a proxy namespace sees)
 //	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
 //	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
 package translate
@@ -40,8 +45,8 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	// egress); its inbound side from the whole mesh, where its own endpoints are.
 	snap := full.View(full.ScopeFor(proxy))
 	out := Output{
-		Clusters:  append(StaticClusters(), OutboundClusters(snap)...),
-		Endpoints: OutboundEndpoints(snap),
+		Clusters:  append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...),
+		Endpoints: OutboundEndpointsFor(snap, proxy.Namespace),
 	}
 	switch proxy.Type {
 	case model.RouterProxy:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"sync"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
@@ -20,10 +21,10 @@ import (
 // object can never stop the rest of the mesh from updating.
 func Build(in *Inputs, version uint64) *Snapshot {
 	s := &Snapshot{
-		Version:  version,
-		Inputs:   in,
-		services: map[string]*Service{},
-		drByHost: map[string]*networking.DestinationRule{},
+		Version:    version,
+		Inputs:     in,
+		services:   map[string]*Service{},
+		drViewKeys: &sync.Map{},
 	}
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
 	s.buildServices(in)
@@ -188,22 +189,36 @@ func podPorts(svc *Service, services []*corev1.Service, pod *corev1.Pod) map[str
 	return out
 }
 
+// buildDestinationRules indexes the valid DestinationRules by namespace and
+// exportTo (destinationrule.go). Rules for one host in one namespace merge as in
+// istiod instead of the newer one being dropped.
 func (s *Snapshot) buildDestinationRules(in *Inputs) {
+	s.drs = drIndex{
+		rootNamespace: s.Mesh.GetRootNamespace(),
+		local:         map[string]*hostDRs{},
+		exported:      map[string]*hostDRs{},
+		rootLocal:     newHostDRs(),
+	}
+	defaultPrivate := false
+	for _, e := range s.Mesh.GetDefaultDestinationRuleExportTo() {
+		if e == exportPrivate {
+			defaultPrivate = true
+		}
+	}
 	for _, dr := range byCreation(in.DestinationRules) {
-		if errs := ValidateDestinationRule(dr); hasErrors(errs) {
-			s.Errors = append(s.Errors, errs...)
-			continue
-		} else {
-			s.Errors = append(s.Errors, errs...)
-		}
-		host := ResolveHost(dr.Spec.GetHost(), dr.Namespace)
-		if prev, ok := s.drByHost[host]; ok {
-			s.addError(ConfigError{Kind: "DestinationRule", Namespace: dr.Namespace, Name: dr.Name, Field: "spec.host",
-				Code: "ConflictingDestinationRule", Warning: true,
-				Message: fmt.Sprintf("host %s already has DestinationRule %s/%s (older wins); this one is ignored", host, prev.Namespace, prev.Name)})
+		errs := ValidateDestinationRule(dr)
+		s.Errors = append(s.Errors, errs...)
+		if hasErrors(errs) {
 			continue
 		}
-		s.drByHost[host] = dr
+		if dr.Spec.GetWorkloadSelector() != nil {
+			// Applying it to the whole namespace would be wrong, and per-workload
+			// clusters are not built yet: leave it out, loudly.
+			s.addError(ConfigError{Kind: "DestinationRule", Namespace: dr.Namespace, Name: dr.Name, Field: "spec.workloadSelector",
+				Code: "UnsupportedField", Warning: true, Message: "workloadSelector is not supported yet; this DestinationRule is ignored"})
+			continue
+		}
+		s.Errors = append(s.Errors, s.drs.add(dr, defaultPrivate)...)
 		s.DestinationRules = append(s.DestinationRules, dr)
 	}
 }
@@ -249,7 +264,7 @@ func (s *Snapshot) crossCheckVirtualService(vs *networking.VirtualService) []Con
 					Code: "DestinationPortNotFound", Warning: true, Message: fmt.Sprintf("port %d is not a port of service %s", p, host)})
 			}
 			if ss := d.GetDestination().GetSubset(); ss != "" {
-				if _, ok := SubsetLabels(s.DestinationRule(host), ss); !ok {
+				if !s.subsetDefined(host, ss) {
 					out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".subset",
 						Code: "ReferencedSubsetNotFound", Warning: true,
 						Message: fmt.Sprintf("subset %q of host %s is not defined by any DestinationRule; requests on this route will get 503", ss, host)})

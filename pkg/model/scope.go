@@ -31,6 +31,10 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 	}
 	if s.exportRestricted {
 		sc.Key = "ns=" + p.Namespace
+	} else if k := s.cachedDRViewKey(p.Namespace); k != "" {
+		// This namespace resolves some host to another DestinationRule than
+		// the shared view does: namespaces with the same rules share a key.
+		sc.Key = "dr=" + k
 	}
 	if sc.Sidecar != nil {
 		sc.Key += "|sidecar=" + sc.Sidecar.Namespace + "/" + sc.Sidecar.Name
@@ -77,8 +81,8 @@ func sidecarUsesDot(sc *networking.Sidecar) bool {
 // everything else are shared with s. The full snapshot is its own view when
 // nothing restricts visibility.
 func (s *Snapshot) View(sc Scope) *Snapshot {
-	if sc.Sidecar == nil && !s.exportRestricted {
-		return s
+	if sc.Key == "" {
+		return s // nothing restricts what this proxy sees
 	}
 	v := *s
 	v.Errors = nil
@@ -96,18 +100,9 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 			v.VirtualServices = append(v.VirtualServices, vs)
 		}
 	}
-	v.DestinationRules = nil
-	v.drByHost = map[string]*networking.DestinationRule{}
-	for h, dr := range s.drByHost {
-		if exportedTo(dr.Spec.GetExportTo(), dr.Namespace, sc.Namespace) {
-			v.drByHost[h] = dr
-		}
-	}
-	for _, dr := range s.DestinationRules {
-		if exportedTo(dr.Spec.GetExportTo(), dr.Namespace, sc.Namespace) {
-			v.DestinationRules = append(v.DestinationRules, dr)
-		}
-	}
+	// DestinationRules stay whole: which one applies is resolved for the
+	// viewer's namespace (exportTo, namespace order) by DestinationRule.
+	v.viewerNS = sc.Namespace
 	if sc.Sidecar != nil && sc.Sidecar.Spec.GetOutboundTrafficPolicy() != nil {
 		mode := sc.Sidecar.Spec.GetOutboundTrafficPolicy().GetMode()
 		mc := proto.Clone(s.Mesh).(*meshv1alpha1.MeshConfig)
@@ -254,3 +249,15 @@ func (s *Snapshot) noteExportRestrictions() {
 
 // Sidecars returns the valid Sidecar resources, oldest first.
 func (s *Snapshot) Sidecars() []*networking.Sidecar { return s.sidecars }
+
+func (s *Snapshot) cachedDRViewKey(ns string) string {
+	if s.drViewKeys == nil {
+		return s.DestinationRuleViewKey(ns)
+	}
+	if k, ok := s.drViewKeys.Load(ns); ok {
+		return k.(string)
+	}
+	k := s.DestinationRuleViewKey(ns)
+	s.drViewKeys.Store(ns, k)
+	return k
+}

@@ -3,6 +3,7 @@ package model
 import (
 	"sort"
 	"strings"
+	"sync"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -95,14 +96,22 @@ type Snapshot struct {
 	endpoints   map[string][]*Endpoint
 
 	// VirtualServices holds only valid objects, oldest first (Istio's precedence).
-	VirtualServices  []*networking.VirtualService
+	VirtualServices []*networking.VirtualService
+	// DestinationRules holds only valid objects, oldest first, as written; which one
+	// applies to a proxy is DestinationRuleFor's business (destinationrule.go).
 	DestinationRules []*networking.DestinationRule
 	Gateways         []*networking.Gateway
-	drByHost         map[string]*networking.DestinationRule
+	drs              drIndex
 	sidecars         []*networking.Sidecar
 	// exportRestricted: some object limits its visibility (exportTo), so what a
 	// proxy sees depends on its namespace.
 	exportRestricted bool
+	// viewerNS is the proxy namespace a View was made for: DestinationRule
+	// resolves as a proxy of that namespace sees it.
+	viewerNS string
+	// drViewKeys memoizes DestinationRuleViewKey per namespace (derived data,
+	// shared by the snapshot and its views).
+	drViewKeys *sync.Map
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
@@ -125,22 +134,6 @@ func (s *Snapshot) Service(hostname string) *Service { return s.services[hostnam
 
 // Endpoints returns the endpoints of the service with that FQDN, sorted by address.
 func (s *Snapshot) Endpoints(hostname string) []*Endpoint { return s.endpoints[hostname] }
-
-// DestinationRule returns the DestinationRule that applies to the host, or nil.
-// Exact hosts win over wildcards; among wildcards the longest suffix wins.
-func (s *Snapshot) DestinationRule(hostname string) *networking.DestinationRule {
-	if dr, ok := s.drByHost[hostname]; ok {
-		return dr
-	}
-	var best *networking.DestinationRule
-	bestLen := -1
-	for h, dr := range s.drByHost {
-		if strings.HasPrefix(h, "*") && strings.HasSuffix(hostname, h[1:]) && len(h) > bestLen {
-			best, bestLen = dr, len(h)
-		}
-	}
-	return best
-}
 
 // ResolveHost turns a host as written in an Istio object of namespace ns into an
 // FQDN: short names (no dot) live in ns, anything with a dot is taken as written,

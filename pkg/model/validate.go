@@ -67,17 +67,23 @@ func ValidateDestinationRule(dr *networking.DestinationRule) []ConfigError {
 	if dr.Spec.GetHost() == "" {
 		v.fail("spec.host", "MissingHost", "host is required")
 	}
+	v.trafficPolicy("spec.trafficPolicy", dr.Spec.GetTrafficPolicy())
 	seen := map[string]bool{}
 	for i, ss := range dr.Spec.GetSubsets() {
 		f := fmt.Sprintf("spec.subsets[%d]", i)
-		if ss.GetName() == "" {
-			v.fail(f+".name", "MissingSubsetName", "subset name is required")
+		if ss == nil {
+			v.fail(f, "MissingSubset", "subset must not be null")
+			continue
 		}
+		v.subsetName(f+".name", ss.GetName())
 		if seen[ss.GetName()] {
 			v.fail(f+".name", "DuplicateSubset", fmt.Sprintf("subset %q is defined twice", ss.GetName()))
 		}
 		seen[ss.GetName()] = true
+		v.labels(f+".labels", ss.GetLabels())
+		v.trafficPolicy(f+".trafficPolicy", ss.GetTrafficPolicy())
 	}
+	v.exportTo("spec.exportTo", dr.Namespace, dr.Spec.GetExportTo())
 	return v.errs
 }
 
@@ -106,6 +112,11 @@ type validator struct {
 
 func (v *validator) fail(field, code, msg string) {
 	v.errs = append(v.errs, ConfigError{Kind: v.kind, Namespace: v.ns, Name: v.name, Field: field, Code: code, Message: msg})
+}
+
+// warn reports a problem that does not stop the object from being applied.
+func (v *validator) warn(field, code, msg string) {
+	v.errs = append(v.errs, ConfigError{Kind: v.kind, Namespace: v.ns, Name: v.name, Field: field, Code: code, Message: msg, Warning: true})
 }
 
 // maxRegexLen keeps regexes well inside Envoy's default RE2 program size limit;
