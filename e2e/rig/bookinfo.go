@@ -116,6 +116,14 @@ func BookinfoWith(t testing.TB, opts BookinfoOptions) *BookinfoEnv {
 	if _, err := EnvoyPath(); err != nil {
 		t.Fatalf("rig: %v", err)
 	}
+	// The apps' addresses and the gateway's port 80 are fixed, so one bookinfo
+	// world per machine at a time: a test binary of another checkout waits.
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "mizzen-e2e-bookinfo.lock"), 15*time.Minute,
+		func() { t.Logf("rig: waiting for another test binary's bookinfo to be torn down") })
+	if err != nil {
+		t.Fatalf("rig: %v", err)
+	}
+	t.Cleanup(unlock) // registered first, so it runs after everything else is down
 	b := &BookinfoEnv{
 		Dir:        t.TempDir(),
 		staging:    t.TempDir(),
