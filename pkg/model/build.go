@@ -27,6 +27,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	}
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
 	s.buildServices(in)
+	s.crossCheckPorts()
 	s.buildEndpoints(in)
 	s.buildDestinationRules(in)
 	s.buildGateways(in)
@@ -212,48 +213,6 @@ func (s *Snapshot) buildGateways(in *Inputs) {
 		}
 		s.Gateways = append(s.Gateways, gw)
 	}
-}
-
-func (s *Snapshot) buildVirtualServices(in *Inputs) {
-	for _, vs := range byCreation(in.VirtualServices) {
-		errs := ValidateVirtualService(vs)
-		s.Errors = append(s.Errors, errs...)
-		if hasErrors(errs) {
-			continue
-		}
-		s.Errors = append(s.Errors, s.crossCheckVirtualService(vs)...)
-		s.VirtualServices = append(s.VirtualServices, vs)
-	}
-}
-
-// crossCheckVirtualService reports references the snapshot cannot satisfy. They
-// are warnings: Istio applies such a VirtualService and the route answers 503.
-func (s *Snapshot) crossCheckVirtualService(vs *networking.VirtualService) []ConfigError {
-	var out []ConfigError
-	for i, r := range vs.Spec.GetHttp() {
-		for j, d := range r.GetRoute() {
-			field := fmt.Sprintf("spec.http[%d].route[%d].destination", i, j)
-			host := ResolveHost(d.GetDestination().GetHost(), vs.Namespace)
-			svc := s.services[host]
-			if svc == nil {
-				out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".host",
-					Code: "ReferencedResourceNotFound", Warning: true, Message: fmt.Sprintf("host %s is not a known service", host)})
-				continue
-			}
-			if p := d.GetDestination().GetPort().GetNumber(); p != 0 && svc.PortByNumber(p) == nil {
-				out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".port.number",
-					Code: "DestinationPortNotFound", Warning: true, Message: fmt.Sprintf("port %d is not a port of service %s", p, host)})
-			}
-			if ss := d.GetDestination().GetSubset(); ss != "" {
-				if _, ok := SubsetLabels(s.DestinationRule(host), ss); !ok {
-					out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".subset",
-						Code: "ReferencedSubsetNotFound", Warning: true,
-						Message: fmt.Sprintf("subset %q of host %s is not defined by any DestinationRule; requests on this route will get 503", ss, host)})
-				}
-			}
-		}
-	}
-	return out
 }
 
 func hasErrors(errs []ConfigError) bool {
