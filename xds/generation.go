@@ -33,8 +33,15 @@ type configParts struct {
 	outbound *part // sidecar outbound listeners
 
 	mu       sync.Mutex
-	routes   map[string]*part // sidecar outbound routes by proxy key
+	sidecars map[string]*sidecarParts // by proxy key
 	gateways map[string]*gatewayParts
+}
+
+// sidecarParts is what depends on a sidecar's namespace and labels: its
+// outbound routes and the (usually no) outbound L4 listeners whose
+// VirtualServices select callers.
+type sidecarParts struct {
+	routes, listeners *part
 }
 
 type gatewayParts struct {
@@ -60,7 +67,7 @@ func newGeneration(snap *model.Snapshot, prev *generation) (*generation, error) 
 		g.config = prev.config
 		return g, nil
 	}
-	cp := &configParts{snap: snap, routes: map[string]*part{}, gateways: map[string]*gatewayParts{}}
+	cp := &configParts{snap: snap, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{}}
 	if cp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(snap)...), clusterName); err != nil {
 		return nil, fmt.Errorf("clusters: %w", err)
 	}
@@ -76,8 +83,9 @@ func (g *generation) endpointOnly(prev *generation) bool {
 	return prev != nil && g.config == prev.config
 }
 
-// proxyKey is what a sidecar's outbound routes depend on: its namespace (for
-// short-name domains and sourceNamespace) and labels (for sourceLabels).
+// proxyKey is what a sidecar's outbound routes and L4 listeners depend on: its
+// namespace (for short-name domains and sourceNamespace) and labels (for
+// sourceLabels).
 func proxyKey(p *model.Proxy) string {
 	keys := make([]string, 0, len(p.Labels))
 	for k := range p.Labels {
@@ -93,19 +101,24 @@ func proxyKey(p *model.Proxy) string {
 	return b.String()
 }
 
-func (cp *configParts) sidecarRoutes(p *model.Proxy) (*part, error) {
+func (cp *configParts) sidecar(p *model.Proxy) (*sidecarParts, error) {
 	key := proxyKey(p)
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if r, ok := cp.routes[key]; ok {
-		return r, nil
+	if sp, ok := cp.sidecars[key]; ok {
+		return sp, nil
 	}
 	r, err := newPart(translate.SidecarOutboundRoutes(cp.snap, p), routeConfigName)
 	if err != nil {
 		return nil, err
 	}
-	cp.routes[key] = r
-	return r, nil
+	l, err := newPart(translate.SidecarOutboundProxyListeners(cp.snap, p), listenerName)
+	if err != nil {
+		return nil, err
+	}
+	sp := &sidecarParts{routes: r, listeners: l}
+	cp.sidecars[key] = sp
+	return sp, nil
 }
 
 func (cp *configParts) gateway(p *model.Proxy) (*gatewayParts, error) {
@@ -140,9 +153,9 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		out[ldsType] = newResourceSet(gp.listeners)
 		out[rdsType] = newResourceSet(gp.routes)
 	} else {
-		routes, err := g.config.sidecarRoutes(p)
+		sp, err := g.config.sidecar(p)
 		if err != nil {
-			return out, fmt.Errorf("outbound routes: %w", err)
+			return out, fmt.Errorf("outbound routes and listeners: %w", err)
 		}
 		inClusters, err := newPart(translate.InboundClusters(g.snap, p), clusterName)
 		if err != nil {
@@ -153,8 +166,8 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 			return out, fmt.Errorf("inbound listeners: %w", err)
 		}
 		out[cdsType] = newResourceSet(g.config.clusters, inClusters)
-		out[ldsType] = newResourceSet(g.config.outbound, inListeners)
-		out[rdsType] = newResourceSet(routes)
+		out[ldsType] = newResourceSet(g.config.outbound, sp.listeners, inListeners)
+		out[rdsType] = newResourceSet(sp.routes)
 	}
 	out[edsType] = newResourceSet(g.endpoints)
 	return out, nil
