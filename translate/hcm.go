@@ -23,13 +23,22 @@ type hcmOptions struct {
 	inline *routev3.RouteConfiguration
 	// gateway: trust the connection's peer as the client (edge), ignore Host ports.
 	gateway bool
+	// routeFilters adds the CORS and fault filters that VirtualService routes
+	// configure per route (outbound sidecar and gateway listeners, as in Istio).
+	routeFilters bool
 }
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
+	var filters []*hcmv3.HttpFilter
+	if o.routeFilters {
+		// Istio's order: CORS answers preflights before a fault can abort them.
+		filters = append(filters, corsHTTPFilter(), faultHTTPFilter())
+	}
+	filters = append(filters, &hcmv3.HttpFilter{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
 	m := &hcmv3.HttpConnectionManager{
 		StatPrefix:       o.statPrefix,
 		CodecType:        hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters:      []*hcmv3.HttpFilter{{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
+		HttpFilters:      filters,
 		UseRemoteAddress: boolv(o.gateway),
 		NormalizePath:    boolv(true),
 	}

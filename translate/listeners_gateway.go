@@ -28,7 +28,7 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 			Address:          socketAddress(bindIP, port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true}),
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true, routeFilters: true}),
 			}}},
 		})
 	}

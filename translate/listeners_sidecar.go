@@ -6,19 +6,22 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
 // SidecarOutboundListeners builds virtualOutbound (15001, where capture sends all
 // outbound TCP) and the per-port listeners it hands connections to: `0.0.0.0_<port>`
-// for HTTP ports (routes by Host via RDS `<port>`), `<vip>_<port>` for TCP ports.
+// for HTTP ports (routes by Host via RDS `<port>`), `<vip>_<port>` for TCP and
+// TLS ports, `0.0.0.0_<port>` (by SNI) for TLS ports of services without a VIP.
 // The per-port listeners don't bind: Envoy finds them by the original destination.
+//
+// Only what is the same for every sidecar is built here; L4 listeners whose
+// VirtualServices match on sourceLabels/sourceNamespace come from
+// SidecarOutboundProxyListeners.
 func SidecarOutboundListeners(snap *model.Snapshot) []*listenerv3.Listener {
-	fallback := PassthroughCluster
-	if snap.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
-		fallback = BlackHoleCluster
-	}
+	fallback := outboundFallbackCluster(snap)
 	out := []*listenerv3.Listener{{
 		Name:           VirtualOutboundListener,
 		Address:        socketAddress("0.0.0.0", VirtualOutboundPort),
@@ -37,28 +40,99 @@ func SidecarOutboundListeners(snap *model.Snapshot) []*listenerv3.Listener {
 			BindToPort:       boolv(false),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: SidecarOutboundRouteName(port)}),
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: SidecarOutboundRouteName(port), routeFilters: true}),
 			}}},
 		})
 	}
+	return append(out, outboundL4Listeners(snap, nil)...)
+}
+
+// SidecarOutboundProxyListeners builds the outbound L4 listeners that depend on
+// the proxy: those of services whose tcp/tls VirtualService rules select callers
+// by sourceLabels or sourceNamespace. Usually none.
+func SidecarOutboundProxyListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
+	return outboundL4Listeners(snap, &l4Scope{namespace: proxy.Namespace, labels: proxy.Labels})
+}
+
+func outboundFallbackCluster(snap *model.Snapshot) string {
+	if snap.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		return BlackHoleCluster
+	}
+	return PassthroughCluster
+}
+
+// outboundL4Listeners builds the TCP and TLS listeners: with scope nil those that
+// are the same for every proxy, with a scope those that depend on it.
+func outboundL4Listeners(snap *model.Snapshot, scope *l4Scope) []*listenerv3.Listener {
+	perProxy := scope != nil
+	var out []*listenerv3.Listener
 	for _, svc := range snap.Services() {
 		if svc.ClusterIP == "" {
-			continue // headless: no VIP to match on
+			continue // no VIP to match on: TLS ports share 0.0.0.0_<port> below
 		}
+		var vss []*networking.VirtualService
 		for _, p := range svc.Ports {
 			if p.Protocol.IsHTTP() {
 				continue
 			}
-			name := OutboundTCPListenerName(svc.ClusterIP, p.Port)
-			cluster := OutboundClusterName(p.Port, "", svc.Hostname)
-			out = append(out, &listenerv3.Listener{
-				Name:             name,
+			if vss == nil {
+				vss = l4VirtualServices(snap, svc.Hostname)
+			}
+			if l4DependsOnProxy(vss) != perProxy {
+				continue
+			}
+			l := &listenerv3.Listener{
+				Name:             OutboundTCPListenerName(svc.ClusterIP, p.Port),
 				Address:          socketAddress(svc.ClusterIP, p.Port),
 				BindToPort:       boolv(false),
 				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-				FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}}},
-			})
+			}
+			if p.Protocol.IsTLS() {
+				l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspectorFilter()}
+				l.ContinueOnListenerFiltersTimeout = true
+				l.FilterChains = tlsFilterChains(snap, svc, p, vss, scope, map[string]bool{}, false)
+			} else {
+				l.FilterChains = tcpFilterChains(snap, svc, p, vss, scope)
+			}
+			out = append(out, l)
 		}
+	}
+	byPort, ports := vipLessTLSPorts(snap)
+	httpPorts := map[uint32]bool{}
+	for _, p := range outboundHTTPPorts(snap) {
+		httpPorts[p] = true
+	}
+	for _, port := range ports {
+		if httpPorts[port] {
+			continue // 0.0.0.0_<port> is the HTTP listener; model reports the conflict
+		}
+		services := byPort[port]
+		dependent := false
+		vssBySvc := make([][]*networking.VirtualService, len(services))
+		for i, svc := range services {
+			vssBySvc[i] = l4VirtualServices(snap, svc.Hostname)
+			dependent = dependent || l4DependsOnProxy(vssBySvc[i])
+		}
+		if dependent != perProxy {
+			continue
+		}
+		fallback := outboundFallbackCluster(snap)
+		l := &listenerv3.Listener{
+			Name:                             OutboundHTTPListenerName(port),
+			Address:                          socketAddress("0.0.0.0", port),
+			BindToPort:                       boolv(false),
+			TrafficDirection:                 corev3.TrafficDirection_OUTBOUND,
+			ListenerFilters:                  []*listenerv3.ListenerFilter{tlsInspectorFilter()},
+			ContinueOnListenerFiltersTimeout: true,
+			// Other destinations on this port are not ours: pass them on (or
+			// refuse them under REGISTRY_ONLY) as virtualOutbound would have.
+			DefaultFilterChain: &listenerv3.FilterChain{Name: "fallback", Filters: []*listenerv3.Filter{tcpProxyFilter(fallback, fallback)}},
+		}
+		claimed := map[string]bool{}
+		for i, svc := range services {
+			l.FilterChains = append(l.FilterChains, tlsFilterChains(snap, svc, svc.PortByNumber(port), vssBySvc[i], scope, claimed, true)...)
+		}
+		out = append(out, l)
 	}
 	return out
 }

@@ -56,7 +56,7 @@ func GatewayRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteCon
 	sortU32(ports)
 	var out []*routev3.RouteConfiguration
 	for _, port := range ports {
-		rc := &routev3.RouteConfiguration{Name: GatewayHTTPRouteName(port), ValidateClusters: boolv(false)}
+		rc := &routev3.RouteConfiguration{Name: GatewayHTTPRouteName(port), ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes)}
 		vhosts := map[string]*routev3.VirtualHost{}
 		var order []string
 		for _, gs := range byPort[port] {

@@ -22,7 +22,7 @@ func SidecarOutboundRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.
 }
 
 func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: SidecarOutboundRouteName(port), ValidateClusters: boolv(false)}
+	rc := &routev3.RouteConfiguration{Name: SidecarOutboundRouteName(port), ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes)}
 	scope := routeScope{port: port, gateways: map[string]bool{"mesh": true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
 	used := map[string]bool{}
 	for _, svc := range snap.Services() {
@@ -40,7 +40,7 @@ func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *
 		if vs := virtualServiceForHost(snap.VirtualServices, svc.Hostname, scope.gateways); vs != nil {
 			vh.Routes = virtualServiceRoutes(snap, vs, scope)
 		} else {
-			vh.Routes = []*routev3.Route{defaultRoute(OutboundClusterName(port, "", svc.Hostname))}
+			vh.Routes = []*routev3.Route{defaultRoute(snap, proxy.Namespace, OutboundClusterName(port, "", svc.Hostname))}
 		}
 		if len(vh.Domains) > 0 {
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 
@@ -19,6 +20,8 @@ type routeScope struct {
 	gateways    map[string]bool // "mesh" for sidecars, "<ns>/<name>" for gateways
 	sourceNS    string
 	sourceLabel map[string]string
+	// tls: the listener terminates TLS (the scheme a port-only redirect keeps).
+	tls bool
 }
 
 // virtualServiceRoutes converts the http section of one VirtualService into Envoy
@@ -36,23 +39,55 @@ func virtualServiceRoutes(snap *model.Snapshot, vs *networking.VirtualService, s
 				continue
 			}
 			r := &routev3.Route{
-				Name:     routeName(vs, hr, i),
-				Match:    routeMatch(m),
-				Metadata: istioConfigMetadata("virtual-service", vs.Namespace, vs.Name),
+				Name:       routeName(vs, hr, m, i),
+				Match:      routeMatch(m),
+				Metadata:   istioConfigMetadata("virtual-service", vs.Namespace, vs.Name),
+				StatPrefix: m.GetStatPrefix(),
 			}
-			applyRouteAction(snap, vs, hr, scope, r)
-			applyHeaderOperations(hr.GetHeaders(), r)
+			authority := applyHeaderOperations(hr.GetHeaders(), r)
+			switch {
+			case hr.GetRedirect() != nil:
+				r.Action = &routev3.Route_Redirect{Redirect: redirectAction(hr.GetRedirect(), scope.port, scope.tls)}
+			case hr.GetDirectResponse() != nil:
+				r.Action = &routev3.Route_DirectResponse{DirectResponse: directResponseAction(hr.GetDirectResponse())}
+			default:
+				applyRouteAction(snap, vs, hr, scope, r, authority)
+			}
+			applyPerFilterConfig(hr, r)
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
-func routeName(vs *networking.VirtualService, hr *networkingapi.HTTPRoute, i int) string {
-	if hr.GetName() != "" {
-		return hr.GetName()
+// applyPerFilterConfig sets the route's fault and CORS policy for the filters
+// every outbound HCM carries (see route_fault.go, route_cors.go).
+func applyPerFilterConfig(hr *networkingapi.HTTPRoute, r *routev3.Route) {
+	if f := faultPerRoute(hr.GetFault()); f != nil {
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		r.TypedPerFilterConfig[faultFilterName] = mustAny(f)
 	}
-	return fmt.Sprintf("%s.%s.http[%d]", vs.Namespace, vs.Name, i)
+	if c := corsPerRoute(hr.GetCorsPolicy()); c != nil {
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		r.TypedPerFilterConfig[corsFilterName] = mustAny(c)
+	}
+}
+
+// routeName is the http route's name, joined with the match's name as Istio
+// does ("route.match"); unnamed routes get "<ns>.<vs>.http[<i>]".
+func routeName(vs *networking.VirtualService, hr *networkingapi.HTTPRoute, m *networkingapi.HTTPMatchRequest, i int) string {
+	name := hr.GetName()
+	if name == "" {
+		name = fmt.Sprintf("%s.%s.http[%d]", vs.Namespace, vs.Name, i)
+	}
+	if m.GetName() != "" {
+		name += "." + m.GetName()
+	}
+	return name
 }
 
 // matchApplies filters match blocks by the parts Envoy cannot see per request:
@@ -109,51 +144,56 @@ func containsSlash(s string) bool {
 	return false
 }
 
-func applyRouteAction(snap *model.Snapshot, vs *networking.VirtualService, hr *networkingapi.HTTPRoute, scope routeScope, r *routev3.Route) {
-	if rd := hr.GetRedirect(); rd != nil {
-		r.Action = &routev3.Route_Redirect{Redirect: redirectAction(rd)}
-		return
-	}
-	if dr := hr.GetDirectResponse(); dr != nil {
-		r.Action = &routev3.Route_DirectResponse{DirectResponse: directResponseAction(dr)}
-		return
-	}
+// applyRouteAction forwards the request: destinations (one cluster, or weighted
+// clusters with their own header operations), timeout, rewrite, mirrors and
+// retries. authority is the Host the route-level headers asked for.
+func applyRouteAction(snap *model.Snapshot, vs *networking.VirtualService, hr *networkingapi.HTTPRoute, scope routeScope, r *routev3.Route, authority string) {
 	action := &routev3.RouteAction{Timeout: dur(0)}
-	var weighted []*routev3.WeightedCluster_ClusterWeight
-	for _, d := range hr.GetRoute() {
-		if len(hr.GetRoute()) > 1 && d.GetWeight() == 0 {
-			continue // Istio drops zero-weight destinations from a split
-		}
-		name := destinationCluster(snap, d.GetDestination(), vs.Namespace, scope.port)
-		cw := &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: u32(uint32(max(d.GetWeight(), 1)))}
-		if h := d.GetHeaders(); h != nil {
-			cw.RequestHeadersToAdd = headerValues(h.GetRequest().GetSet(), false)
-			cw.RequestHeadersToAdd = append(cw.RequestHeadersToAdd, headerValues(h.GetRequest().GetAdd(), true)...)
-			cw.RequestHeadersToRemove = h.GetRequest().GetRemove()
-			cw.ResponseHeadersToAdd = headerValues(h.GetResponse().GetSet(), false)
-			cw.ResponseHeadersToAdd = append(cw.ResponseHeadersToAdd, headerValues(h.GetResponse().GetAdd(), true)...)
-			cw.ResponseHeadersToRemove = h.GetResponse().GetRemove()
-		}
-		weighted = append(weighted, cw)
-	}
-	if len(weighted) == 1 && weighted[0].RequestHeadersToAdd == nil && weighted[0].ResponseHeadersToAdd == nil &&
-		weighted[0].RequestHeadersToRemove == nil && weighted[0].ResponseHeadersToRemove == nil {
-		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: weighted[0].Name}
-	} else {
-		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: weighted}}
-	}
 	if t := hr.GetTimeout(); t != nil {
 		action.Timeout = dur(t.AsDuration())
 	}
-	action.RetryPolicy = retryPolicy(hr.GetRetries())
-	if rw := hr.GetRewrite(); rw != nil {
-		if rw.GetUri() != "" {
-			// Envoy replaces the matched prefix; for an exact match that is the whole path.
-			action.PrefixRewrite = rw.GetUri()
+	if authority = applyRewrite(hr.GetRewrite(), action, authority); authority != "" {
+		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: authority}
+	}
+	action.RequestMirrorPolicies = mirrorPolicies(snap, hr, vs.Namespace, scope.port)
+	var clusters []string // in route order, for consistent-hash keys
+	if dests := hr.GetRoute(); len(dests) == 1 {
+		// One destination: its header operations join the route's, after them.
+		cluster := destinationCluster(snap, dests[0].GetDestination(), vs.Namespace, scope.port)
+		clusters = append(clusters, cluster)
+		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: cluster}
+		if a := applyHeaderOperations(dests[0].GetHeaders(), r); a != "" && action.HostRewriteSpecifier == nil {
+			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: a}
 		}
-		if rw.GetAuthority() != "" {
-			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.GetAuthority()}
+	} else {
+		var weighted []*routev3.WeightedCluster_ClusterWeight
+		for _, d := range dests {
+			if d.GetWeight() == 0 {
+				continue // Istio drops zero-weight destinations from a split
+			}
+			ops := translateHeaders(d.GetHeaders())
+			cw := &routev3.WeightedCluster_ClusterWeight{
+				Name:                    destinationCluster(snap, d.GetDestination(), vs.Namespace, scope.port),
+				Weight:                  u32(uint32(d.GetWeight())),
+				RequestHeadersToAdd:     ops.requestAdd,
+				RequestHeadersToRemove:  ops.requestRemove,
+				ResponseHeadersToAdd:    ops.responseAdd,
+				ResponseHeadersToRemove: ops.responseRemove,
+			}
+			if ops.authority != "" {
+				cw.HostRewriteSpecifier = &routev3.WeightedCluster_ClusterWeight_HostRewriteLiteral{HostRewriteLiteral: ops.authority}
+			}
+			weighted = append(weighted, cw)
+			clusters = append(clusters, cw.Name)
 		}
+		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: weighted}}
+	}
+	action.RetryPolicy = retryPolicy(hr.GetRetries(), snap.Mesh)
+	action.HashPolicy = HashPolicies(snap, scope.sourceNS, clusters...)
+	if len(action.HashPolicy) > 0 && len(hr.GetRoute()) == 1 && action.RetryPolicy != nil {
+		// A retry must stay on the hashed host, as in istiod.
+		action.RetryPolicy.RetryHostPredicate = nil
+		action.RetryPolicy.HostSelectionRetryMaxAttempts = 0
 	}
 	r.Action = &routev3.Route_Route{Route: action}
 }
@@ -172,78 +212,17 @@ func destinationCluster(snap *model.Snapshot, d *networkingapi.Destination, vsNa
 	return OutboundClusterName(port, d.GetSubset(), host)
 }
 
-// defaultRetryPolicy is what Istio applies when a route does not set retries:
-// two retries of failures that happen before the request reached the app.
-func defaultRetryPolicy() *routev3.RetryPolicy {
-	return &routev3.RetryPolicy{
-		RetryOn:                       "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-		NumRetries:                    u32(2),
-		RetriableStatusCodes:          []uint32{503},
-		RetryHostPredicate:            []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts", ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(previousHostsPredicate())}}},
-		HostSelectionRetryMaxAttempts: 5,
-	}
-}
-
-func retryPolicy(r *networkingapi.HTTPRetry) *routev3.RetryPolicy {
-	if r == nil {
-		return defaultRetryPolicy()
-	}
-	if r.GetAttempts() == 0 {
-		return nil
-	}
-	p := defaultRetryPolicy()
-	p.NumRetries = u32(uint32(r.GetAttempts()))
-	if r.GetRetryOn() != "" {
-		p.RetryOn = r.GetRetryOn()
-	}
-	if t := r.GetPerTryTimeout(); t != nil {
-		p.PerTryTimeout = dur(t.AsDuration())
-	}
-	return p
-}
-
-func redirectAction(rd *networkingapi.HTTPRedirect) *routev3.RedirectAction {
-	a := &routev3.RedirectAction{ResponseCode: routev3.RedirectAction_MOVED_PERMANENTLY}
-	if rd.GetUri() != "" {
-		a.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: rd.GetUri()}
-	}
-	if rd.GetAuthority() != "" {
-		a.HostRedirect = rd.GetAuthority()
-	}
-	if rd.GetScheme() != "" {
-		a.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: rd.GetScheme()}
-	}
-	switch rd.GetRedirectCode() {
-	case 302:
-		a.ResponseCode = routev3.RedirectAction_FOUND
-	case 303:
-		a.ResponseCode = routev3.RedirectAction_SEE_OTHER
-	case 307:
-		a.ResponseCode = routev3.RedirectAction_TEMPORARY_REDIRECT
-	case 308:
-		a.ResponseCode = routev3.RedirectAction_PERMANENT_REDIRECT
-	}
-	return a
-}
-
-func directResponseAction(dr *networkingapi.HTTPDirectResponse) *routev3.DirectResponseAction {
-	a := &routev3.DirectResponseAction{Status: dr.GetStatus()}
-	if b := dr.GetBody(); b != nil {
-		a.Body = dataSource(b)
-	}
-	return a
-}
-
 // defaultRoute sends everything to the service port's cluster: what a service
-// without a VirtualService gets.
-func defaultRoute(cluster string) *routev3.Route {
+// without a VirtualService gets, with the mesh's default retries.
+func defaultRoute(snap *model.Snapshot, proxyNamespace, cluster string) *routev3.Route {
 	return &routev3.Route{
 		Name:  "default",
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 			Timeout:          dur(time.Duration(0)),
-			RetryPolicy:      defaultRetryPolicy(),
+			RetryPolicy:      retryPolicy(nil, snap.Mesh),
+			HashPolicy:       HashPolicies(snap, proxyNamespace, cluster),
 		}},
 	}
 }

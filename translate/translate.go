@@ -4,7 +4,18 @@
 // Where each Istio field is translated:
 //
 //	VirtualService http match      route_match.go
-//	VirtualService http route/...  routes_virtualservice.go, headers.go
+//	VirtualService http route      routes_virtualservice.go (destinations, timeout)
+//	VirtualService http headers    headers.go
+//	VirtualService http retries    route_retry.go
+//	VirtualService http fault      route_fault.go
+//	VirtualService http mirror(s)  route_mirror.go
+//	VirtualService http corsPolicy route_cors.go
+//	VirtualService http redirect,
+//	  directResponse               route_redirect.go
+//	VirtualService http rewrite    route_rewrite.go
+//	VirtualService http delegate   pkg/model/build_virtualservice.go (merged before translation)
+//	VirtualService tcp             routes_tcp.go
+//	VirtualService tls             routes_tls.go
 //	sidecar outbound route tables  routes_sidecar.go
 //	Gateway servers -> routes      routes_gateway.go
 //	Gateway servers -> listeners   listeners_gateway.go
@@ -54,7 +65,8 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 		out.Routes = GatewayRoutes(snap, proxy)
 	default:
 		out.Clusters = append(out.Clusters, InboundClusters(full, proxy)...)
-		out.Listeners = append(SidecarOutboundListeners(snap), SidecarInboundListeners(full, proxy)...)
+		out.Listeners = append(SidecarOutboundListeners(snap), SidecarOutboundProxyListeners(snap, proxy)...)
+		out.Listeners = append(out.Listeners, SidecarInboundListeners(full, proxy)...)
 		out.Routes = SidecarOutboundRoutes(snap, proxy)
 	}
 	return out

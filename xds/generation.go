@@ -45,8 +45,14 @@ type scopeParts struct {
 	outbound *part // sidecar outbound listeners
 
 	mu       sync.Mutex
-	routes   map[string]*part // sidecar outbound routes by proxy key
+	sidecars map[string]*sidecarParts // by proxy key
 	gateways map[string]*gatewayParts
+}
+
+// sidecarParts is what a sidecar's outbound config adds per proxy key: route
+// tables and the L4 listeners whose rules match on the calling workload.
+type sidecarParts struct {
+	routes, listeners *part
 }
 
 type gatewayParts struct {
@@ -91,7 +97,7 @@ func (cp *configParts) scope(sc model.Scope) (*scopeParts, error) {
 		return sp, nil
 	}
 	view := cp.snap.View(sc)
-	sp := &scopeParts{view: view, routes: map[string]*part{}, gateways: map[string]*gatewayParts{}}
+	sp := &scopeParts{view: view, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{}}
 	var err error
 	if sp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(view)...), clusterName); err != nil {
 		return nil, fmt.Errorf("clusters: %w", err)
@@ -117,8 +123,9 @@ func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
 	return p, nil
 }
 
-// proxyKey is what a sidecar's outbound routes depend on: its namespace (for
-// short-name domains and sourceNamespace) and labels (for sourceLabels).
+// proxyKey is what a sidecar's outbound routes and L4 listeners depend on: its
+// namespace (for short-name domains and sourceNamespace) and labels (for
+// sourceLabels).
 func proxyKey(p *model.Proxy) string {
 	keys := make([]string, 0, len(p.Labels))
 	for k := range p.Labels {
@@ -134,19 +141,24 @@ func proxyKey(p *model.Proxy) string {
 	return b.String()
 }
 
-func (sp *scopeParts) sidecarRoutes(p *model.Proxy) (*part, error) {
+func (sp *scopeParts) sidecar(p *model.Proxy) (*sidecarParts, error) {
 	key := proxyKey(p)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if r, ok := sp.routes[key]; ok {
-		return r, nil
+	if sc, ok := sp.sidecars[key]; ok {
+		return sc, nil
 	}
 	r, err := newPart(translate.SidecarOutboundRoutes(sp.view, p), routeConfigName)
 	if err != nil {
 		return nil, err
 	}
-	sp.routes[key] = r
-	return r, nil
+	l, err := newPart(translate.SidecarOutboundProxyListeners(sp.view, p), listenerName)
+	if err != nil {
+		return nil, err
+	}
+	sc := &sidecarParts{routes: r, listeners: l}
+	sp.sidecars[key] = sc
+	return sc, nil
 }
 
 func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
@@ -190,9 +202,9 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		out[ldsType] = newResourceSet(gp.listeners)
 		out[rdsType] = newResourceSet(gp.routes)
 	} else {
-		routes, err := sp.sidecarRoutes(p)
+		sc, err := sp.sidecar(p)
 		if err != nil {
-			return out, fmt.Errorf("outbound routes: %w", err)
+			return out, fmt.Errorf("outbound routes and listeners: %w", err)
 		}
 		inClusters, err := newPart(translate.InboundClusters(g.snap, p), clusterName)
 		if err != nil {
@@ -203,8 +215,8 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 			return out, fmt.Errorf("inbound listeners: %w", err)
 		}
 		out[cdsType] = newResourceSet(sp.clusters, inClusters)
-		out[ldsType] = newResourceSet(sp.outbound, inListeners)
-		out[rdsType] = newResourceSet(routes)
+		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, inListeners)
+		out[rdsType] = newResourceSet(sc.routes)
 	}
 	out[edsType] = newResourceSet(eps)
 	return out, nil

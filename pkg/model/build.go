@@ -2,7 +2,6 @@ package model
 
 import (
 	"encoding/json"
-	"fmt"
 	"hash/fnv"
 	"net"
 	"sort"
@@ -10,7 +9,6 @@ import (
 	"sync"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
-	networking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +26,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	}
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
 	s.buildServices(in)
+	s.crossCheckPorts()
 	s.buildEndpoints(in)
 	s.buildServiceEntries(in)
 	s.buildDestinationRules(in)
@@ -231,48 +230,6 @@ func (s *Snapshot) buildGateways(in *Inputs) {
 		}
 		s.Gateways = append(s.Gateways, gw)
 	}
-}
-
-func (s *Snapshot) buildVirtualServices(in *Inputs) {
-	for _, vs := range byCreation(in.VirtualServices) {
-		errs := ValidateVirtualService(vs)
-		s.Errors = append(s.Errors, errs...)
-		if hasErrors(errs) {
-			continue
-		}
-		s.Errors = append(s.Errors, s.crossCheckVirtualService(vs)...)
-		s.VirtualServices = append(s.VirtualServices, vs)
-	}
-}
-
-// crossCheckVirtualService reports references the snapshot cannot satisfy. They
-// are warnings: Istio applies such a VirtualService and the route answers 503.
-func (s *Snapshot) crossCheckVirtualService(vs *networking.VirtualService) []ConfigError {
-	var out []ConfigError
-	for i, r := range vs.Spec.GetHttp() {
-		for j, d := range r.GetRoute() {
-			field := fmt.Sprintf("spec.http[%d].route[%d].destination", i, j)
-			host := ResolveHost(d.GetDestination().GetHost(), vs.Namespace)
-			svc := s.services[host]
-			if svc == nil {
-				out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".host",
-					Code: "ReferencedResourceNotFound", Warning: true, Message: fmt.Sprintf("host %s is not a known service", host)})
-				continue
-			}
-			if p := d.GetDestination().GetPort().GetNumber(); p != 0 && svc.PortByNumber(p) == nil {
-				out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".port.number",
-					Code: "DestinationPortNotFound", Warning: true, Message: fmt.Sprintf("port %d is not a port of service %s", p, host)})
-			}
-			if ss := d.GetDestination().GetSubset(); ss != "" {
-				if !s.subsetDefined(host, ss) {
-					out = append(out, ConfigError{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name, Field: field + ".subset",
-						Code: "ReferencedSubsetNotFound", Warning: true,
-						Message: fmt.Sprintf("subset %q of host %s is not defined by any DestinationRule; requests on this route will get 503", ss, host)})
-				}
-			}
-		}
-	}
-	return out
 }
 
 func hasErrors(errs []ConfigError) bool {

@@ -26,6 +26,10 @@ func (p Protocol) IsHTTP() bool {
 	return false
 }
 
+// IsTLS reports whether traffic on the port is TLS that Envoy passes through
+// unterminated (routed by SNI).
+func (p Protocol) IsTLS() bool { return p == ProtocolHTTPS || p == ProtocolTLS }
+
 // IsHTTP2 reports whether upstream connections must speak HTTP/2.
 func (p Protocol) IsHTTP2() bool { return p == ProtocolHTTP2 || p == ProtocolGRPC }
 

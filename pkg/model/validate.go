@@ -11,56 +11,6 @@ import (
 // The single-object checks live here so that the model, `mizzen analyze` and the
 // validation webhook refuse exactly the same things.
 
-// ValidateVirtualService returns the problems of one VirtualService on its own.
-func ValidateVirtualService(vs *networking.VirtualService) []ConfigError {
-	v := validator{kind: "VirtualService", ns: vs.Namespace, name: vs.Name}
-	if len(vs.Spec.GetHosts()) == 0 {
-		v.fail("spec.hosts", "MissingHosts", "at least one host is required")
-	}
-	for i, h := range vs.Spec.GetHosts() {
-		if h == "" {
-			v.fail(fmt.Sprintf("spec.hosts[%d]", i), "InvalidHost", "host must not be empty")
-		}
-	}
-	for i, r := range vs.Spec.GetHttp() {
-		base := fmt.Sprintf("spec.http[%d]", i)
-		for j, m := range r.GetMatch() {
-			mb := fmt.Sprintf("%s.match[%d]", base, j)
-			v.stringMatch(mb+".uri", m.GetUri())
-			v.stringMatch(mb+".method", m.GetMethod())
-			v.stringMatch(mb+".authority", m.GetAuthority())
-			v.stringMatch(mb+".scheme", m.GetScheme())
-			for _, k := range sortedKeys(m.GetHeaders()) {
-				v.stringMatch(fmt.Sprintf("%s.headers[%s]", mb, k), m.GetHeaders()[k])
-			}
-			for _, k := range sortedKeys(m.GetWithoutHeaders()) {
-				v.stringMatch(fmt.Sprintf("%s.withoutHeaders[%s]", mb, k), m.GetWithoutHeaders()[k])
-			}
-			for _, k := range sortedKeys(m.GetQueryParams()) {
-				qp := m.GetQueryParams()[k]
-				if _, ok := qp.GetMatchType().(*networkingapi.StringMatch_Prefix); ok {
-					v.fail(fmt.Sprintf("%s.queryParams[%s].prefix", mb, k), "UnsupportedMatch", "queryParams support exact and regex only")
-				}
-				v.stringMatch(fmt.Sprintf("%s.queryParams[%s]", mb, k), qp)
-			}
-		}
-		if len(r.GetRoute()) == 0 && r.GetRedirect() == nil && r.GetDirectResponse() == nil && r.GetDelegate() == nil {
-			v.fail(base+".route", "MissingDestination", "an HTTP route needs route, redirect, directResponse or delegate")
-		}
-		if r.GetRedirect() != nil && len(r.GetRoute()) > 0 {
-			v.fail(base+".redirect", "RedirectWithRoute", "redirect and route are mutually exclusive")
-		}
-		v.destinations(base+".route", httpDests(r.GetRoute()))
-	}
-	for i, r := range vs.Spec.GetTcp() {
-		v.destinations(fmt.Sprintf("spec.tcp[%d].route", i), routeDests(r.GetRoute()))
-	}
-	for i, r := range vs.Spec.GetTls() {
-		v.destinations(fmt.Sprintf("spec.tls[%d].route", i), routeDests(r.GetRoute()))
-	}
-	return v.errs
-}
-
 // ValidateDestinationRule returns the problems of one DestinationRule on its own.
 func ValidateDestinationRule(dr *networking.DestinationRule) []ConfigError {
 	v := validator{kind: "DestinationRule", ns: dr.Namespace, name: dr.Name}
@@ -119,6 +69,23 @@ func (v *validator) warn(field, code, msg string) {
 	v.errs = append(v.errs, ConfigError{Kind: v.kind, Namespace: v.ns, Name: v.name, Field: field, Code: code, Message: msg, Warning: true})
 }
 
+// destination checks one Destination as Istio does: a host (not "*"), a subset
+// that is a DNS label, a port in range.
+func (v *validator) destination(field string, d *networkingapi.Destination) {
+	switch {
+	case d.GetHost() == "":
+		v.fail(field+".host", "MissingHost", "destination host is required")
+	case d.GetHost() == "*":
+		v.fail(field+".host", "InvalidHost", `destination host must not be "*"`)
+	}
+	if d.GetSubset() != "" && !isDNSLabel(d.GetSubset()) {
+		v.fail(field+".subset", "InvalidSubsetName", fmt.Sprintf("subset %q is not a valid DNS label", d.GetSubset()))
+	}
+	if d.GetPort() != nil && (d.GetPort().GetNumber() == 0 || d.GetPort().GetNumber() > 65535) {
+		v.fail(field+".port.number", "InvalidPort", "port number must be 1-65535")
+	}
+}
+
 // maxRegexLen keeps regexes well inside Envoy's default RE2 program size limit;
 // Envoy rejects (NACKs) a route table whose regex exceeds it.
 const maxRegexLen = 1024
@@ -131,30 +98,34 @@ func (v *validator) stringMatch(field string, m *networkingapi.StringMatch) {
 	if !ok {
 		return
 	}
-	if re.Regex == "" {
-		v.fail(field+".regex", "InvalidRegex", "regex must not be empty")
+	v.regex(field+".regex", re.Regex)
+}
+
+// regex checks an RE2 regex Envoy will compile.
+func (v *validator) regex(field, re string) {
+	if re == "" {
+		v.fail(field, "InvalidRegex", "regex must not be empty")
 		return
 	}
-	if len(re.Regex) > maxRegexLen {
-		v.fail(field+".regex", "InvalidRegex", fmt.Sprintf("regex is longer than %d characters", maxRegexLen))
+	if len(re) > maxRegexLen {
+		v.fail(field, "InvalidRegex", fmt.Sprintf("regex is longer than %d characters", maxRegexLen))
 		return
 	}
 	// Go's regexp accepts RE2 syntax, the dialect Envoy compiles.
-	if _, err := regexp.Compile(re.Regex); err != nil {
-		v.fail(field+".regex", "InvalidRegex", fmt.Sprintf("%q is not a valid RE2 regex: %v", re.Regex, err))
+	if _, err := regexp.Compile(re); err != nil {
+		v.fail(field, "InvalidRegex", fmt.Sprintf("%q is not a valid RE2 regex: %v", re, err))
 	}
 }
 
 type dest struct {
-	host   string
-	subset string
+	d      *networkingapi.Destination
 	weight int32
 }
 
 func httpDests(in []*networkingapi.HTTPRouteDestination) []dest {
 	out := make([]dest, 0, len(in))
 	for _, d := range in {
-		out = append(out, dest{d.GetDestination().GetHost(), d.GetDestination().GetSubset(), d.GetWeight()})
+		out = append(out, dest{d.GetDestination(), d.GetWeight()})
 	}
 	return out
 }
@@ -162,7 +133,7 @@ func httpDests(in []*networkingapi.HTTPRouteDestination) []dest {
 func routeDests(in []*networkingapi.RouteDestination) []dest {
 	out := make([]dest, 0, len(in))
 	for _, d := range in {
-		out = append(out, dest{d.GetDestination().GetHost(), d.GetDestination().GetSubset(), d.GetWeight()})
+		out = append(out, dest{d.GetDestination(), d.GetWeight()})
 	}
 	return out
 }
@@ -172,9 +143,7 @@ func routeDests(in []*networkingapi.RouteDestination) []dest {
 func (v *validator) destinations(field string, ds []dest) {
 	var sum int32
 	for i, d := range ds {
-		if d.host == "" {
-			v.fail(fmt.Sprintf("%s[%d].destination.host", field, i), "MissingHost", "destination host is required")
-		}
+		v.destination(fmt.Sprintf("%s[%d].destination", field, i), d.d)
 		if d.weight < 0 {
 			v.fail(fmt.Sprintf("%s[%d].weight", field, i), "InvalidWeight", "weight must not be negative")
 		}
