@@ -38,6 +38,9 @@ type Response struct {
 	Headers map[string]string `json:"headers"`
 	// Status is the HTTP status the server answered with.
 	Status int `json:"status"`
+	// Request is this request's number on this server (port), counting from 1:
+	// with FailFirst N, the first answer that is not a 503 has Request N+1.
+	Request int64 `json:"request"`
 	// RemoteAddr is the peer of the connection the request came on (ip:port): behind
 	// an Istio-style sidecar it is 127.0.0.6 (the inbound cluster's bind address).
 	RemoteAddr string `json:"remote_addr"`
@@ -143,6 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Host:       r.Host,
 		Headers:    flatten(r.Header),
 		Status:     status,
+		Request:    n,
 		RemoteAddr: r.RemoteAddr,
 	}
 	body, _ := json.Marshal(&resp)

@@ -33,8 +33,8 @@ func TestEcho(t *testing.T) {
 		return resp, r
 	}
 	for i := 0; i < 2; i++ {
-		if resp, _ := get(); resp.StatusCode != 503 {
-			t.Fatalf("request %d: status %d, want 503 (FailFirst)", i, resp.StatusCode)
+		if resp, r := get(); resp.StatusCode != 503 || r.Request != int64(i+1) {
+			t.Fatalf("request %d: status %d (request number %d), want 503 (FailFirst)", i, resp.StatusCode, r.Request)
 		}
 	}
 	resp, r := get()
@@ -42,7 +42,7 @@ func TestEcho(t *testing.T) {
 		t.Fatalf("status %d, %s %q", resp.StatusCode, HeaderVersion, resp.Header.Get(HeaderVersion))
 	}
 	if r.Service != "reviews" || r.Version != "v2" || r.Pod != "reviews-v2-0" || r.Method != "GET" ||
-		r.Path != "/reviews/1?x=y" || r.Host != "reviews.example.com" || r.Header("username") != "nolen" {
+		r.Path != "/reviews/1?x=y" || r.Host != "reviews.example.com" || r.Header("username") != "nolen" || r.Request != 3 {
 		t.Errorf("response %+v", r)
 	}
 	if s.Requests() != 3 {

@@ -29,6 +29,12 @@ import (
 const (
 	// ServiceCIDR is the apiserver's --service-cluster-ip-range; pods route it to eth0.
 	ServiceCIDR = "10.96.0.0/16"
+	// ServiceEntryVIPCIDR is for the addresses (VIPs) of ServiceEntries in tests:
+	// 240.240.0.0/16, inside the reserved 240.0.0.0/4 that no network routes. Pods
+	// route it to eth0 too (as a default route would), so an app can dial a
+	// ServiceEntry's VIP, there being no DNS, and its sidecar captures the
+	// connection; without a sidecar the address leads nowhere.
+	ServiceEntryVIPCIDR = "240.240.0.0/16"
 	// ProxyUID and ProxyGID are Istio's istio-proxy user and group: the sidecar
 	// Envoy runs as them and the capture rules let their traffic through.
 	ProxyUID = 1337
@@ -302,6 +308,32 @@ func selectorMatches(selector, labels map[string]string) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// SetMeshConfig writes the mesh config, as istiod reads it: the ConfigMap
+// `istio` in istio-system (created with its namespace if missing), key `mesh`
+// holding MeshConfig YAML, e.g. "outboundTrafficPolicy: {mode: REGISTRY_ONLY}".
+// It replaces the whole mesh config; wait for the proxies to get the change.
+func (m *Mesh) SetMeshConfig(t testing.TB, meshYAML string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const ns, name = "istio-system", "istio"
+	m.ensureNamespace(t, ctx, ns)
+	cli := m.API.Clientset().CoreV1().ConfigMaps(ns)
+	cm, err := cli.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = cli.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Data: map[string]string{"mesh": meshYAML}}, metav1.CreateOptions{FieldManager: rigManager})
+	case err == nil:
+		cm.Data = map[string]string{"mesh": meshYAML}
+		_, err = cli.Update(ctx, cm, metav1.UpdateOptions{FieldManager: rigManager})
+	}
+	if err != nil {
+		t.Fatalf("rig: writing the mesh config (ConfigMap %s/%s): %v", ns, name, err)
+	}
+	t.Logf("rig: mesh config: %s", meshYAML)
+}
 
 // WaitSynced waits (≤ ctx) until mizzen's /debug/syncz shows the proxy connected
 // with every listed xDS type ("cds", "eds", "lds", "rds"; default cds and lds)

@@ -30,7 +30,7 @@ import (
 // by Duration.
 type LoadSpec struct {
 	Method  string // default GET
-	URL     string // http://<ip>[:port]/path; the host must be an IP of ServiceCIDR, the rig network or loopback
+	URL     string // http://<ip>[:port]/path; the host must be an IP of ServiceCIDR, ServiceEntryVIPCIDR, the rig network or loopback
 	Headers map[string]string
 	// N is the number of requests (required).
 	N int
@@ -129,7 +129,8 @@ func (r *LoadResult) Summary() string {
 }
 
 // checkTarget refuses URLs whose host is not an IP literal inside the rig's
-// reach: the Service CIDR (captured by the sidecar), the rig network, loopback.
+// reach: the Service CIDR and the ServiceEntry VIP range (captured by the
+// sidecar), the rig network, loopback.
 // Names are refused: nothing in a pod may resolve them through the host's DNS.
 func checkTarget(raw string) error {
 	u, err := url.Parse(raw)
@@ -143,12 +144,12 @@ func checkTarget(raw string) error {
 	if ip == nil || ip.To4() == nil {
 		return fmt.Errorf("URL %q: the host must be an IPv4 literal (a ClusterIP or pod IP); set the Host header for names", raw)
 	}
-	for _, c := range []string{ServiceCIDR, NetworkCIDR, "127.0.0.0/8"} {
+	for _, c := range []string{ServiceCIDR, ServiceEntryVIPCIDR, NetworkCIDR, "127.0.0.0/8"} {
 		if _, cidr, _ := net.ParseCIDR(c); cidr.Contains(ip) {
 			return nil
 		}
 	}
-	return fmt.Errorf("URL %q: %s is outside %s, %s and loopback", raw, ip, ServiceCIDR, NetworkCIDR)
+	return fmt.Errorf("URL %q: %s is outside %s, %s, %s and loopback", raw, ip, ServiceCIDR, ServiceEntryVIPCIDR, NetworkCIDR)
 }
 
 func (spec LoadSpec) args() []string {

@@ -8,6 +8,8 @@ func TestCheckTarget(t *testing.T) {
 		"http://10.96.1.2:8080/x": true,
 		"http://198.18.2.1:8080/": true,
 		"http://127.0.0.1:15000/": true,
+		"http://240.240.0.10/":    true,
+		"http://240.241.0.10/":    false,
 		"http://10.97.0.1/":       false,
 		"http://8.8.8.8/":         false,
 		"http://example.com/":     false,

@@ -102,8 +102,8 @@ func SidecarNodeID(ip, pod, ns string) string {
 	return "sidecar~" + ip + "~" + pod + "." + ns + "~" + ns + ".svc.cluster.local"
 }
 
-// AddWorkload starts a pod: its network namespace (eth0 at spec.IP, a route for
-// ServiceCIDR on eth0, nothing else), the echo app, and with Sidecar the capture
+// AddWorkload starts a pod: its network namespace (eth0 at spec.IP, routes for
+// ServiceCIDR and ServiceEntryVIPCIDR on eth0, nothing else), the echo app, and with Sidecar the capture
 // rules and an Envoy running as uid/gid 1337 bootstrapped to mizzen. It writes
 // the ServiceAccount, the Pod and its status (podIP, Ready) and updates the
 // EndpointSlices of the Services whose selector matches. With a sidecar it
@@ -147,8 +147,10 @@ func (m *Mesh) AddWorkload(t testing.TB, spec WorkloadSpec) *Workload {
 
 	w := &Workload{WorkloadSpec: spec, mesh: m}
 	w.Pod = m.Net.AddPod(t, spec.Name, spec.IP)
-	if out, err := exec.Command("ip", "-n", w.Pod.NetNS, "route", "add", ServiceCIDR, "dev", "eth0").CombinedOutput(); err != nil {
-		t.Fatalf("rig: pod %s: route for %s: %v: %s", spec.Name, ServiceCIDR, err, out)
+	for _, cidr := range []string{ServiceCIDR, ServiceEntryVIPCIDR} {
+		if out, err := exec.Command("ip", "-n", w.Pod.NetNS, "route", "add", cidr, "dev", "eth0").CombinedOutput(); err != nil {
+			t.Fatalf("rig: pod %s: route for %s: %v: %s", spec.Name, cidr, err, out)
+		}
 	}
 	if len(spec.App.Ports) > 0 {
 		w.startApp(t)
