@@ -148,13 +148,10 @@ type inboundPort struct {
 func inboundPorts(snap *model.Snapshot, proxy *model.Proxy) []inboundPort {
 	seen := map[uint32]bool{}
 	var out []inboundPort
-	for _, svc := range snap.Services() {
-		for _, ep := range snap.Endpoints(svc.Hostname) {
-			if !proxy.HasIP(ep.Address) {
-				continue
-			}
-			for _, p := range svc.Ports {
-				target, ok := ep.Ports[p.Name]
+	for _, ip := range proxy.InstanceIPs {
+		for _, in := range snap.InstancesAt(ip) {
+			for _, p := range in.Service.Ports {
+				target, ok := in.Endpoint.Ports[p.Name]
 				if !ok || seen[target] {
 					continue
 				}

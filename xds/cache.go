@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -42,7 +41,7 @@ type typeState struct {
 	// from (shared, so this costs a pointer per proxy, not a map) and which
 	// names were asked for.
 	sentSet       *resourceSet
-	sentNamesHash uint64
+	sentNames     nameSum
 	sentAt        time.Time
 	ackedVersion  string
 	nackedVersion string
@@ -54,6 +53,8 @@ type watch struct {
 	req *cache.Request
 	sub cache.Subscription
 	ch  chan cache.Response
+	// names fingerprints req's resource names once per request, not per push.
+	names nameSum
 }
 
 // conn is one connected proxy (keyed by node ID; an Envoy that reconnects keeps it).
@@ -156,6 +157,9 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 		return func() {}, nil
 	}
 	w := &watch{req: req, sub: sub, ch: ch}
+	if !t.wildcard() {
+		w.names = sumNames(req.GetResourceNames())
+	}
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	c.recordRequest(cn, t, req)
@@ -227,12 +231,16 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 		return
 	}
 	names := w.req.GetResourceNames()
-	var namesHash uint64
-	if !t.wildcard() {
-		namesHash = hashNames(names)
-	}
 	newStream := w.req.GetResponseNonce() == ""
-	sameNames := namesHash == ts.sentNamesHash
+	sameNames := w.names == ts.sentNames
+	// EDS and RDS may carry only what changed (SotW lets Envoy keep the
+	// resources a response leaves out), which is what makes one endpoint change
+	// cost one ClusterLoadAssignment per proxy instead of all of them.
+	var changed []*anypb.Any
+	incremental := !t.wildcard() && !newStream && sameNames && w.req.GetVersionInfo() == ts.sentVersion && ts.sentSet != nil
+	if incremental {
+		changed = changedResources(ts.sentSet, set, names, w.names)
+	}
 	if !newStream && sameNames {
 		if set.version == ts.nackedVersion {
 			return // the proxy rejected exactly this; wait for a change
@@ -240,20 +248,17 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 		if w.req.GetVersionInfo() == set.version {
 			return
 		}
-		if !t.wildcard() && w.req.GetVersionInfo() == ts.sentVersion && !watchedChanged(ts.sentSet, set, names) {
+		if incremental && len(changed) == 0 {
 			return // nothing this proxy watches changed
 		}
 	}
-	// EDS and RDS may carry only what changed (SotW lets Envoy keep the
-	// resources a response leaves out), which is what makes one endpoint change
-	// cost one ClusterLoadAssignment per proxy instead of all of them.
-	var unchangedFrom *resourceSet
-	if !t.wildcard() && !newStream && sameNames && w.req.GetVersionInfo() == ts.sentVersion {
-		unchangedFrom = ts.sentSet
+	resources := changed
+	if !incremental {
+		resources = responseResources(t, set, names)
 	}
 	resp := &cache.PassthroughResponse{
 		Request:           w.req,
-		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: responseResources(t, set, names, unchangedFrom)},
+		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: resources},
 	}
 	select {
 	case w.ch <- resp:
@@ -266,16 +271,15 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	ts.watch = nil
 	ts.sentVersion = set.version
 	ts.sentSet = set
-	ts.sentNamesHash = namesHash
+	ts.sentNames = w.names
 	ts.sentAt = time.Now()
 	c.metrics.pushes.WithLabelValues(typeLabels[t]).Inc()
 }
 
 // responseResources lists what one response carries. A part sent whole goes as
 // one pre-encoded pseudo-resource (its bytes are built once and shared by every
-// proxy, see Codec); a part sent in pieces goes item by item. With
-// unchangedFrom set, items equal to that set's are left out.
-func responseResources(t typeIndex, set *resourceSet, names []string, unchangedFrom *resourceSet) []*anypb.Any {
+// proxy, see Codec); a part sent in pieces goes item by item.
+func responseResources(t typeIndex, set *resourceSet, names []string) []*anypb.Any {
 	var out []*anypb.Any
 	whole := func(p *part) {
 		if len(p.items) > 0 {
@@ -291,18 +295,6 @@ func responseResources(t typeIndex, set *resourceSet, names []string, unchangedF
 	wanted := make(map[string]bool, len(names))
 	for _, n := range names {
 		wanted[n] = true
-	}
-	if unchangedFrom != nil {
-		for _, p := range set.parts {
-			for _, it := range p.items {
-				if wanted[it.name] {
-					if prev := unchangedFrom.lookup(it.name); prev == nil || prev.hash != it.hash {
-						out = append(out, it.any)
-					}
-				}
-			}
-		}
-		return out
 	}
 	for _, p := range set.parts {
 		covered := 0
@@ -326,33 +318,58 @@ func responseResources(t typeIndex, set *resourceSet, names []string, unchangedF
 	return out
 }
 
-// hashNames fingerprints a subscription's resource names, order-independent.
-func hashNames(names []string) uint64 {
-	var sum, x uint64
-	for _, n := range names {
-		h := fnv.New64a()
-		_, _ = h.Write([]byte(n))
-		v := h.Sum64()
-		sum += v
-		x ^= v * 0x9E3779B97F4A7C15
-	}
-	return sum ^ (x << 1) ^ uint64(len(names))
+// nameSum fingerprints a set of resource names, independent of order, and is
+// additive: the sum of a resource set's parts is the set's sum, so "does this
+// proxy watch everything in the set" costs one comparison per push.
+type nameSum struct {
+	sum, xor uint64
+	n        int
 }
 
-// watchedChanged reports whether any watched resource differs between what was
-// sent and the current set, so proxies that watch none of the changed
-// endpoints get no EDS push.
-func watchedChanged(sent, cur *resourceSet, names []string) bool {
-	if sent == nil {
-		return true
+func (a nameSum) add(b nameSum) nameSum { return nameSum{a.sum + b.sum, a.xor ^ b.xor, a.n + b.n} }
+
+func nameHash(n string) uint64 {
+	v := uint64(14695981039346656037) // FNV-1a, without allocating
+	for i := 0; i < len(n); i++ {
+		v ^= uint64(n[i])
+		v *= 1099511628211
+	}
+	return v
+}
+
+func sumNames(names []string) nameSum {
+	var s nameSum
+	for _, n := range names {
+		h := nameHash(n)
+		s = s.add(nameSum{h, h * 0x9E3779B97F4A7C15, 1})
+	}
+	return s
+}
+
+// changedResources lists the watched resources of cur that differ from sent.
+// When the proxy watches every resource of both sets and they are made of
+// parts pairwise derived from each other, the answer is the parts' shared
+// diffs (computed once for all proxies); otherwise it compares name by name.
+func changedResources(sent, cur *resourceSet, names []string, watched nameSum) []*anypb.Any {
+	var out []*anypb.Any
+	if len(sent.parts) == len(cur.parts) && watched == cur.allNames() && watched == sent.allNames() {
+		for i, p := range cur.parts {
+			for _, it := range p.changedSince(sent.parts[i]) {
+				out = append(out, it.any)
+			}
+		}
+		return out
 	}
 	for _, n := range names {
-		a, b := sent.lookup(n), cur.lookup(n)
-		if (a == nil) != (b == nil) || (a != nil && a.hash != b.hash) {
-			return true
+		it := cur.lookup(n)
+		if it == nil {
+			continue
+		}
+		if prev := sent.lookup(n); prev == nil || prev.hash != it.hash {
+			out = append(out, it.any)
 		}
 	}
-	return false
+	return out
 }
 
 func (c *proxyCache) holding(cn *conn) bool {

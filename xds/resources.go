@@ -65,6 +65,48 @@ type part struct {
 	// that gets the whole part (see Codec).
 	encodeOnce sync.Once
 	encoded    []byte
+
+	namesOnce sync.Once
+	names     nameSum
+
+	diffMu   sync.Mutex
+	diffFrom *part
+	diff     []*item
+}
+
+// allNames is the nameSum of every item's name.
+func (p *part) allNames() nameSum {
+	p.namesOnce.Do(func() {
+		for _, it := range p.items {
+			h := nameHash(it.name)
+			p.names = p.names.add(nameSum{h, h * 0x9E3779B97F4A7C15, 1})
+		}
+	})
+	return p.names
+}
+
+// changedSince lists the items that are new or different since prev. Every
+// proxy moving from prev to p asks the same question, so the last answer is kept.
+func (p *part) changedSince(prev *part) []*item {
+	if p == prev {
+		return nil
+	}
+	if prev == nil {
+		return p.items
+	}
+	p.diffMu.Lock()
+	defer p.diffMu.Unlock()
+	if p.diffFrom == prev {
+		return p.diff
+	}
+	var out []*item
+	for _, it := range p.items {
+		if old := prev.byName[it.name]; old == nil || old.hash != it.hash {
+			out = append(out, it)
+		}
+	}
+	p.diffFrom, p.diff = prev, out
+	return out
 }
 
 // encodedAll returns the part's items as consecutive, ready-to-send
@@ -148,6 +190,15 @@ func (s *resourceSet) all() []*item {
 		out = append(out, p.items...)
 	}
 	return out
+}
+
+// allNames is the nameSum of every resource in the set.
+func (s *resourceSet) allNames() nameSum {
+	var n nameSum
+	for _, p := range s.parts {
+		n = n.add(p.allNames())
+	}
+	return n
 }
 
 func (s *resourceSet) len() int {

@@ -23,6 +23,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 		Inputs:     in,
 		services:   map[string]*Service{},
 		drViewKeys: &sync.Map{},
+		byIP:       &ipIndex{},
 	}
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
 	s.buildServices(in)

@@ -112,6 +112,7 @@ type Snapshot struct {
 	// drViewKeys memoizes DestinationRuleViewKey per namespace (derived data,
 	// shared by the snapshot and its views).
 	drViewKeys *sync.Map
+	byIP       *ipIndex
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
@@ -197,4 +198,31 @@ func HostTrafficPolicy(dr *networking.DestinationRule) *networkingapi.TrafficPol
 		return nil
 	}
 	return dr.Spec.GetTrafficPolicy()
+}
+
+// Instance is one endpoint of one service: what a workload serves.
+type Instance struct {
+	Service  *Service
+	Endpoint *Endpoint
+}
+
+// InstancesAt returns the service instances at an address (a workload's own
+// endpoints), in service hostname order. The index is built on first use.
+func (s *Snapshot) InstancesAt(ip string) []Instance {
+	s.byIP.once.Do(func() {
+		s.byIP.m = map[string][]Instance{}
+		for _, svc := range s.serviceList {
+			for _, ep := range s.endpoints[svc.Hostname] {
+				s.byIP.m[ep.Address] = append(s.byIP.m[ep.Address], Instance{Service: svc, Endpoint: ep})
+			}
+		}
+	})
+	return s.byIP.m[ip]
+}
+
+// ipIndex is derived data, built once per snapshot; views share the full
+// snapshot's, since a workload's own instances do not depend on what it sees.
+type ipIndex struct {
+	once sync.Once
+	m    map[string][]Instance
 }
