@@ -1,10 +1,13 @@
 package translate
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	networkingapi "istio.io/api/networking/v1alpha3"
 
@@ -91,12 +94,33 @@ func InboundClusters(snap *model.Snapshot, proxy *model.Proxy) []*clusterv3.Clus
 	out := []*clusterv3.Cluster{inboundOriginalDst(InboundPassthroughCluster)}
 	for _, in := range inboundPorts(snap, proxy) {
 		c := inboundOriginalDst(InboundClusterName(in.targetPort))
+		if in.endpoint != "" {
+			c = inboundStatic(InboundClusterName(in.targetPort), in.endpoint)
+		}
 		if in.port.Protocol.IsHTTP2() {
 			c.TypedExtensionProtocolOptions = http2ProtocolOptions()
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// inboundStatic forwards to a fixed address (a Sidecar ingress listener's
+// defaultEndpoint such as 127.0.0.1:8080).
+func inboundStatic(name, hostPort string) *clusterv3.Cluster {
+	host, port, _ := net.SplitHostPort(hostPort)
+	p, _ := strconv.Atoi(port)
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       dur(defaultConnectTimeout),
+		CircuitBreakers:      defaultCircuitBreakers(),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress(host, uint32(p)),
+			}}}},
+		}}},
+	}
 }
 
 func inboundOriginalDst(name string) *clusterv3.Cluster {

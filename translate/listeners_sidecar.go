@@ -1,6 +1,10 @@
 package translate
 
 import (
+	"net"
+	"strconv"
+	"strings"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -141,11 +145,17 @@ func outboundL4Listeners(snap *model.Snapshot, scope *l4Scope) []*listenerv3.Lis
 type inboundPort struct {
 	port       *model.Port
 	targetPort uint32
+	// endpoint is a Sidecar ingress listener's defaultEndpoint as host:port
+	// ("127.0.0.1:8080"); empty means the pod's own address (original destination).
+	endpoint string
 }
 
 // inboundPorts finds the proxy's own service instances: endpoints at one of its
 // addresses. The first service to claim a target port decides its protocol.
 func inboundPorts(snap *model.Snapshot, proxy *model.Proxy) []inboundPort {
+	if ingress := sidecarIngressPorts(snap, proxy); ingress != nil {
+		return ingress
+	}
 	seen := map[uint32]bool{}
 	var out []inboundPort
 	for _, ip := range proxy.InstanceIPs {
@@ -213,4 +223,38 @@ func inboundRouteConfig(in inboundPort, cluster string) *routev3.RouteConfigurat
 			}},
 		}},
 	}
+}
+
+// sidecarIngressPorts: a Sidecar resource with ingress listeners replaces the
+// inbound ports derived from the workload's services, as in Istio. Each port is
+// forwarded to its defaultEndpoint; "0.0.0.0:<port>" (or none) means the pod's
+// own address, anything else ("127.0.0.1:<port>") a fixed address. Returns nil
+// when no Sidecar ingress applies.
+func sidecarIngressPorts(snap *model.Snapshot, proxy *model.Proxy) []inboundPort {
+	sc := snap.SidecarFor(proxy)
+	if sc == nil || len(sc.Spec.GetIngress()) == 0 {
+		return nil
+	}
+	out := []inboundPort{}
+	seen := map[uint32]bool{}
+	for _, in := range sc.Spec.GetIngress() {
+		n := in.GetPort().GetNumber()
+		if n == 0 || seen[n] {
+			continue
+		}
+		seen[n] = true
+		ep := in.GetDefaultEndpoint()
+		host, port, err := net.SplitHostPort(ep)
+		if err != nil || host == "0.0.0.0" || strings.HasPrefix(ep, "unix://") {
+			ep = ""
+		} else if p, err := strconv.Atoi(port); err == nil && p > 0 {
+			ep = net.JoinHostPort(host, port)
+		}
+		out = append(out, inboundPort{
+			port:       &model.Port{Name: in.GetPort().GetName(), Port: n, Protocol: model.ParseProtocol(in.GetPort().GetProtocol())},
+			targetPort: n,
+			endpoint:   ep,
+		})
+	}
+	return out
 }

@@ -29,6 +29,7 @@
 //	DestinationRule exportTo       pkg/model/destinationrule.go (which rule a proxy namespace sees)
 //	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
 //	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
+//	Sidecar ingress listeners      listeners_sidecar.go (sidecarIngressPorts), clusters.go (inboundStatic)
 package translate
 
 import (

@@ -46,6 +46,14 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 	return sc
 }
 
+// SidecarFor returns the Sidecar resource that applies to a sidecar proxy, or nil.
+func (s *Snapshot) SidecarFor(p *Proxy) *networking.Sidecar {
+	if p.Type != SidecarProxy {
+		return nil
+	}
+	return s.sidecarFor(p)
+}
+
 func (s *Snapshot) sidecarFor(p *Proxy) *networking.Sidecar {
 	var nsDefault, rootDefault *networking.Sidecar
 	for _, sc := range s.sidecars {
