@@ -291,38 +291,34 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 		meta(cenc, "cm", o.ObjectMeta)
 		_ = cenc.Encode(o.Data)
 	}
-	for _, o := range in.VirtualServices {
-		meta(cenc, "vs", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
+	// Istio objects: metadata and spec (their status is not read).
+	specs := func(kind string, n int, at func(int) (metav1.ObjectMeta, any)) {
+		for i := 0; i < n; i++ {
+			m, spec := at(i)
+			meta(cenc, kind, m)
+			_ = cenc.Encode(spec)
+		}
 	}
-	for _, o := range in.DestinationRules {
-		meta(cenc, "dr", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
-	for _, o := range in.Gateways {
-		meta(cenc, "gw", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
-	for _, o := range in.ServiceEntries {
-		meta(cenc, "se", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
-	for _, o := range in.Sidecars {
-		meta(cenc, "sidecar", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
-	for _, o := range in.PeerAuthentications {
-		meta(cenc, "pa", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
-	for _, o := range in.AuthorizationPolicies {
-		meta(cenc, "ap", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
-	for _, o := range in.RequestAuthentications {
-		meta(cenc, "ra", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
-	}
+	specs("vs", len(in.VirtualServices), func(i int) (metav1.ObjectMeta, any) {
+		return in.VirtualServices[i].ObjectMeta, &in.VirtualServices[i].Spec
+	})
+	specs("dr", len(in.DestinationRules), func(i int) (metav1.ObjectMeta, any) {
+		return in.DestinationRules[i].ObjectMeta, &in.DestinationRules[i].Spec
+	})
+	specs("gw", len(in.Gateways), func(i int) (metav1.ObjectMeta, any) { return in.Gateways[i].ObjectMeta, &in.Gateways[i].Spec })
+	specs("se", len(in.ServiceEntries), func(i int) (metav1.ObjectMeta, any) {
+		return in.ServiceEntries[i].ObjectMeta, &in.ServiceEntries[i].Spec
+	})
+	specs("sidecar", len(in.Sidecars), func(i int) (metav1.ObjectMeta, any) { return in.Sidecars[i].ObjectMeta, &in.Sidecars[i].Spec })
+	specs("pa", len(in.PeerAuthentications), func(i int) (metav1.ObjectMeta, any) {
+		return in.PeerAuthentications[i].ObjectMeta, &in.PeerAuthentications[i].Spec
+	})
+	specs("ap", len(in.AuthorizationPolicies), func(i int) (metav1.ObjectMeta, any) {
+		return in.AuthorizationPolicies[i].ObjectMeta, &in.AuthorizationPolicies[i].Spec
+	})
+	specs("ra", len(in.RequestAuthentications), func(i int) (metav1.ObjectMeta, any) {
+		return in.RequestAuthentications[i].ObjectMeta, &in.RequestAuthentications[i].Spec
+	})
 	for _, o := range in.EndpointSlices {
 		meta(eenc, "es", o.ObjectMeta)
 		_ = eenc.Encode([]any{o.AddressType, o.Endpoints, o.Ports})
