@@ -48,6 +48,15 @@ type typeState struct {
 	nackedVersion string
 	nackMessage   string
 	acks, nacks   int
+	// queued: a response was handed to the stream and not yet written (see
+	// responseWritten). A request of this type arriving meanwhile makes
+	// go-control-plane drop it. writtenVersion is the version of the last
+	// response written: the one a NACK rejects.
+	queued         bool
+	writtenVersion string
+	// resendAll: the last response was dropped; answer the next request in full
+	// even if it names the version that response carried.
+	resendAll bool
 }
 
 type watch struct {
@@ -70,6 +79,14 @@ type conn struct {
 	// are ACKed (make before break), or until holdUntil.
 	holdRoutes map[string]bool
 	holdUntil  time.Time
+
+	// rewarm: EDS clusters a CDS response redefined. Envoy warms a redefined
+	// cluster afresh and waits for its ClusterLoadAssignment, but it asks for no
+	// new name, so the next EDS response must carry these even though their
+	// endpoints did not change; else the cluster stays warming (its traffic on the
+	// old definition) until Envoy's initial fetch timeout, 15 s. istiod pushes
+	// EDS with every CDS push for the same reason.
+	rewarm map[string]bool
 
 	// pending convergence measurement: change time and types still to be ACKed.
 	changeAt      time.Time
@@ -162,6 +179,10 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 	ts := &cn.types[t]
 	ts.watch = w
 	c.respondIfNeeded(cn, t)
+	if t == cdsType {
+		// Clusters this answer redefined need their endpoints again.
+		c.respondIfNeeded(cn, edsType)
+	}
 	if t == edsType {
 		// An EDS ACK may have warmed the clusters held routes were waiting for.
 		c.maybeReleaseRoutes(cn)
@@ -178,16 +199,28 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 // recordRequest does the ACK/NACK bookkeeping of one request.
 func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 	ts := &cn.types[t]
+	if ts.queued {
+		// go-control-plane hands a request to the cache only after sending or
+		// dropping the responses of its type still queued (processAllExcept in
+		// ordered ADS): ours was dropped, the proxy never got it. Forget it.
+		ts.queued = false
+		ts.sentSet = nil
+		ts.sentVersion = ""
+		ts.resendAll = true
+	}
 	if req.GetResponseNonce() == "" {
 		return
 	}
 	if req.GetErrorDetail() != nil {
 		ts.nacks++
-		ts.nackedVersion = ts.sentVersion
+		ts.nackedVersion = ts.writtenVersion
+		if ts.nackedVersion == "" {
+			ts.nackedVersion = ts.sentVersion
+		}
 		ts.nackMessage = req.GetErrorDetail().GetMessage()
 		c.metrics.rejects.WithLabelValues(typeLabels[t]).Inc()
 		c.log.Warn("proxy rejected config (NACK); keeping its last good config",
-			"proxy", cn.id, "type", typeLabels[t], "version", ts.sentVersion, "error", ts.nackMessage)
+			"proxy", cn.id, "type", typeLabels[t], "version", ts.nackedVersion, "error", ts.nackMessage)
 		delete(cn.changePending, t)
 		return
 	}
@@ -233,10 +266,21 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	}
 	newStream := w.req.GetResponseNonce() == ""
 	sameNames := namesHash == ts.sentNamesHash
-	if !newStream && sameNames {
-		if set.version == ts.nackedVersion {
-			return // the proxy rejected exactly this; wait for a change
+	var rewarm map[string]bool
+	if t == edsType && len(cn.rewarm) > 0 {
+		for _, n := range names {
+			if cn.rewarm[n] {
+				if rewarm == nil {
+					rewarm = map[string]bool{}
+				}
+				rewarm[n] = true
+			}
 		}
+	}
+	if !newStream && sameNames && set.version == ts.nackedVersion {
+		return // the proxy rejected exactly this; wait for a change
+	}
+	if !newStream && sameNames && !ts.resendAll && len(rewarm) == 0 {
 		if w.req.GetVersionInfo() == set.version {
 			return
 		}
@@ -253,7 +297,7 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	}
 	resp := &cache.PassthroughResponse{
 		Request:           w.req,
-		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: responseResources(t, set, names, unchangedFrom)},
+		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, TypeUrl: typeURLs[t], Resources: responseResources(t, set, names, unchangedFrom, rewarm)},
 	}
 	select {
 	case w.ch <- resp:
@@ -263,7 +307,29 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 		c.log.Error("response channel full; dropping response", "proxy", cn.id, "type", typeLabels[t])
 		return
 	}
+	if t == cdsType && (ts.sentSet != nil || ts.resendAll) {
+		// Redefined EDS clusters (new ones come with a new EDS subscription,
+		// answered in full anyway). After a dropped response we do not know
+		// which of these the proxy holds as they are: all of them.
+		for _, it := range set.all() {
+			var prev *item
+			if ts.sentSet != nil {
+				prev = ts.sentSet.lookup(it.name)
+			}
+			if it.warms && (ts.resendAll || (prev != nil && prev.hash != it.hash)) {
+				if cn.rewarm == nil {
+					cn.rewarm = map[string]bool{}
+				}
+				cn.rewarm[it.name] = true
+			}
+		}
+	}
+	if t == edsType {
+		cn.rewarm = nil // sent, or no longer watched
+	}
 	ts.watch = nil
+	ts.queued = true
+	ts.resendAll = false
 	ts.sentVersion = set.version
 	ts.sentSet = set
 	ts.sentNamesHash = namesHash
@@ -271,11 +337,26 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	c.metrics.pushes.WithLabelValues(typeLabels[t]).Inc()
 }
 
+// responseWritten is told (by the stream's callback) that a response was
+// written to the stream of proxy id.
+func (c *proxyCache) responseWritten(id string, resp *discovery.DiscoveryResponse) {
+	t, known := typeOf(resp.GetTypeUrl())
+	cn := c.conn(id)
+	if !known || cn == nil {
+		return
+	}
+	cn.mu.Lock()
+	cn.types[t].queued = false
+	cn.types[t].writtenVersion = resp.GetVersionInfo()
+	cn.mu.Unlock()
+}
+
 // responseResources lists what one response carries. A part sent whole goes as
 // one pre-encoded pseudo-resource (its bytes are built once and shared by every
 // proxy, see Codec); a part sent in pieces goes item by item. With
-// unchangedFrom set, items equal to that set's are left out.
-func responseResources(t typeIndex, set *resourceSet, names []string, unchangedFrom *resourceSet) []*anypb.Any {
+// unchangedFrom set, items equal to that set's are left out, except those in
+// always.
+func responseResources(t typeIndex, set *resourceSet, names []string, unchangedFrom *resourceSet, always map[string]bool) []*anypb.Any {
 	var out []*anypb.Any
 	whole := func(p *part) {
 		if len(p.items) > 0 {
@@ -296,7 +377,7 @@ func responseResources(t typeIndex, set *resourceSet, names []string, unchangedF
 		for _, p := range set.parts {
 			for _, it := range p.items {
 				if wanted[it.name] {
-					if prev := unchangedFrom.lookup(it.name); prev == nil || prev.hash != it.hash {
+					if prev := unchangedFrom.lookup(it.name); prev == nil || prev.hash != it.hash || always[it.name] {
 						out = append(out, it.any)
 					}
 				}
