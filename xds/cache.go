@@ -37,9 +37,9 @@ type typeState struct {
 	watch *watch
 
 	sentVersion string
-	// sentSet and sentNamesHash describe the last response: the set it came
-	// from (shared, so this costs a pointer per proxy, not a map) and which
-	// names were asked for.
+	// sentSet and sentNames describe the last response: the set it came from
+	// (shared, so this costs a pointer per proxy, not a map) and which names
+	// were asked for.
 	sentSet       *resourceSet
 	sentNames     nameSum
 	sentAt        time.Time
@@ -47,6 +47,15 @@ type typeState struct {
 	nackedVersion string
 	nackMessage   string
 	acks, nacks   int
+	// queued: a response was handed to the stream and not yet written (see
+	// responseWritten). A request of this type arriving meanwhile makes
+	// go-control-plane drop it. writtenVersion is the version of the last
+	// response written: the one a NACK rejects.
+	queued         bool
+	writtenVersion string
+	// resendAll: the last response was dropped; answer the next request in full
+	// even if it names the version that response carried.
+	resendAll bool
 }
 
 type watch struct {
@@ -71,6 +80,14 @@ type conn struct {
 	// are ACKed (make before break), or until holdUntil.
 	holdRoutes map[string]bool
 	holdUntil  time.Time
+
+	// rewarm: EDS clusters a CDS response redefined. Envoy warms a redefined
+	// cluster afresh and waits for its ClusterLoadAssignment, but it asks for no
+	// new name, so the next EDS response must carry these even though their
+	// endpoints did not change; else the cluster stays warming (its traffic on the
+	// old definition) until Envoy's initial fetch timeout, 15 s. istiod pushes
+	// EDS with every CDS push for the same reason.
+	rewarm map[string]bool
 
 	// pending convergence measurement: change time and types still to be ACKed.
 	changeAt      time.Time
@@ -166,6 +183,10 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 	ts := &cn.types[t]
 	ts.watch = w
 	c.respondIfNeeded(cn, t)
+	if t == cdsType {
+		// Clusters this answer redefined need their endpoints again.
+		c.respondIfNeeded(cn, edsType)
+	}
 	if t == edsType {
 		// An EDS ACK may have warmed the clusters held routes were waiting for.
 		c.maybeReleaseRoutes(cn)
@@ -182,16 +203,28 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 // recordRequest does the ACK/NACK bookkeeping of one request.
 func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 	ts := &cn.types[t]
+	if ts.queued {
+		// go-control-plane hands a request to the cache only after sending or
+		// dropping the responses of its type still queued (processAllExcept in
+		// ordered ADS): ours was dropped, the proxy never got it. Forget it.
+		ts.queued = false
+		ts.sentSet = nil
+		ts.sentVersion = ""
+		ts.resendAll = true
+	}
 	if req.GetResponseNonce() == "" {
 		return
 	}
 	if req.GetErrorDetail() != nil {
 		ts.nacks++
-		ts.nackedVersion = ts.sentVersion
+		ts.nackedVersion = ts.writtenVersion
+		if ts.nackedVersion == "" {
+			ts.nackedVersion = ts.sentVersion
+		}
 		ts.nackMessage = req.GetErrorDetail().GetMessage()
 		c.metrics.rejects.WithLabelValues(typeLabels[t]).Inc()
 		c.log.Warn("proxy rejected config (NACK); keeping its last good config",
-			"proxy", cn.id, "type", typeLabels[t], "version", ts.sentVersion, "error", ts.nackMessage)
+			"proxy", cn.id, "type", typeLabels[t], "version", ts.nackedVersion, "error", ts.nackMessage)
 		delete(cn.changePending, t)
 		return
 	}
@@ -233,18 +266,30 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	names := w.req.GetResourceNames()
 	newStream := w.req.GetResponseNonce() == ""
 	sameNames := w.names == ts.sentNames
+	var rewarm map[string]bool
+	if t == edsType && len(cn.rewarm) > 0 {
+		for _, n := range names {
+			if cn.rewarm[n] {
+				if rewarm == nil {
+					rewarm = map[string]bool{}
+				}
+				rewarm[n] = true
+			}
+		}
+	}
+	if !newStream && sameNames && set.version == ts.nackedVersion {
+		return // the proxy rejected exactly this; wait for a change
+	}
 	// EDS and RDS may carry only what changed (SotW lets Envoy keep the
 	// resources a response leaves out), which is what makes one endpoint change
 	// cost one ClusterLoadAssignment per proxy instead of all of them.
+	incremental := !t.wildcard() && !newStream && sameNames && !ts.resendAll &&
+		w.req.GetVersionInfo() == ts.sentVersion && ts.sentSet != nil
 	var changed []*anypb.Any
-	incremental := !t.wildcard() && !newStream && sameNames && w.req.GetVersionInfo() == ts.sentVersion && ts.sentSet != nil
 	if incremental {
-		changed = changedResources(ts.sentSet, set, names, w.names)
+		changed = changedResources(ts.sentSet, set, names, w.names, rewarm)
 	}
-	if !newStream && sameNames {
-		if set.version == ts.nackedVersion {
-			return // the proxy rejected exactly this; wait for a change
-		}
+	if !newStream && sameNames && !ts.resendAll && len(rewarm) == 0 {
 		if w.req.GetVersionInfo() == set.version {
 			return
 		}
@@ -268,12 +313,42 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 		c.log.Error("response channel full; dropping response", "proxy", cn.id, "type", typeLabels[t])
 		return
 	}
+	if t == cdsType && (ts.sentSet != nil || ts.resendAll) {
+		// Redefined EDS clusters (new ones come with a new EDS subscription,
+		// answered in full anyway). After a dropped response we do not know
+		// which of these the proxy holds as they are: all of them.
+		for _, it := range redefinedClusters(ts.sentSet, set, ts.resendAll) {
+			if cn.rewarm == nil {
+				cn.rewarm = map[string]bool{}
+			}
+			cn.rewarm[it.name] = true
+		}
+	}
+	if t == edsType {
+		cn.rewarm = nil // sent, or no longer watched
+	}
 	ts.watch = nil
+	ts.queued = true
+	ts.resendAll = false
 	ts.sentVersion = set.version
 	ts.sentSet = set
 	ts.sentNames = w.names
 	ts.sentAt = time.Now()
 	c.metrics.pushes.WithLabelValues(typeLabels[t]).Inc()
+}
+
+// responseWritten is told (by the stream's callback) that a response was
+// written to the stream of proxy id.
+func (c *proxyCache) responseWritten(id string, resp *discovery.DiscoveryResponse) {
+	t, known := typeOf(resp.GetTypeUrl())
+	cn := c.conn(id)
+	if !known || cn == nil {
+		return
+	}
+	cn.mu.Lock()
+	cn.types[t].queued = false
+	cn.types[t].writtenVersion = resp.GetVersionInfo()
+	cn.mu.Unlock()
 }
 
 // responseResources lists what one response carries. A part sent whole goes as
@@ -346,27 +421,81 @@ func sumNames(names []string) nameSum {
 	return s
 }
 
-// changedResources lists the watched resources of cur that differ from sent.
-// When the proxy watches every resource of both sets and they are made of
-// parts pairwise derived from each other, the answer is the parts' shared
-// diffs (computed once for all proxies); otherwise it compares name by name.
-func changedResources(sent, cur *resourceSet, names []string, watched nameSum) []*anypb.Any {
+// aligned reports whether two sets are made of the same number of parts and
+// hold the same names, so their parts can be compared pairwise.
+func aligned(sent, cur *resourceSet) bool {
+	return len(sent.parts) == len(cur.parts) && sent.allNames() == cur.allNames()
+}
+
+// changedResources lists the watched resources of cur that differ from sent,
+// plus those named in always. When the proxy watches every resource of both
+// sets, the answer is the parts' shared diffs (computed once for all proxies);
+// otherwise it compares name by name.
+func changedResources(sent, cur *resourceSet, names []string, watched nameSum, always map[string]bool) []*anypb.Any {
 	var out []*anypb.Any
-	if len(sent.parts) == len(cur.parts) && watched == cur.allNames() && watched == sent.allNames() {
+	included := func(string) bool { return false }
+	if watched == cur.allNames() && aligned(sent, cur) {
+		var diff map[string]bool
 		for i, p := range cur.parts {
 			for _, it := range p.changedSince(sent.parts[i]) {
 				out = append(out, it.any)
+				if len(always) > 0 {
+					if diff == nil {
+						diff = map[string]bool{}
+					}
+					diff[it.name] = true
+				}
+			}
+		}
+		included = func(n string) bool { return diff[n] }
+	} else {
+		sentNow := map[string]bool{}
+		for _, n := range names {
+			it := cur.lookup(n)
+			if it == nil {
+				continue
+			}
+			if prev := sent.lookup(n); prev == nil || prev.hash != it.hash {
+				out = append(out, it.any)
+				if len(always) > 0 {
+					sentNow[n] = true
+				}
+			}
+		}
+		included = func(n string) bool { return sentNow[n] }
+	}
+	for n := range always {
+		if it := cur.lookup(n); it != nil && !included(n) {
+			out = append(out, it.any)
+		}
+	}
+	return out
+}
+
+// redefinedClusters lists the EDS clusters of cur whose definition differs
+// from sent (all of them when the proxy's state is unknown).
+func redefinedClusters(sent, cur *resourceSet, all bool) []*item {
+	var out []*item
+	if !all && sent != nil && aligned(sent, cur) {
+		for i, p := range cur.parts {
+			for _, it := range p.changedSince(sent.parts[i]) {
+				if it.warms && sent.parts[i].byName[it.name] != nil {
+					out = append(out, it)
+				}
 			}
 		}
 		return out
 	}
-	for _, n := range names {
-		it := cur.lookup(n)
-		if it == nil {
+	for _, it := range cur.all() {
+		if !it.warms {
 			continue
 		}
-		if prev := sent.lookup(n); prev == nil || prev.hash != it.hash {
-			out = append(out, it.any)
+		var prev *item
+		if sent != nil {
+			prev = sent.lookup(it.name)
+		}
+		if all || (prev != nil && prev.hash != it.hash) {
+			out = append(out, it)
 		}
 	}
 	return out

@@ -198,6 +198,14 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.log.Info("proxy connected", "proxy", req.GetNode().GetId(), "stream", id)
 			return nil
 		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+			s.streamsMu.Lock()
+			nodeID, known := s.streams[id]
+			s.streamsMu.Unlock()
+			if known {
+				s.cache.responseWritten(nodeID, resp)
+			}
+		},
 		StreamClosedFunc: func(id int64, node *core.Node) {
 			s.streamsMu.Lock()
 			nodeID, known := s.streams[id]

@@ -44,6 +44,8 @@ type Response struct {
 	// RemoteAddr is the peer of the connection the request came on (ip:port): behind
 	// an Istio-style sidecar it is 127.0.0.6 (the inbound cluster's bind address).
 	RemoteAddr string `json:"remote_addr"`
+	// SNI is the server name the client sent (TLS servers only, see StartTLS).
+	SNI string `json:"sni,omitempty"`
 }
 
 // Header returns a request header the server saw, case-insensitively.
@@ -82,9 +84,13 @@ func Start(addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return serve(ln, "http://", opts), nil
+}
+
+func serve(ln net.Listener, scheme string, opts Options) *Server {
 	s := &Server{
 		Addr: ln.Addr().String(),
-		URL:  "http://" + ln.Addr().String(),
+		URL:  scheme + ln.Addr().String(),
 		opts: opts,
 		ln:   ln,
 		done: make(chan struct{}),
@@ -98,7 +104,7 @@ func Start(addr string, opts Options) (*Server, error) {
 		defer close(s.done)
 		_ = s.srv.Serve(ln)
 	}()
-	return s, nil
+	return s
 }
 
 // Requests is the number of requests served so far.
@@ -148,6 +154,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Status:     status,
 		Request:    n,
 		RemoteAddr: r.RemoteAddr,
+	}
+	if r.TLS != nil {
+		resp.SNI = r.TLS.ServerName
 	}
 	body, _ := json.Marshal(&resp)
 	h := w.Header()

@@ -29,8 +29,13 @@ import (
 // LoadSpec describes a run of requests from a pod. Every run is bounded by N and
 // by Duration.
 type LoadSpec struct {
-	Method  string // default GET
-	URL     string // http://<ip>[:port]/path; the host must be an IP of ServiceCIDR, ServiceEntryVIPCIDR, the rig network or loopback
+	Method string // default GET
+	// URL is http://<ip>[:port]/path, https://… (with SNI), tcp://<ip>:<port>
+	// (TCP echo) or grpc://<ip>:<port> (gRPC health check): see echo.LoadOptions.
+	// The host must be an IP of ServiceCIDR, ServiceEntryVIPCIDR, the rig network
+	// or loopback.
+	URL     string
+	SNI     string // the TLS server name of https:// requests (default: the URL's host)
 	Headers map[string]string
 	// N is the number of requests (required).
 	N int
@@ -137,8 +142,10 @@ func checkTarget(raw string) error {
 	if err != nil {
 		return err
 	}
-	if u.Scheme != "http" {
-		return fmt.Errorf("URL %q: only http:// is supported", raw)
+	switch u.Scheme {
+	case "http", "https", "tcp", "grpc":
+	default:
+		return fmt.Errorf("URL %q: only http://, https://, tcp:// and grpc:// are supported", raw)
 	}
 	ip := net.ParseIP(u.Hostname())
 	if ip == nil || ip.To4() == nil {
@@ -156,6 +163,9 @@ func (spec LoadSpec) args() []string {
 	args := []string{"-url", spec.URL, "-n", strconv.Itoa(spec.N)}
 	if spec.Method != "" {
 		args = append(args, "-method", spec.Method)
+	}
+	if spec.SNI != "" {
+		args = append(args, "-sni", spec.SNI)
 	}
 	if spec.Concurrency > 0 {
 		args = append(args, "-c", strconv.Itoa(spec.Concurrency))

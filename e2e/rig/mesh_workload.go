@@ -21,9 +21,28 @@ import (
 type AppSpec struct {
 	Service   string        // reported service name (default: the workload's "app" label, else its name)
 	Version   string        // reported version, also the x-echo-version header (default: the "version" label, else "v1")
-	Ports     []int         // ports it listens on, on 0.0.0.0 in the pod; none: no app (a client-only pod)
-	FailFirst int           // answer 503 to the first N requests (per port)
-	Delay     time.Duration // delay before every answer
+	Ports     []int         // HTTP ports it listens on, on 0.0.0.0 in the pod
+	FailFirst int           // answer 503 to the first N HTTP requests (per port)
+	Delay     time.Duration // delay before every answer (HTTP) or greeting (TCP)
+	// TLSPorts serve HTTPS with a self-signed certificate for TLSNames (default:
+	// the pod's name); answers report the SNI the client sent.
+	TLSPorts []int
+	TLSNames []string
+	// TCPPorts serve a TCP echo that greets every connection with a JSON line
+	// naming service, version and pod (echo.TCPGreeting), then echoes.
+	TCPPorts []int
+	// GRPCPorts serve the gRPC health service, answers tagged with the version
+	// and pod in header metadata.
+	GRPCPorts []int
+}
+
+// ports are all the ports the app listens on; none: no app (a client-only pod).
+func (a AppSpec) ports() []int {
+	var out []int
+	for _, ps := range [][]int{a.Ports, a.TLSPorts, a.TCPPorts, a.GRPCPorts} {
+		out = append(out, ps...)
+	}
+	return out
 }
 
 // WorkloadSpec describes a pod for AddWorkload.
@@ -152,7 +171,7 @@ func (m *Mesh) AddWorkload(t testing.TB, spec WorkloadSpec) *Workload {
 			t.Fatalf("rig: pod %s: route for %s: %v: %s", spec.Name, cidr, err, out)
 		}
 	}
-	if len(spec.App.Ports) > 0 {
+	if len(spec.App.ports()) > 0 {
 		w.startApp(t)
 	}
 	if spec.Sidecar {
@@ -179,8 +198,16 @@ func (m *Mesh) AddWorkload(t testing.TB, spec WorkloadSpec) *Workload {
 func (w *Workload) startApp(t testing.TB) {
 	t.Helper()
 	args := []string{"-service", w.App.Service, "-version", w.App.Version, "-pod", w.Name}
-	for _, p := range w.App.Ports {
-		args = append(args, "-addr", net.JoinHostPort("0.0.0.0", strconv.Itoa(p)))
+	for _, kind := range []struct {
+		flag  string
+		ports []int
+	}{{"-addr", w.App.Ports}, {"-tls-addr", w.App.TLSPorts}, {"-tcp-addr", w.App.TCPPorts}, {"-grpc-addr", w.App.GRPCPorts}} {
+		for _, p := range kind.ports {
+			args = append(args, kind.flag, net.JoinHostPort("0.0.0.0", strconv.Itoa(p)))
+		}
+	}
+	for _, n := range w.App.TLSNames {
+		args = append(args, "-tls-name", n)
 	}
 	if w.App.FailFirst > 0 {
 		args = append(args, "-fail-first", strconv.Itoa(w.App.FailFirst))
@@ -190,7 +217,7 @@ func (w *Workload) startApp(t testing.TB) {
 	}
 	proc := startProcess(t, "echo "+w.Name, w.Pod.Command(EchoBinary(t), args...), tempLog(t, "echo-"+w.Name), 2*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
-	for _, p := range w.App.Ports {
+	for _, p := range w.App.ports() {
 		addr := net.JoinHostPort(w.IP, strconv.Itoa(p))
 		for {
 			if proc.Exited() {
@@ -253,7 +280,7 @@ func (w *Workload) writePod(t testing.TB, ctx context.Context) {
 		t.Fatalf("rig: creating ServiceAccount %s/%s: %v", w.Namespace, w.ServiceAccount, err)
 	}
 	app := corev1.Container{Name: "app", Image: "mizzen-e2e/echo:latest"}
-	for _, p := range w.App.Ports {
+	for _, p := range w.App.ports() {
 		app.Ports = append(app.Ports, corev1.ContainerPort{ContainerPort: int32(p), Protocol: corev1.ProtocolTCP})
 	}
 	pod := &corev1.Pod{

@@ -1,5 +1,6 @@
-// Command echoclient sends a bounded run of HTTP requests (see echo.RunLoad) and
-// prints one JSON line per response on stdout. The mesh rig runs it inside a pod's
+// Command echoclient sends a bounded run of requests (see echo.RunLoad: http://,
+// https:// with -sni, tcp:// and grpc:// URLs) and prints one JSON line per
+// response on stdout. The mesh rig runs it inside a pod's
 // network namespace, as the pod's app, so its traffic is captured by the sidecar.
 //
 //	echoclient -url http://10.96.12.34/ -n 1000 -c 4 -H 'username: nolen'
@@ -28,7 +29,8 @@ func main() {
 	var opts echo.LoadOptions
 	opts.Headers = http.Header{}
 	flag.StringVar(&opts.Method, "method", "GET", "HTTP method")
-	flag.StringVar(&opts.URL, "url", "", "URL to request (required)")
+	flag.StringVar(&opts.URL, "url", "", "URL to request (required): http://, https://, tcp://host:port or grpc://host:port")
+	flag.StringVar(&opts.SNI, "sni", "", "TLS server name of https:// requests (default: the URL's host)")
 	flag.Func("H", "header `name: value` (repeatable; Host sets the request host)", func(s string) error {
 		k, v, ok := strings.Cut(s, ":")
 		if !ok {
