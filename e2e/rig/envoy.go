@@ -370,23 +370,7 @@ func (e *Envoy) Log() string {
 }
 
 func (e *Envoy) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.AdminURL+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, fmt.Errorf("envoy admin GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
-	}
-	return body, nil
+	return getOK(ctx, e.client, e.AdminURL+path, "envoy admin GET "+path)
 }
 
 // Admin GETs an admin path (e.g. "/clusters?format=json") and returns the body.

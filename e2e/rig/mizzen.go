@@ -183,23 +183,7 @@ func (m *Mizzen) Log() string {
 // Get GETs a monitoring path ("/ready", "/debug/...") and returns the body; a
 // non-200 answer is an error.
 func (m *Mizzen) Get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.MonitoringURL+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := m.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
+	return getOK(ctx, m.client, m.MonitoringURL+path, "GET "+path)
 }
 
 // Metrics are Prometheus samples keyed by series: `name` or `name{k="v",...}` with
