@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -17,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newAnalyzeCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print mizzen's version",
 		Run: func(cmd *cobra.Command, _ []string) {
@@ -25,7 +26,9 @@ func main() {
 		},
 	})
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "mizzen:", err)
+		if !errors.Is(err, errFound) {
+			fmt.Fprintln(os.Stderr, "mizzen:", err)
+		}
 		os.Exit(1)
 	}
 }

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mizzenmesh/mizzen/pkg/analyze"
+	"github.com/mizzenmesh/mizzen/pkg/model"
+	"github.com/mizzenmesh/mizzen/pkg/source/file"
+	"github.com/mizzenmesh/mizzen/pkg/source/kube"
+)
+
+type analyzeOptions struct {
+	files      []string
+	kubeconfig string
+	output     string
+	timeout    time.Duration
+}
+
+// errFound makes `mizzen analyze` exit non-zero after printing its findings.
+var errFound = errors.New("errors found")
+
+func newAnalyzeCommand() *cobra.Command {
+	o := analyzeOptions{}
+	cmd := &cobra.Command{
+		Use:   "analyze (-f <file|dir>... | --kubeconfig <path>)",
+		Short: "Check mesh config for problems, naming the object and field of each",
+		Long: "Check Kubernetes and Istio config the way mizzen reads it: every object mizzen would skip (error)\n" +
+			"or apply with a caveat (warning), plus cross-object checks. Exits 1 when there are errors.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			return runAnalyze(ctx, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.files, "file", "f", nil, "YAML file or directory to analyze (repeatable)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "analyze the cluster of this kubeconfig instead of files")
+	f.StringVarP(&o.output, "output", "o", "text", "text, json or yaml")
+	f.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the cluster's config")
+	return cmd
+}
+
+func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var in model.Inputs
+	var findings []model.ConfigError
+	switch {
+	case len(o.files) > 0 && o.kubeconfig != "":
+		return errors.New("-f and --kubeconfig exclude each other")
+	case len(o.files) > 0:
+		for _, path := range o.files {
+			got, errs, err := loadPath(path, quiet)
+			if err != nil {
+				return err
+			}
+			appendInputs(&in, got)
+			for _, e := range errs {
+				findings = append(findings, model.ConfigError{Kind: orFile(e.Kind), Namespace: e.Namespace, Name: e.Name,
+					Field: fmt.Sprintf("%s doc %d (line %d)", e.File, e.Doc, e.Line), Code: "ParseError", Message: e.Err.Error()})
+			}
+		}
+	case o.kubeconfig != "":
+		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
+		}
+		src, err := kube.New(cfg, kube.Options{Logger: quiet, OnError: func(e kube.Error) {
+			findings = append(findings, model.ConfigError{Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Field: e.Field, Code: "DecodeError", Message: e.Reason})
+		}})
+		if err != nil {
+			return err
+		}
+		synced := make(chan model.Inputs, 1)
+		runCtx, stop := context.WithCancel(ctx)
+		go func() {
+			_ = src.Run(runCtx, func(got model.Inputs) {
+				select {
+				case synced <- got:
+				default:
+				}
+			})
+		}()
+		select {
+		case in = <-synced:
+			stop()
+		case <-ctx.Done():
+			stop()
+			return fmt.Errorf("reading the cluster's config: %w", ctx.Err())
+		}
+	default:
+		return errors.New("give files with -f, or a cluster with --kubeconfig")
+	}
+	findings = append(findings, analyze.Analyze(model.Build(&in, 1))...)
+	if err := printFindings(out, o.output, findings); err != nil {
+		return err
+	}
+	for _, f := range findings {
+		if !f.Warning {
+			return errFound
+		}
+	}
+	return nil
+}
+
+// loadPath reads a directory, or one file (through a directory holding only it).
+func loadPath(path string, log *slog.Logger) (model.Inputs, []*file.Error, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return model.Inputs{}, nil, err
+	}
+	dir := path
+	if !st.IsDir() {
+		tmp, err := os.MkdirTemp("", "mizzen-analyze-")
+		if err != nil {
+			return model.Inputs{}, nil, err
+		}
+		defer os.RemoveAll(tmp)
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return model.Inputs{}, nil, err
+		}
+		name := filepath.Base(path)
+		if ext := filepath.Ext(name); ext != ".yaml" && ext != ".yml" && ext != ".json" {
+			name += ".yaml"
+		}
+		if err := os.Symlink(abs, filepath.Join(tmp, name)); err != nil {
+			return model.Inputs{}, nil, err
+		}
+		dir = tmp
+	}
+	in, errs := file.New(dir, file.Options{Logger: log}).Load()
+	for _, e := range errs {
+		if !st.IsDir() {
+			e.File = path // name the user's file, not the link
+		}
+	}
+	return in, errs, nil
+}
+
+func appendInputs(dst *model.Inputs, src model.Inputs) {
+	dst.Namespaces = append(dst.Namespaces, src.Namespaces...)
+	dst.Services = append(dst.Services, src.Services...)
+	dst.EndpointSlices = append(dst.EndpointSlices, src.EndpointSlices...)
+	dst.Pods = append(dst.Pods, src.Pods...)
+	dst.ServiceAccounts = append(dst.ServiceAccounts, src.ServiceAccounts...)
+	dst.ConfigMaps = append(dst.ConfigMaps, src.ConfigMaps...)
+	dst.VirtualServices = append(dst.VirtualServices, src.VirtualServices...)
+	dst.DestinationRules = append(dst.DestinationRules, src.DestinationRules...)
+	dst.Gateways = append(dst.Gateways, src.Gateways...)
+	dst.ServiceEntries = append(dst.ServiceEntries, src.ServiceEntries...)
+	dst.Sidecars = append(dst.Sidecars, src.Sidecars...)
+	dst.PeerAuthentications = append(dst.PeerAuthentications, src.PeerAuthentications...)
+	dst.AuthorizationPolicies = append(dst.AuthorizationPolicies, src.AuthorizationPolicies...)
+	dst.RequestAuthentications = append(dst.RequestAuthentications, src.RequestAuthentications...)
+}
+
+func orFile(kind string) string {
+	if kind == "" {
+		return "File"
+	}
+	return kind
+}
+
+type finding struct {
+	Level     string `json:"level"`
+	Code      string `json:"code"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Field     string `json:"field,omitempty"`
+	Message   string `json:"message"`
+}
+
+func printFindings(out io.Writer, format string, fs []model.ConfigError) error {
+	rows := make([]finding, 0, len(fs))
+	for _, f := range fs {
+		level := "Error"
+		if f.Warning {
+			level = "Warning"
+		}
+		rows = append(rows, finding{level, f.Code, f.Kind, f.Namespace, f.Name, f.Field, f.Message})
+	}
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	case "yaml":
+		b, err := yaml.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(b)
+		return err
+	case "text", "":
+		if len(rows) == 0 {
+			_, err := fmt.Fprintln(out, "✔ No problems found.")
+			return err
+		}
+		for _, r := range rows {
+			obj := r.Kind
+			if r.Name != "" {
+				obj += " " + r.Namespace + "/" + r.Name
+			}
+			if r.Field != "" {
+				obj += " " + r.Field
+			}
+			if _, err := fmt.Fprintf(out, "%s [%s] (%s) %s\n", r.Level, r.Code, obj, r.Message); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("-o %s: want text, json or yaml", format)
+}
