@@ -26,7 +26,9 @@ func Analyze(snap *model.Snapshot) []model.ConfigError {
 	return out
 }
 
-func key(e model.ConfigError) string { return e.Kind + "/" + e.Namespace + "/" + e.Name + "/" + e.Field }
+func key(e model.ConfigError) string {
+	return e.Kind + "/" + e.Namespace + "/" + e.Name + "/" + e.Field
+}
 
 // gatewaysReferenced: a VirtualService bound to a Gateway that does not exist
 // silently does nothing.
