@@ -36,3 +36,20 @@ func TestServeOnBookinfoPrintsAddresses(t *testing.T) {
 		t.Errorf("mizzen version: %v %q", err, out)
 	}
 }
+
+// TestProxyStatusShowsTheGateway: `mizzen proxy-status` lists a connected Envoy
+// with every type SYNCED, as istioctl proxy-status would.
+func TestProxyStatusShowsTheGateway(t *testing.T) {
+	b := rig.Bookinfo(t)
+	deadline := time.Now().Add(10 * time.Second)
+	var out []byte
+	for time.Now().Before(deadline) {
+		var err error
+		out, err = exec.Command(rig.MizzenBinary(t), "proxy-status", "--monitoring-addr", b.Mizzen.MonitoringAddr, "istio-ingressgateway-0").CombinedOutput()
+		if err == nil && strings.Count(string(out), "SYNCED") == 4 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("proxy-status never showed the gateway SYNCED for cds, lds, eds, rds:\n%s", out)
+}
