@@ -142,7 +142,10 @@ func (ca *CA) leafTemplate(ttl time.Duration) (*x509.Certificate, error) {
 		return nil, err
 	}
 	now := ca.opts.Clock.Now()
-	notBefore, notAfter := now.Add(-backdate), now.Add(ttl)
+	// Backdating is capped at a tenth of the TTL: rotation is computed from
+	// NotBefore, and a full skew allowance on a minutes-long test TTL would make
+	// a fresh certificate look half-used already.
+	notBefore, notAfter := now.Add(-min(backdate, ttl/10)), now.Add(ttl)
 	// A leaf cannot outlive (or predate) its issuer and still verify, so clamp
 	// rather than hand out a certificate that fails in the peer.
 	if notAfter.After(ca.cert.NotAfter) {
