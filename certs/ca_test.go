@@ -135,6 +135,21 @@ func TestPlugInChainVerifies(t *testing.T) {
 	}
 }
 
+func TestIncompletePlugInIsNotReplaced(t *testing.T) {
+	m, _ := plugInMaterial(t, time.Now())
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, RootCertFile), m.RootCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadOrCreate(context.Background(), FileStore{dir}, Options{})
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("got %v, want an incomplete plug-in error", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a self-signed root was written next to the plug-in files")
+	}
+}
+
 func TestLoadRejectsBadMaterial(t *testing.T) {
 	now := time.Now()
 	good, _ := plugInMaterial(t, now)

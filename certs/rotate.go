@@ -54,7 +54,7 @@ type Rotator struct {
 	OnError func(error)
 
 	GraceRatio  float64       // default DefaultGraceRatio
-	JitterRatio float64       // rotate up to this fraction of the lifetime earlier; default 0.1
+	JitterRatio float64       // rotate up to this fraction of the lifetime earlier; default 0.1, negative for none
 	MinBackoff  time.Duration // first retry delay after a failure; default 1s
 	MaxBackoff  time.Duration // default 1m
 	Clock       Clock

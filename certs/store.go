@@ -94,6 +94,11 @@ func (s FileStore) Get(ctx context.Context) (*Material, error) {
 		}
 	}
 	if files[CACertFile] == nil {
+		if files[RootCertFile] != nil || files[CertChainFile] != nil {
+			// An operator's plug-in CA with a file missing must not be
+			// "repaired" by minting a self-signed root next to it.
+			return nil, fmt.Errorf("%s: plug-in CA files present but %s missing", s.Dir, CACertFile)
+		}
 		if files[CAKeyFile] != nil {
 			// ca-cert.pem is written last, so a key without it is a crashed
 			// Put; treating it as empty lets LoadOrCreate start over.
