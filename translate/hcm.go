@@ -26,6 +26,8 @@ type hcmOptions struct {
 	// routeFilters adds the CORS and fault filters that VirtualService routes
 	// configure per route (outbound sidecar and gateway listeners, as in Istio).
 	routeFilters bool
+	// authz are RBAC filters (rbac.go), run right before the router.
+	authz []*hcmv3.HttpFilter
 }
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
@@ -34,6 +36,7 @@ func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
 		// Istio's order: CORS answers preflights before a fault can abort them.
 		filters = append(filters, corsHTTPFilter(), faultHTTPFilter())
 	}
+	filters = append(filters, o.authz...)
 	filters = append(filters, &hcmv3.HttpFilter{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
 	m := &hcmv3.HttpConnectionManager{
 		StatPrefix:       o.statPrefix,

@@ -186,6 +186,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldstv3.OriginalDst{})},
 		}},
 	}
+	policies := orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels))
 	for _, in := range inboundPorts(snap, proxy) {
 		cluster := InboundClusterName(in.targetPort)
 		fc := &listenerv3.FilterChain{
@@ -193,15 +194,16 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: u32(in.targetPort)},
 		}
 		if in.port.Protocol.IsHTTP() {
-			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster)})}
+			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
+				authz: inboundRBAC(policies, false).httpFilters()})}
 		} else {
-			fc.Filters = []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}
+			fc.Filters = append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(cluster, cluster))
 		}
 		l.FilterChains = append(l.FilterChains, fc)
 	}
 	l.DefaultFilterChain = &listenerv3.FilterChain{
 		Name:    "inbound-passthrough",
-		Filters: []*listenerv3.Filter{tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)},
+		Filters: append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 	}
 	return []*listenerv3.Listener{l}
 }

@@ -30,6 +30,10 @@
 //	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
 //	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
 //	Sidecar ingress listeners      listeners_sidecar.go (sidecarIngressPorts), clusters.go (inboundStatic)
+//	AuthorizationPolicy            pkg/model/authorization.go (validation, selection); rbac.go (RBAC filters
+//	                               on inbound chains, action order, fail closed)
+//	  from, when (caller side)     rbac_principals.go
+//	  to, when (destination side)  rbac_permissions.go
 package translate
 
 import (

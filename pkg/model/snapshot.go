@@ -103,6 +103,8 @@ type Snapshot struct {
 	Gateways         []*networking.Gateway
 	drs              drIndex
 	sidecars         []*networking.Sidecar
+	// authzPolicies: valid AuthorizationPolicies by namespace and name (authorization.go).
+	authzPolicies []*AuthzPolicy
 	// exportRestricted: some object limits its visibility (exportTo), so what a
 	// proxy sees depends on its namespace.
 	exportRestricted bool
