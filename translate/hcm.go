@@ -26,10 +26,14 @@ type hcmOptions struct {
 	// routeFilters adds the CORS and fault filters that VirtualService routes
 	// configure per route (outbound sidecar and gateway listeners, as in Istio).
 	routeFilters bool
+	// authFilters come first in the chain, before the route filters and the
+	// router: jwt_authn (jwt.go) now; RBAC, when added, goes after it so that
+	// it sees the verified token's payload.
+	authFilters []*hcmv3.HttpFilter
 }
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
-	var filters []*hcmv3.HttpFilter
+	filters := append([]*hcmv3.HttpFilter(nil), o.authFilters...)
 	if o.routeFilters {
 		// Istio's order: CORS answers preflights before a fault can abort them.
 		filters = append(filters, corsHTTPFilter(), faultHTTPFilter())

@@ -186,6 +186,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldstv3.OriginalDst{})},
 		}},
 	}
+	authn := jwtHTTPFilters(snap, proxy)
 	for _, in := range inboundPorts(snap, proxy) {
 		cluster := InboundClusterName(in.targetPort)
 		fc := &listenerv3.FilterChain{
@@ -193,7 +194,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: u32(in.targetPort)},
 		}
 		if in.port.Protocol.IsHTTP() {
-			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster)})}
+			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster), authFilters: authn})}
 		} else {
 			fc.Filters = []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}
 		}

@@ -34,6 +34,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
 	s.buildSidecars(in)
+	s.buildRequestAuthentications(in)
 	s.noteExportRestrictions()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	return s
