@@ -28,10 +28,13 @@ type hcmOptions struct {
 	routeFilters bool
 	// authz are RBAC filters (rbac.go), run right before the router.
 	authz []*hcmv3.HttpFilter
+	// authFilters come first in the chain: jwt_authn (jwt.go), so that the RBAC
+	// filters (authz) see the verified token's payload.
+	authFilters []*hcmv3.HttpFilter
 }
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
-	var filters []*hcmv3.HttpFilter
+	filters := append([]*hcmv3.HttpFilter(nil), o.authFilters...)
 	if o.routeFilters {
 		// Istio's order: CORS answers preflights before a fault can abort them.
 		filters = append(filters, corsHTTPFilter(), faultHTTPFilter())

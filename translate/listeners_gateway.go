@@ -3,6 +3,7 @@ package translate
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
@@ -21,6 +22,10 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 	}
 	sortU32(ports)
 	var out []*listenerv3.Listener
+	var authn []*hcmv3.HttpFilter
+	if len(ports) > 0 {
+		authn = jwtHTTPFilters(snap, proxy)
+	}
 	for _, port := range ports {
 		name := OutboundHTTPListenerName(port)
 		out = append(out, &listenerv3.Listener{
@@ -28,7 +33,7 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 			Address:          socketAddress(bindIP, port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true, routeFilters: true}),
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true, routeFilters: true, authFilters: authn}),
 			}}},
 		})
 	}

@@ -187,6 +187,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 		}},
 	}
 	policies := orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels))
+	authn := jwtHTTPFilters(snap, proxy)
 	for _, in := range inboundPorts(snap, proxy) {
 		cluster := InboundClusterName(in.targetPort)
 		fc := &listenerv3.FilterChain{
@@ -195,7 +196,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 		}
 		if in.port.Protocol.IsHTTP() {
 			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
-				authz: inboundRBAC(policies, false).httpFilters()})}
+				authFilters: authn, authz: inboundRBAC(policies, false).httpFilters()})}
 		} else {
 			fc.Filters = append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(cluster, cluster))
 		}

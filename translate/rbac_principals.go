@@ -14,10 +14,10 @@ import (
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
-// istioAuthnFilter is the dynamic metadata namespace Istio keeps request
-// authentication results in (request.auth.principal = "<iss>/<sub>",
-// request.auth.audiences, request.auth.presenter, request.auth.claims).
-const istioAuthnFilter = "istio_authn"
+// Request authentication attributes (request.auth.*) are read from the payload
+// jwt_authn stores for a verified token (jwt.go): Envoy has no istio_authn
+// filter, so "<iss>/<sub>" is matched on the iss and sub claims themselves. No
+// verified token, no metadata: a rule requiring a request principal fails closed.
 
 // rulePrincipals: one principal per `from` entry (ORed), each the AND of its
 // fields and of the caller-side when conditions. No from: any caller.
@@ -95,21 +95,86 @@ func valuePrincipal(key, v string) *rbacv3.Principal {
 	case "request.headers":
 		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: rbacHeaderMatcher(arg, v, false)}}
 	case "request.auth.claims":
-		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: authnMetadata([]string{"request.auth.claims", arg}, &matcherv3.ValueMatcher{
-			MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: &matcherv3.ValueMatcher{
-				MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: wildcardMatcher(v, "")},
-			}}}},
-		})}}
-	default: // request.auth.principal, request.auth.audiences, request.auth.presenter
-		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: authnMetadata([]string{name}, &matcherv3.ValueMatcher{
-			MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: wildcardMatcher(v, "")},
-		})}}
+		return claimPrincipal(strings.Split(arg, "]["), v)
+	case "request.auth.audiences":
+		return claimPrincipal([]string{"aud"}, v)
+	case "request.auth.presenter":
+		return claimPrincipal([]string{"azp"}, v)
+	default: // request.auth.principal
+		return requestPrincipal(v)
 	}
 }
 
+// claimPrincipal matches a claim that is a string or a list holding v.
+func claimPrincipal(path []string, v string) *rbacv3.Principal {
+	str := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: wildcardMatcher(v, "")}}
+	list := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{
+		MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: str}}}}
+	return orPrincipals(metadataPrincipal(path, str), metadataPrincipal(path, list))
+}
+
+// requestPrincipal matches Istio's "<iss>/<sub>" against the iss and sub
+// claims. Issuers are often URLs, so every "/" of the value is a possible
+// split: the value matches if any split does.
+func requestPrincipal(v string) *rbacv3.Principal {
+	present := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}
+	exact := func(x string) *matcherv3.ValueMatcher {
+		return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: x}}}}
+	}
+	prefix := func(x string) *matcherv3.ValueMatcher {
+		return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: x}}}}
+	}
+	suffix := func(x string) *matcherv3.ValueMatcher {
+		return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: x}}}}
+	}
+	iss := func(m *matcherv3.ValueMatcher) *rbacv3.Principal { return metadataPrincipal([]string{"iss"}, m) }
+	sub := func(m *matcherv3.ValueMatcher) *rbacv3.Principal { return metadataPrincipal([]string{"sub"}, m) }
+	and := func(a, b *rbacv3.Principal) *rbacv3.Principal {
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: []*rbacv3.Principal{a, b}}}}
+	}
+	var alts []*rbacv3.Principal
+	splits := func(x string, each func(left, right string)) {
+		for i := 0; i < len(x); i++ {
+			if x[i] == '/' {
+				each(x[:i], x[i+1:])
+			}
+		}
+	}
+	switch {
+	case v == "*":
+		return and(iss(present), sub(present))
+	case strings.HasSuffix(v, "*"): // "<iss prefix>*" or "<iss>/<sub prefix>*"
+		x := strings.TrimSuffix(v, "*")
+		alts = append(alts, iss(prefix(x)))
+		splits(x, func(l, r string) { alts = append(alts, and(iss(exact(l)), sub(prefix(r)))) })
+	case strings.HasPrefix(v, "*"): // "*<sub suffix>" or "*<iss suffix>/<sub>"
+		x := strings.TrimPrefix(v, "*")
+		alts = append(alts, sub(suffix(x)))
+		splits(x, func(l, r string) { alts = append(alts, and(iss(suffix(l)), sub(exact(r)))) })
+	default:
+		splits(v, func(l, r string) { alts = append(alts, and(iss(exact(l)), sub(exact(r)))) })
+		if len(alts) == 0 {
+			// No "/": not a valid "<iss>/<sub>", so nothing can match it.
+			return &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}}}
+		}
+	}
+	return orPrincipals(alts...)
+}
+
+func orPrincipals(ps ...*rbacv3.Principal) *rbacv3.Principal {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: ps}}}
+}
+
+func metadataPrincipal(path []string, value *matcherv3.ValueMatcher) *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: authnMetadata(path, value)}}
+}
+
 func authnMetadata(path []string, value *matcherv3.ValueMatcher) *matcherv3.MetadataMatcher {
-	m := &matcherv3.MetadataMatcher{Filter: istioAuthnFilter, Value: value}
-	for _, k := range path {
+	m := &matcherv3.MetadataMatcher{Filter: JWTAuthnFilterName, Value: value}
+	for _, k := range append([]string{JWTPayloadMetadataKey}, path...) {
 		m.Path = append(m.Path, &matcherv3.MetadataMatcher_PathSegment{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: k}})
 	}
 	return m

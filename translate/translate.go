@@ -29,6 +29,8 @@
 //	DestinationRule exportTo       pkg/model/destinationrule.go (which rule a proxy namespace sees)
 //	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
 //	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
+//	RequestAuthentication          translate/jwt.go (jwt_authn filter, JWKS clusters; which
+//	                                 policies apply: pkg/model/requestauthentication.go)
 //	Sidecar ingress listeners      listeners_sidecar.go (sidecarIngressPorts), clusters.go (inboundStatic)
 //	AuthorizationPolicy            pkg/model/authorization.go (validation, selection); rbac.go (RBAC filters
 //	                               on inbound chains, action order, fail closed)
@@ -66,10 +68,12 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	}
 	switch proxy.Type {
 	case model.RouterProxy:
+		out.Clusters = append(out.Clusters, JWTClusters(snap, proxy)...)
 		out.Listeners = GatewayListeners(snap, proxy)
 		out.Routes = GatewayRoutes(snap, proxy)
 	default:
 		out.Clusters = append(out.Clusters, InboundClusters(full, proxy)...)
+		out.Clusters = append(out.Clusters, JWTClusters(full, proxy)...)
 		out.Listeners = append(SidecarOutboundListeners(snap), SidecarOutboundProxyListeners(snap, proxy)...)
 		out.Listeners = append(out.Listeners, SidecarInboundListeners(full, proxy)...)
 		out.Routes = SidecarOutboundRoutes(snap, proxy)

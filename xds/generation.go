@@ -56,7 +56,7 @@ type sidecarParts struct {
 }
 
 type gatewayParts struct {
-	listeners, routes *part
+	listeners, routes, clusters *part
 }
 
 func clusterName(c *clusterv3.Cluster) string              { return c.GetName() }
@@ -172,11 +172,16 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 	if err != nil {
 		return nil, err
 	}
+	// RequestAuthentication selects by namespace and labels: part of the proxy key.
+	c, err := newPart(translate.JWTClusters(sp.view, p), clusterName)
+	if err != nil {
+		return nil, err
+	}
 	r, err := newPart(translate.GatewayRoutes(sp.view, p), routeConfigName)
 	if err != nil {
 		return nil, err
 	}
-	gp := &gatewayParts{listeners: l, routes: r}
+	gp := &gatewayParts{listeners: l, routes: r, clusters: c}
 	sp.gateways[key] = gp
 	return gp, nil
 }
@@ -198,7 +203,7 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		if err != nil {
 			return out, fmt.Errorf("gateway config: %w", err)
 		}
-		out[cdsType] = newResourceSet(sp.clusters)
+		out[cdsType] = newResourceSet(sp.clusters, gp.clusters)
 		out[ldsType] = newResourceSet(gp.listeners)
 		out[rdsType] = newResourceSet(gp.routes)
 	} else {
@@ -206,7 +211,7 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		if err != nil {
 			return out, fmt.Errorf("outbound routes and listeners: %w", err)
 		}
-		inClusters, err := newPart(translate.InboundClusters(g.snap, p), clusterName)
+		inClusters, err := newPart(append(translate.InboundClusters(g.snap, p), translate.JWTClusters(g.snap, p)...), clusterName)
 		if err != nil {
 			return out, fmt.Errorf("inbound clusters: %w", err)
 		}

@@ -35,6 +35,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildVirtualServices(in)
 	s.buildSidecars(in)
 	s.buildAuthorizationPolicies(in)
+	s.buildRequestAuthentications(in)
 	s.noteExportRestrictions()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	return s

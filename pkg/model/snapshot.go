@@ -8,6 +8,7 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
+	security "istio.io/client-go/pkg/apis/security/v1"
 )
 
 // DefaultDomainSuffix is the cluster DNS suffix of service hostnames.
@@ -105,6 +106,8 @@ type Snapshot struct {
 	sidecars         []*networking.Sidecar
 	// authzPolicies: valid AuthorizationPolicies by namespace and name (authorization.go).
 	authzPolicies []*AuthzPolicy
+	// requestAuthns holds the valid RequestAuthentications, oldest first.
+	requestAuthns []*security.RequestAuthentication
 	// exportRestricted: some object limits its visibility (exportTo), so what a
 	// proxy sees depends on its namespace.
 	exportRestricted bool
