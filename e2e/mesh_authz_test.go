@@ -137,4 +137,39 @@ spec:
 		expect(t, call{from: client, method: "GET", path: "/hello", headers: map[string]string{"x-user": "alice"}, want: 403},
 			call{from: client, path: "tcp", want: 0})
 	})
+
+	t.Run("requestPrincipals: no token 403, valid token 200, bad token 401", func(t *testing.T) {
+		m.API.Delete(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing, namespace: default}
+`)
+		key := newTestJWTKey(t)
+		const issuer = "https://issuer.example.com/tenant"
+		m.API.Apply(t, fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: server}}
+  jwtRules:
+  - issuer: %q
+    jwks: '%s'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: ALLOW
+  rules:
+  - from: [{source: {requestPrincipals: ["%s/alice"]}}]
+`, issuer, key.jwks(), issuer))
+		exp := time.Now().Add(time.Hour).Unix()
+		alice := key.token(t, map[string]any{"iss": issuer, "sub": "alice", "exp": exp})
+		bob := key.token(t, map[string]any{"iss": issuer, "sub": "bob", "exp": exp})
+		expect(t,
+			call{from: client, method: "GET", path: "/hello", want: 403},
+			call{from: client, method: "GET", path: "/hello", headers: map[string]string{"Authorization": "Bearer " + alice}, want: 200},
+			call{from: client, method: "GET", path: "/hello", headers: map[string]string{"Authorization": "Bearer " + bob}, want: 403},
+			call{from: client, method: "GET", path: "/hello", headers: map[string]string{"Authorization": "Bearer abcd"}, want: 401})
+	})
 }
