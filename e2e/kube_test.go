@@ -252,33 +252,16 @@ func waitForVersion(t *testing.T, ctx context.Context, b *rig.BookinfoEnv, versi
 // waitForRoute waits until route config name holds (or no longer holds) a route to cluster.
 func waitForRoute(t *testing.T, ctx context.Context, e *rig.Envoy, name, cluster string, present bool) {
 	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := e.WaitFor(wctx, func(ctx context.Context, e *rig.Envoy) error {
-		raw, err := e.ConfigDumpRaw(ctx, false)
-		if err != nil {
-			return err
-		}
-		dump, err := rig.ParseConfigDump(raw)
-		if err != nil {
-			return err
-		}
-		rc, ok := dump.RouteConfigs()[name]
-		if !ok {
-			return fmt.Errorf("no route config %q", name)
-		}
+	waitForRouteTable(t, ctx, e, name, func(rc map[string]any) error {
 		js, err := json.Marshal(rc)
 		if err != nil {
 			return err
 		}
-		has := strings.Contains(string(js), `"`+cluster+`"`)
-		if has != present {
+		if has := strings.Contains(string(js), `"`+cluster+`"`); has != present {
 			return fmt.Errorf("route config %s: cluster %s present=%v", name, cluster, has)
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 func waitForEndpoint(t *testing.T, ctx context.Context, e *rig.Envoy, cluster, addr string, present bool) {

@@ -192,18 +192,10 @@ func printFindings(out io.Writer, format string, fs []model.ConfigError) error {
 		}
 		rows = append(rows, finding{level, f.Code, f.Kind, f.Namespace, f.Name, f.Field, f.Message})
 	}
-	switch format {
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "yaml":
-		b, err := yaml.Marshal(rows)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
+	if done, err := printStructured(out, format, rows); done {
 		return err
+	}
+	switch format {
 	case "text", "":
 		if len(rows) == 0 {
 			_, err := fmt.Fprintln(out, "✔ No problems found.")
@@ -224,4 +216,23 @@ func printFindings(out io.Writer, format string, fs []model.ConfigError) error {
 		return nil
 	}
 	return fmt.Errorf("-o %s: want text, json or yaml", format)
+}
+
+// printStructured writes v as json or yaml when format asks for one of them;
+// done is false for any other format (the caller's table or text).
+func printStructured(out io.Writer, format string, v any) (done bool, err error) {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return true, err
+		}
+		_, err = out.Write(b)
+		return true, err
+	}
+	return false, nil
 }

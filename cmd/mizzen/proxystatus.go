@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/xds"
 )
@@ -80,18 +79,10 @@ func filterProxies(rows []xds.ProxySyncStatus, name string) []xds.ProxySyncStatu
 }
 
 func printProxyStatus(out io.Writer, format string, rows []xds.ProxySyncStatus) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "yaml":
-		b, err := yaml.Marshal(rows)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
+	if done, err := printStructured(out, format, rows); done {
 		return err
+	}
+	switch format {
 	case "table", "":
 	default:
 		return fmt.Errorf("-o %s: want table, json or yaml", format)
