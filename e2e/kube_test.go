@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mizzenmesh/mizzen/e2e/rig"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Kubernetes mode against a real kube-apiserver (built from the Go module proxy)
@@ -294,4 +295,40 @@ func pushes(t *testing.T, ctx context.Context, mz *rig.Mizzen) map[string]float6
 		out[typ] = m[fmt.Sprintf(`pilot_xds_pushes{type="%s"}`, typ)]
 	}
 	return out
+}
+
+// TestKubeRootCertPublished: in Kubernetes mode mizzen keeps its CA in
+// istio-ca-secret and publishes the root to every namespace as istio-ca-root-cert.
+func TestKubeRootCertPublished(t *testing.T) {
+	api := rig.StartAPIServer(t)
+	api.Apply(t, `apiVersion: v1
+kind: Namespace
+metadata: {name: istio-system}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+`)
+	rig.StartMizzen(t, "--kubeconfig", api.Kubeconfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	secret, err := api.Clientset().CoreV1().Secrets("istio-system").Get(ctx, "istio-ca-secret", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("istio-ca-secret: %v", err)
+	}
+	root := secret.Data["ca-cert.pem"]
+	for _, ns := range []string{"default", "shop", "istio-system"} {
+		if err := rig.Eventually(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+			cm, err := api.Clientset().CoreV1().ConfigMaps(ns).Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if cm.Data["root-cert.pem"] != string(root) {
+				return fmt.Errorf("root-cert.pem differs from the CA in istio-ca-secret")
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("namespace %s: %v", ns, err)
+		}
+	}
 }

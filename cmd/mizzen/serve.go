@@ -20,9 +20,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/mizzenmesh/mizzen/certs"
+	"github.com/mizzenmesh/mizzen/certs/kubestore"
 	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/file"
 	"github.com/mizzenmesh/mizzen/pkg/source/kube"
@@ -33,6 +36,7 @@ import (
 type serveOptions struct {
 	configDir          string
 	kubeconfig         string
+	systemNamespace    string
 	discoverySelectors []string
 	xdsAddr            string
 	monitoringAddr     string
@@ -57,6 +61,7 @@ func newServeCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configDir, "config-dir", "", "directory of Kubernetes and Istio YAML to serve (watched)")
+	f.StringVar(&o.systemNamespace, "system-namespace", "istio-system", "Kubernetes mode: namespace of the CA Secrets (cacerts, istio-ca-secret)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to watch (Kubernetes mode); in a pod the in-cluster config is used without it")
 	f.StringArrayVar(&o.discoverySelectors, "discovery-selectors", nil,
 		"Kubernetes mode: only namespaces whose labels match this selector (e.g. istio-discovery=enabled) are served; repeat for any of several (default: all namespaces)")
@@ -154,6 +159,12 @@ func serve(ctx context.Context, o serveOptions) error {
 			return err
 		}
 		sourceAttrs = []any{"kubernetes", kubeCfg.Host}
+		// The mesh's CA: the plug-in CA in Secret cacerts, else the self-signed
+		// root kept in istio-ca-secret (replicas agree on one root), published
+		// to every namespace as ConfigMap istio-ca-root-cert. Nothing served
+		// yet needs it, so a missing system namespace or a denied Secret is
+		// retried in the background instead of stopping xDS.
+		run(func() { runClusterCA(ctx, log, kubeCfg, o.systemNamespace) })
 		if len(o.discoverySelectors) > 0 {
 			sourceAttrs = append(sourceAttrs, "discovery_selectors", o.discoverySelectors)
 		}
@@ -283,4 +294,35 @@ func (r *errorReporter) report(errs []model.ConfigError) {
 		}
 	}
 	r.seen = now
+}
+
+// runClusterCA loads (or, first time, creates and stores) the mesh's CA from
+// the cluster's Secrets in the system namespace, retrying with backoff, then
+// publishes its root until ctx ends.
+func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, systemNamespace string) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		log.Error("CA: kubernetes client", "err", err)
+		return
+	}
+	var ca *certs.CA
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		ca, err = kubestore.LoadCA(loadCtx, client, systemNamespace, certs.Options{})
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Error("CA: cannot load or create the root; retrying", "namespace", systemNamespace, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+	log.Info("CA ready", "namespace", systemNamespace, "plugin", ca.PlugIn())
+	pub := &kubestore.RootPublisher{Client: client, RootCertPEM: ca.RootCertPEM(), Logger: log}
+	if err := pub.Run(ctx); err != nil {
+		log.Error("CA: publishing the root certificate failed", "err", err)
+	}
 }

@@ -204,6 +204,8 @@ func StartAPIServerWithOptions(t testing.TB, opts APIServerOptions) *APIServer {
 		start = time.Now()
 		a.installIstioCRDs(t)
 		t.Logf("rig: Istio CRDs established in %s", time.Since(start).Round(time.Millisecond))
+		// Where istiod (and so mizzen) runs: its CA Secrets and mesh ConfigMap live here.
+		a.Apply(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n")
 	}
 	return a
 }
