@@ -255,9 +255,6 @@ func (s *Snapshot) noteExportRestrictions() {
 	}
 }
 
-// Sidecars returns the valid Sidecar resources, oldest first.
-func (s *Snapshot) Sidecars() []*networking.Sidecar { return s.sidecars }
-
 func (s *Snapshot) cachedDRViewKey(ns string) string {
 	if s.drViewKeys == nil {
 		return s.DestinationRuleViewKey(ns)

@@ -197,14 +197,6 @@ func Subsets(dr *networking.DestinationRule) []*networkingapi.Subset {
 	return dr.Spec.GetSubsets()
 }
 
-// HostTrafficPolicy returns the host-level traffic policy of a possibly nil DestinationRule.
-func HostTrafficPolicy(dr *networking.DestinationRule) *networkingapi.TrafficPolicy {
-	if dr == nil {
-		return nil
-	}
-	return dr.Spec.GetTrafficPolicy()
-}
-
 // Instance is one endpoint of one service: what a workload serves.
 type Instance struct {
 	Service  *Service
