@@ -27,6 +27,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
+	"github.com/mizzenmesh/mizzen/pkg/source/debounce"
 	"github.com/mizzenmesh/mizzen/pkg/source/decode"
 )
 
@@ -148,9 +149,8 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 		return fmt.Errorf("watching %s: %w", s.dir, err)
 	}
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	burst := debounce.New(s.debounce, s.settle)
+	defer burst.Stop()
 	recheck := time.NewTimer(time.Hour)
 	recheck.Stop()
 	defer recheck.Stop()
@@ -175,18 +175,6 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	// the only way to notice it come back.
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
-	var (
-		pending bool
-		burst   time.Time
-	)
-	schedule := func() {
-		now := time.Now()
-		if !pending {
-			pending, burst = true, now
-		}
-		// A steady stream of writes must not postpone the update forever.
-		timer.Reset(max(0, min(s.debounce, burst.Add(s.settle).Sub(now))))
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,7 +186,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 			if ev.Op == fsnotify.Chmod {
 				continue
 			}
-			schedule()
+			burst.Add()
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -206,18 +194,18 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 			// Most likely an event-queue overflow: events were lost, and a
 			// rescan recovers whatever they were.
 			s.log.Warn("file watch error", "err", err)
-			schedule()
+			burst.Add()
 		case <-poll.C:
 			s.mu.Lock()
 			missing := s.rootErr != nil
 			s.mu.Unlock()
 			if missing {
-				schedule()
+				burst.Add()
 			}
 		case <-recheck.C:
-			schedule()
-		case <-timer.C:
-			pending = false
+			burst.Add()
+		case <-burst.C():
+			burst.Fired()
 			update()
 		}
 	}

@@ -46,6 +46,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
+	"github.com/mizzenmesh/mizzen/pkg/source/debounce"
 	"github.com/mizzenmesh/mizzen/pkg/source/decode"
 )
 
@@ -352,33 +353,19 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 		}()
 	}
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var (
-		pending bool
-		burst   time.Time
-	)
-	schedule := func() {
-		now := time.Now()
-		if !pending {
-			pending, burst = true, now
-		}
-		// Wait for the burst to go quiet, but never longer than maxDelay
-		// from its first event, so a steady stream cannot starve updates.
-		timer.Reset(max(0, min(s.debounce, burst.Add(s.maxDelay).Sub(now))))
-	}
+	burst := debounce.New(s.debounce, s.maxDelay)
+	defer burst.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.changed:
-			schedule()
+			burst.Add()
 		case a := <-activated:
 			a.kind.lister = a.lister
-			schedule()
-		case <-timer.C:
-			pending = false
+			burst.Add()
+		case <-burst.C():
+			burst.Fired()
 			onChange(s.build())
 		}
 	}
