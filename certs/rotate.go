@@ -18,7 +18,7 @@ const DefaultGraceRatio = 0.5
 // jitter so a fleet issued together does not renew together. Unparseable
 // input needs rotation, since it cannot be trusted to be valid.
 func NeedsRotation(certPEM []byte, now time.Time, jitter time.Duration) bool {
-	cert, err := firstCert(certPEM)
+	cert, err := ParseFirstCert(certPEM)
 	if err != nil {
 		return true
 	}
@@ -30,7 +30,8 @@ func rotateAt(cert *x509.Certificate, grace float64, jitter time.Duration) time.
 	return cert.NotAfter.Add(-time.Duration(float64(life)*grace) - jitter)
 }
 
-func firstCert(certPEM []byte) (*x509.Certificate, error) {
+// ParseFirstCert parses the first certificate of a PEM chain (the leaf).
+func ParseFirstCert(certPEM []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(certPEM)
 	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("no PEM CERTIFICATE found")
@@ -121,14 +122,14 @@ func (r *Rotator) issueOnce(ctx context.Context) (Issued, error) {
 	if err != nil {
 		return Issued{}, fmt.Errorf("issue certificate: %w", err)
 	}
-	if _, err := firstCert(issued.CertChainPEM); err != nil {
+	if _, err := ParseFirstCert(issued.CertChainPEM); err != nil {
 		return Issued{}, fmt.Errorf("issue certificate: issued chain unusable: %w", err)
 	}
 	return issued, nil
 }
 
 func (r *Rotator) nextWait(issued Issued, now time.Time, grace, jitterRatio float64, jitterFn func(int64) int64) time.Duration {
-	cert, _ := firstCert(issued.CertChainPEM) // checked in issueOnce
+	cert, _ := ParseFirstCert(issued.CertChainPEM) // checked in issueOnce
 	life := cert.NotAfter.Sub(cert.NotBefore)
 	var jitter time.Duration
 	if n := int64(float64(life) * jitterRatio); n > 0 {

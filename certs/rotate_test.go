@@ -14,7 +14,7 @@ func TestNeedsRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := firstCert(chain)
+	leaf, _ := ParseFirstCert(chain)
 	// 2m TTL + 12s backdate = 132s lifetime; half remains at NotAfter-66s.
 	due := leaf.NotAfter.Add(-66 * time.Second)
 	if due != t0.Add(54*time.Second) {
@@ -98,8 +98,8 @@ func TestRotatorReissuesBeforeExpiry(t *testing.T) {
 	clock.Advance(time.Second)
 	second := <-issued
 	<-clock.waiting
-	l1, _ := firstCert(first.CertChainPEM)
-	l2, _ := firstCert(second.CertChainPEM)
+	l1, _ := ParseFirstCert(first.CertChainPEM)
+	l2, _ := ParseFirstCert(second.CertChainPEM)
 	if l1.SerialNumber.Cmp(l2.SerialNumber) == 0 {
 		t.Fatal("rotation kept the serial")
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"time"
 )
@@ -54,7 +55,7 @@ func (ca *CA) GenerateLeaf(identity string, ttl time.Duration) (certChainPEM, ke
 	return chain, keyPEM, nil
 }
 
-// ServingCert issues mizzen's own TLS certificate (istiod.istio-system.svc for
+// ServingCert issues mizzen's own TLS certificate (names may be IP addresses) (istiod.istio-system.svc for
 // xDS/CSR on 15012 and the webhooks on 15017), so proxies and the apiserver
 // can verify it with the mesh root they already have.
 func (ca *CA) ServingCert(dnsNames []string, ttl time.Duration) (certChainPEM, keyPEM []byte, err error) {
@@ -74,7 +75,15 @@ func (ca *CA) ServingCert(dnsNames []string, ttl time.Duration) (certChainPEM, k
 	if err != nil {
 		return nil, nil, fmt.Errorf("serving certificate: %w", err)
 	}
-	tmpl.DNSNames = append([]string(nil), dnsNames...)
+	for _, n := range dnsNames {
+		// Clients that dial an address (a bootstrap with 127.0.0.1:15012)
+		// verify it as an IP SAN.
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	chain, err := ca.issue(tmpl, key.Public())
 	if err != nil {

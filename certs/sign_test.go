@@ -72,7 +72,7 @@ func TestSignIgnoresCSRIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf2, _ := firstCert(chain2)
+	leaf2, _ := ParseFirstCert(chain2)
 	if leaf2.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
 		t.Error("serial reused")
 	}
@@ -84,7 +84,7 @@ func TestSignTTLAndIdentityChecks(t *testing.T) {
 	good := SpiffeID("example.org", "ns", "sa")
 	if c, err := ca.Sign(csr, good, 2*time.Minute); err != nil {
 		t.Fatal(err)
-	} else if l, _ := firstCert(c); l.NotAfter.Sub(l.NotBefore) != 2*time.Minute+12*time.Second {
+	} else if l, _ := ParseFirstCert(c); l.NotAfter.Sub(l.NotBefore) != 2*time.Minute+12*time.Second {
 		t.Errorf("2m leaf lifetime %v, want 2m plus 12s backdate", l.NotAfter.Sub(l.NotBefore))
 	}
 	for _, tc := range []struct {

@@ -76,6 +76,11 @@ type conn struct {
 	gen         *generation
 	connectedAt time.Time
 
+	// identity is the SPIFFE ID the proxy's stream proved ("" for none);
+	// secret is the certificate issued for it.
+	identity string
+	secret   *secretState
+
 	// holdRoutes: new clusters were sent; LDS/RDS wait until their endpoints
 	// are ACKed (make before break), or until holdUntil.
 	holdRoutes map[string]bool
@@ -114,8 +119,11 @@ func (c *proxyCache) snapshotConns() []*conn {
 	return out
 }
 
-// streamOpened registers a stream's node; the first stream of a node builds its config.
-func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest) (*conn, error) {
+// streamOpened registers a stream's node; the first stream of a node builds
+// its config. A proxy with a proven identity must claim the same namespace
+// and service account in its node metadata, and a node ID already connected
+// under another identity is refused: config and secrets are kept per node ID.
+func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest, ident identityCheck) (*conn, error) {
 	id := node.GetNode().GetId()
 	meta := map[string]any{}
 	if md := node.GetNode().GetMetadata(); md != nil {
@@ -125,11 +133,19 @@ func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest) (*conn, erro
 	if err != nil {
 		return nil, err
 	}
+	spiffe, err := ident(p)
+	if err != nil {
+		return nil, err
+	}
+	p.Identity = spiffe
 	c.mu.Lock()
 	cn, ok := c.conns[id]
 	if !ok {
-		cn = &conn{id: id, proxy: p, connectedAt: time.Now()}
+		cn = &conn{id: id, proxy: p, connectedAt: time.Now(), identity: spiffe}
 		c.conns[id] = cn
+	} else if cn.identity != spiffe {
+		c.mu.Unlock()
+		return nil, &refusal{reason: "node_id_in_use", msg: "node ID " + id + " is connected with another identity"}
 	}
 	cn.streams++
 	c.mu.Unlock()
@@ -142,7 +158,9 @@ func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest) (*conn, erro
 		if err == nil && gen != nil && cn.gen == nil {
 			cn.gen = gen
 			for t := range sets {
-				cn.types[t].set = sets[t]
+				if sets[t] != nil {
+					cn.types[t].set = sets[t]
+				}
 			}
 		}
 		cn.mu.Unlock()
@@ -570,6 +588,9 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 	}
 	pending := map[typeIndex]string{}
 	for t := range sets {
+		if sets[t] == nil {
+			continue // secrets are not part of a generation
+		}
 		if cn.types[t].set == nil || cn.types[t].set.version != sets[t].version {
 			pending[typeIndex(t)] = sets[t].version
 		}

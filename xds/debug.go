@@ -39,6 +39,9 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 		cn.mu.Lock()
 		ps := ProxySyncStatus{ProxyID: cn.id, Type: string(cn.proxy.Type), Namespace: cn.proxy.Namespace, ConnectedAt: cn.connectedAt, Types: map[string]TypeStatus{}}
 		for t := cdsType; t < numTypes; t++ {
+			if t == sdsType && cn.identity == "" {
+				continue // no identity, no secrets: nothing to be in sync with
+			}
 			ts := cn.types[t]
 			st := TypeStatus{Sent: ts.sentVersion, Acked: ts.ackedVersion, NackMessage: ts.nackMessage, Acks: ts.acks, Nacks: ts.nacks}
 			if ts.set != nil {
@@ -92,6 +95,15 @@ func (s *Server) DebugHandler() http.Handler {
 		dump := map[string]any{}
 		for t, set := range sets {
 			if set == nil {
+				continue
+			}
+			if typeIndex(t) == sdsType {
+				// Private keys never leave through a debug endpoint: names only.
+				var names []string
+				for _, it := range set.all() {
+					names = append(names, it.name)
+				}
+				dump[typeLabels[t]] = map[string]any{"version": set.version, "names": names}
 				continue
 			}
 			var list []json.RawMessage

@@ -14,6 +14,9 @@ type Metrics struct {
 	triggers       *prometheus.CounterVec
 	internalErrors prometheus.Counter
 	configErrors   *prometheus.CounterVec
+
+	identityRefusals *prometheus.CounterVec
+	certRotations    prometheus.Counter
 }
 
 // NewMetrics registers the xDS metrics in reg.
@@ -39,12 +42,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Total number of internal XDS errors in pilot."}),
 		configErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mizzen_config_errors_total",
 			Help: "Config objects or files skipped (or applied with warnings) because of errors, by kind and code."}, []string{"kind", "code"}),
+		identityRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mizzen_xds_identity_refusals_total",
+			Help: "xDS streams refused because the node's claims disagree with the identity its credential proved, by reason."}, []string{"reason"}),
+		certRotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "mizzen_workload_cert_rotations_total",
+			Help: "Workload certificates replaced on an open xDS stream before expiry (or after a root change)."}),
 	}
 	for _, t := range typeLabels {
 		m.pushes.WithLabelValues(t)
 		m.rejects.WithLabelValues(t)
 	}
-	reg.MustRegister(m.connected, m.pushes, m.rejects, m.services, m.convergence, m.pushTime, m.triggers, m.internalErrors, m.configErrors)
+	reg.MustRegister(m.connected, m.pushes, m.rejects, m.services, m.convergence, m.pushTime, m.triggers, m.internalErrors, m.configErrors, m.identityRefusals, m.certRotations)
 	return m
 }
 

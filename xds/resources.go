@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// The four types mizzen serves, in the order a change must reach Envoy: clusters
+// The types mizzen serves, in the order a change must reach Envoy: clusters
 // before the endpoints that fill them, both before the listeners and routes that
 // point at them.
 type typeIndex int
@@ -23,13 +23,16 @@ const (
 	edsType
 	ldsType
 	rdsType
+	// sdsType is the proxy's secrets, last: listeners and clusters name them,
+	// Envoy asks for them once it sees those names.
+	sdsType
 	numTypes
 )
 
-var typeURLs = [numTypes]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+var typeURLs = [numTypes]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
 
 // typeLabels are istiod's short names, used in metrics labels.
-var typeLabels = [numTypes]string{"cds", "eds", "lds", "rds"}
+var typeLabels = [numTypes]string{"cds", "eds", "lds", "rds", "sds"}
 
 func typeOf(url string) (typeIndex, bool) {
 	for i, u := range typeURLs {

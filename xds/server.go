@@ -17,7 +17,11 @@ import (
 	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/mizzenmesh/mizzen/certs"
+	"github.com/mizzenmesh/mizzen/pkg/authn"
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
@@ -27,6 +31,17 @@ type Options struct {
 	Metrics *Metrics
 	// PushConcurrency bounds how many proxies are built for at once (default 2×GOMAXPROCS).
 	PushConcurrency int
+
+	// CA issues the `default`/`ROOTCA` secrets of proxies whose stream proved
+	// an identity (nil: no SDS). CertTTL is their lifetime (0: the CA's default).
+	CA      CASource
+	CertTTL time.Duration
+	// TrustDomain of identities taken from node metadata (InsecureDevIdentity).
+	TrustDomain string
+	// InsecureDevIdentity trusts the NAMESPACE and SERVICE_ACCOUNT node
+	// metadata of streams that proved no identity (cluster-less development
+	// only: anyone who can connect gets any identity's certificate).
+	InsecureDevIdentity bool
 }
 
 // Server is the ADS server plus its push loop.
@@ -45,6 +60,13 @@ type Server struct {
 
 	streamsMu sync.Mutex
 	streams   map[int64]string // stream ID -> node ID
+	// proven: identities the transport proved, by stream ID, until the
+	// stream's first request names its node.
+	proven map[int64]authn.Identity
+
+	secrets     *secrets
+	trustDomain string
+	devIdentity bool
 }
 
 // New creates a Server; call Run to start pushing and Register to serve gRPC.
@@ -55,7 +77,14 @@ func New(o Options) *Server {
 	if o.PushConcurrency <= 0 {
 		o.PushConcurrency = 2 * runtime.GOMAXPROCS(0)
 	}
-	s := &Server{log: o.Logger, metrics: o.Metrics, workers: o.PushConcurrency, wake: make(chan struct{}, 1), streams: map[int64]string{}}
+	if o.TrustDomain == "" {
+		o.TrustDomain = certs.DefaultTrustDomain
+	}
+	s := &Server{log: o.Logger, metrics: o.Metrics, workers: o.PushConcurrency, wake: make(chan struct{}, 1),
+		streams: map[int64]string{}, proven: map[int64]authn.Identity{}, trustDomain: o.TrustDomain, devIdentity: o.InsecureDevIdentity}
+	if o.CA != nil {
+		s.secrets = &secrets{ca: o.CA, ttl: o.CertTTL}
+	}
 	s.cache = newProxyCache(o.Logger, o.Metrics)
 	s.cache.builder = s.buildForNewProxy
 	return s
@@ -93,8 +122,12 @@ func (s *Server) Update(snap *model.Snapshot) {
 	}
 }
 
-// Run pushes snapshots until ctx ends.
+// Run pushes snapshots, and renews workload certificates, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runRotation(ctx) }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -177,6 +210,14 @@ func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resou
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			if ident, ok := authn.FromContext(ctx); ok {
+				s.streamsMu.Lock()
+				s.proven[id] = ident
+				s.streamsMu.Unlock()
+			}
+			return nil
+		},
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
 			s.streamsMu.Lock()
 			_, known := s.streams[id]
@@ -187,13 +228,30 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if req.GetNode().GetId() == "" {
 				return fmt.Errorf("first request on stream %d carries no node ID", id)
 			}
-			if _, err := s.cache.streamOpened(req); err != nil {
+			s.streamsMu.Lock()
+			proven, hasProof := s.proven[id]
+			delete(s.proven, id)
+			s.streamsMu.Unlock()
+			cn, err := s.cache.streamOpened(req, s.identityCheck(proven, hasProof))
+			if err != nil {
+				s.metrics.identityRefusals.WithLabelValues(refusalReason(err)).Inc()
 				s.log.Warn("refusing proxy", "node", req.GetNode().GetId(), "err", err)
+				if _, ok := err.(*refusal); ok {
+					return status.Error(codes.PermissionDenied, err.Error())
+				}
 				return err
 			}
 			s.streamsMu.Lock()
 			s.streams[id] = req.GetNode().GetId()
 			s.streamsMu.Unlock()
+			if cn.identity != "" && s.secrets != nil {
+				cn.mu.Lock()
+				fresh := cn.secret == nil
+				cn.mu.Unlock()
+				if fresh {
+					s.renewSecret(cn, cn.identity, time.Now())
+				}
+			}
 			s.metrics.connected.WithLabelValues(proxyVersion(req.GetNode())).Inc()
 			s.log.Info("proxy connected", "proxy", req.GetNode().GetId(), "stream", id)
 			return nil
@@ -210,6 +268,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.streamsMu.Lock()
 			nodeID, known := s.streams[id]
 			delete(s.streams, id)
+			delete(s.proven, id)
 			s.streamsMu.Unlock()
 			if !known {
 				return
@@ -218,6 +277,45 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.metrics.connected.WithLabelValues(proxyVersion(node)).Dec()
 			s.log.Info("proxy disconnected", "proxy", nodeID, "stream", id)
 		},
+	}
+}
+
+// identityCheck decides the identity of a proxy from what its stream proved.
+type identityCheck func(*model.Proxy) (string, error)
+
+// refusal is a proxy refused for what it claims about itself.
+type refusal struct{ reason, msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+func refusalReason(err error) string {
+	if r, ok := err.(*refusal); ok {
+		return r.reason
+	}
+	return "invalid_node"
+}
+
+// identityCheck: a proven identity must agree with the namespace and service
+// account the node claims (its config is chosen by them), else the stream is
+// refused; without proof the proxy has no identity, unless development mode
+// trusts its metadata.
+func (s *Server) identityCheck(proven authn.Identity, hasProof bool) identityCheck {
+	return func(p *model.Proxy) (string, error) {
+		if !hasProof {
+			if s.devIdentity && p.Namespace != "" {
+				return authn.InsecureDevIdentity(s.trustDomain, p.Namespace, p.ServiceAccount).SpiffeID(), nil
+			}
+			return "", nil
+		}
+		if p.Namespace != proven.Namespace {
+			return "", &refusal{reason: "namespace_mismatch", msg: fmt.Sprintf(
+				"node %s claims namespace %q but its credential is for %s", p.ID, p.Namespace, proven.SpiffeID())}
+		}
+		if p.ServiceAccount != "" && p.ServiceAccount != proven.ServiceAccount {
+			return "", &refusal{reason: "service_account_mismatch", msg: fmt.Sprintf(
+				"node %s claims service account %q but its credential is for %s", p.ID, p.ServiceAccount, proven.SpiffeID())}
+		}
+		return proven.SpiffeID(), nil
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mizzenmesh/mizzen/certs"
 	"github.com/mizzenmesh/mizzen/certs/kubestore"
+	"github.com/mizzenmesh/mizzen/pkg/authn"
 	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/file"
 	"github.com/mizzenmesh/mizzen/pkg/source/kube"
@@ -41,6 +42,13 @@ type serveOptions struct {
 	xdsAddr            string
 	monitoringAddr     string
 	logLevel           string
+
+	secureXDSAddr       string
+	servingNames        []string
+	caDir               string
+	trustDomain         string
+	workloadCertTTL     time.Duration
+	insecureDevIdentity bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -68,6 +76,14 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.xdsAddr, "xds-addr", "127.0.0.1:15010", "plaintext gRPC xDS (ADS) listen address")
 	f.StringVar(&o.monitoringAddr, "monitoring-addr", "127.0.0.1:15014", "HTTP listen address for /ready, /metrics and /debug")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.secureXDSAddr, "secure-xds-addr", "127.0.0.1:15012",
+		"TLS gRPC listen address for ADS with workload certificates (SDS) and Istio's CSR API; callers prove their identity with a service-account token (empty: disabled)")
+	f.StringSliceVar(&o.servingNames, "serving-names", defaultServingNames, "DNS names and IPs in mizzen's own certificate on the secure port")
+	f.StringVar(&o.caDir, "ca-dir", "", "cluster-less mode: directory keeping the CA (created once; Istio's plug-in file names are honoured) (default ~/.mizzen/ca)")
+	f.StringVar(&o.trustDomain, "trust-domain", certs.DefaultTrustDomain, "trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")
+	f.DurationVar(&o.workloadCertTTL, "workload-cert-ttl", certs.DefaultCertTTL, "lifetime of workload certificates; they are renewed at about half of it")
+	f.BoolVar(&o.insecureDevIdentity, "insecure-dev-identity", false,
+		"cluster-less development only: give proxies that prove no identity a certificate for the namespace and service account their node metadata claims")
 	return cmd
 }
 
@@ -100,7 +116,20 @@ func serve(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := xds.NewMetrics(reg)
-	server := xds.New(xds.Options{Logger: log, Metrics: metrics})
+	if o.insecureDevIdentity && kubeCfg != nil {
+		return fmt.Errorf("--insecure-dev-identity is for cluster-less mode only; in a cluster proxies prove their identity with service-account tokens")
+	}
+	caOpts := certs.Options{TrustDomain: o.trustDomain, DefaultTTL: o.workloadCertTTL}
+	ca := &caHolder{}
+	if kubeCfg == nil && o.insecureDevIdentity {
+		fileCA, err := loadFileCA(ctx, o.caDir, caOpts)
+		if err != nil {
+			return err
+		}
+		ca.set(fileCA)
+	}
+	server := xds.New(xds.Options{Logger: log, Metrics: metrics, CA: ca.get, CertTTL: o.workloadCertTTL,
+		TrustDomain: o.trustDomain, InsecureDevIdentity: o.insecureDevIdentity})
 
 	xdsLis, err := net.Listen("tcp", o.xdsAddr)
 	if err != nil {
@@ -110,6 +139,33 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		xdsLis.Close()
 		return fmt.Errorf("monitoring listener: %w", err)
+	}
+	secureLis, err := listenSecure(o.secureXDSAddr)
+	if err != nil {
+		xdsLis.Close()
+		monLis.Close()
+		return err
+	}
+	closeListeners := func() {
+		xdsLis.Close()
+		monLis.Close()
+		if secureLis != nil {
+			secureLis.Close()
+		}
+	}
+	// Who may use the secure port: service-account tokens in a cluster; in
+	// cluster-less development with --insecure-dev-identity anyone (identity
+	// from node metadata); else nobody, so it is not opened.
+	var auth authn.Authenticator
+	if kubeCfg != nil {
+		if auth, err = tokenReviewer(kubeCfg, o.trustDomain); err != nil {
+			closeListeners()
+			return err
+		}
+	} else if secureLis != nil && !o.insecureDevIdentity {
+		log.Info("secure xDS port not opened: cluster-less mode has no way to check identities (see --insecure-dev-identity)")
+		secureLis.Close()
+		secureLis = nil
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -154,8 +210,7 @@ func serve(ctx context.Context, o serveOptions) error {
 			metrics.ConfigError(e.Kind, "DecodeError")
 		}})
 		if err != nil {
-			xdsLis.Close()
-			monLis.Close()
+			closeListeners()
 			return err
 		}
 		sourceAttrs = []any{"kubernetes", kubeCfg.Host}
@@ -164,7 +219,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		// to every namespace as ConfigMap istio-ca-root-cert. Nothing served
 		// yet needs it, so a missing system namespace or a denied Secret is
 		// retried in the background instead of stopping xDS.
-		run(func() { runClusterCA(ctx, log, kubeCfg, o.systemNamespace) })
+		run(func() { runClusterCA(ctx, log, kubeCfg, o.systemNamespace, caOpts, ca.set) })
 		if len(o.discoverySelectors) > 0 {
 			sourceAttrs = append(sourceAttrs, "discovery_selectors", o.discoverySelectors)
 		}
@@ -190,29 +245,46 @@ func serve(ctx context.Context, o serveOptions) error {
 			log.Error("xDS server stopped", "err", err)
 		}
 	})
+	var secureServer *grpc.Server
+	if secureLis != nil {
+		secureServer = newSecureServer(log, reg, ca, o.servingNames, auth, server, ctx)
+		run(func() {
+			if err := secureServer.Serve(secureLis); err != nil {
+				log.Error("secure xDS server stopped", "err", err)
+			}
+		})
+	}
 	httpServer := &http.Server{Handler: monitoringMux(reg, server), ReadHeaderTimeout: 10 * time.Second}
 	run(func() {
 		if err := httpServer.Serve(monLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("monitoring server stopped", "err", err)
 		}
 	})
-	log.Info("mizzen serving", append([]any{
-		"xds", "grpc://" + xdsLis.Addr().String(),
-		"metrics", "http://" + monLis.Addr().String() + "/metrics",
-		"debug", "http://" + monLis.Addr().String() + "/debug/",
-	}, sourceAttrs...)...)
+	listening := []any{"xds", "grpc://" + xdsLis.Addr().String()}
+	if secureLis != nil {
+		listening = append(listening, "secure_xds", "grpcs://"+secureLis.Addr().String())
+	}
+	listening = append(listening,
+		"metrics", "http://"+monLis.Addr().String()+"/metrics",
+		"debug", "http://"+monLis.Addr().String()+"/debug/")
+	log.Info("mizzen serving", append(listening, sourceAttrs...)...)
 
 	<-ctx.Done()
 	log.Info("shutting down")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = httpServer.Shutdown(shutdownCtx)
-	stopped := make(chan struct{})
-	go func() { grpcServer.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-shutdownCtx.Done():
-		grpcServer.Stop() // xDS streams never end on their own
+	for _, g := range []*grpc.Server{grpcServer, secureServer} {
+		if g == nil {
+			continue
+		}
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-shutdownCtx.Done():
+			g.Stop() // xDS streams never end on their own
+		}
 	}
 	wg.Wait()
 	return sourceErr
@@ -299,7 +371,7 @@ func (r *errorReporter) report(errs []model.ConfigError) {
 // runClusterCA loads (or, first time, creates and stores) the mesh's CA from
 // the cluster's Secrets in the system namespace, retrying with backoff, then
 // publishes its root until ctx ends.
-func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, systemNamespace string) {
+func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, systemNamespace string, opts certs.Options, ready func(*certs.CA)) {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		log.Error("CA: kubernetes client", "err", err)
@@ -308,7 +380,7 @@ func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, syste
 	var ca *certs.CA
 	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		ca, err = kubestore.LoadCA(loadCtx, client, systemNamespace, certs.Options{})
+		ca, err = kubestore.LoadCA(loadCtx, client, systemNamespace, opts)
 		cancel()
 		if err == nil {
 			break
@@ -321,6 +393,7 @@ func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, syste
 		}
 	}
 	log.Info("CA ready", "namespace", systemNamespace, "plugin", ca.PlugIn())
+	ready(ca)
 	pub := &kubestore.RootPublisher{Client: client, RootCertPEM: ca.RootCertPEM(), Logger: log}
 	if err := pub.Run(ctx); err != nil {
 		log.Error("CA: publishing the root certificate failed", "err", err)

@@ -58,6 +58,7 @@ type APIServer struct {
 	RestConfig *rest.Config // admin config (QPS 500, burst 1000)
 	DataDir    string       // etcd data dir, kept across Restart
 	CAFile     string       // PEM of the self-signed serving certificate
+	SAKeyFile  string       // the service-account token signing key (EC P-256, SEC 1 PEM): tests forge tokens with it
 	LogPath    string       // log of the current process (stdout+stderr of kube-apiserver and etcd)
 
 	owner    testing.TB
@@ -125,6 +126,7 @@ func StartAPIServerWithOptions(t testing.TB, opts APIServerOptions) *APIServer {
 	}
 	a.CAFile = certFile
 	saPub, saKey := filepath.Join(dir, "sa.pub"), filepath.Join(dir, "sa.key")
+	a.SAKeyFile = saKey
 	if err := writeServiceAccountKeys(saPub, saKey); err != nil {
 		t.Fatalf("rig: apiserver: service-account keys: %v", err)
 	}

@@ -97,6 +97,7 @@ func MizzenBinary(t testing.TB) string {
 type Mizzen struct {
 	ConfigDir      string // the watched --config-dir
 	XDSAddr        string // --xds-addr (plaintext gRPC ADS)
+	SecureXDSAddr  string // --secure-xds-addr (TLS: ADS with SDS, CSR API; token-authenticated)
 	MonitoringAddr string // --monitoring-addr
 	MonitoringURL  string // http://MonitoringAddr
 	LogPath        string // its stdout and stderr
@@ -116,6 +117,7 @@ func StartMizzen(t testing.TB, args ...string) *Mizzen {
 	m.ConfigDir = flagValue(args, "config-dir")
 	m.XDSAddr = flagValue(args, "xds-addr")
 	m.MonitoringAddr = flagValue(args, "monitoring-addr")
+	m.SecureXDSAddr = flagValue(args, "secure-xds-addr")
 	full := []string{"serve"}
 	if m.ConfigDir == "" && flagValue(args, "kubeconfig") == "" {
 		m.ConfigDir = t.TempDir()
@@ -128,6 +130,13 @@ func StartMizzen(t testing.TB, args ...string) *Mizzen {
 	if m.MonitoringAddr == "" {
 		m.MonitoringAddr = FreeAddr(t, "127.0.0.1")
 		full = append(full, "--monitoring-addr", m.MonitoringAddr)
+	}
+	if m.SecureXDSAddr == "" && !hasFlag(args, "secure-xds-addr") {
+		m.SecureXDSAddr = FreeAddr(t, "127.0.0.1")
+		full = append(full, "--secure-xds-addr", m.SecureXDSAddr)
+	}
+	if flagValue(args, "ca-dir") == "" {
+		full = append(full, "--ca-dir", t.TempDir())
 	}
 	CheckLoopback(t, m.XDSAddr)
 	CheckLoopback(t, m.MonitoringAddr)
@@ -152,6 +161,17 @@ func StartMizzen(t testing.TB, args ...string) *Mizzen {
 		t.Fatalf("rig: mizzen not ready: %v; log:\n%s", err, TailFile(m.LogPath, 40))
 	}
 	return m
+}
+
+// hasFlag reports whether args set --name at all (even to "").
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // flagValue finds --name v / --name=v (or -name) in args.

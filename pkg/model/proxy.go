@@ -31,6 +31,12 @@ type Proxy struct {
 	// GatewayBindIP (node metadata MIZZEN_GATEWAY_BIND_IP) makes gateway listeners bind
 	// this address instead of 0.0.0.0, so several gateways can share one host's loopback.
 	GatewayBindIP string
+
+	// Identity is the SPIFFE ID the proxy's xDS stream proved (set by the xds
+	// layer after authenticating it, never from node metadata); empty when
+	// it connected without a credential. Only proxies with one get mTLS
+	// secrets, so translators give mTLS client config only to them.
+	Identity string
 }
 
 // Node metadata keys mizzen reads.

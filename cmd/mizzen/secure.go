@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/mizzenmesh/mizzen/certs"
+	"github.com/mizzenmesh/mizzen/pkg/authn"
+	"github.com/mizzenmesh/mizzen/pkg/caserver"
+	"github.com/mizzenmesh/mizzen/xds"
+)
+
+// defaultServingNames are the names proxies dial mizzen by, as they dial istiod.
+var defaultServingNames = []string{
+	"istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local", "istiod.istio-system", "istiod",
+	"localhost", "127.0.0.1", "::1",
+}
+
+// caHolder is the mesh CA once loaded; nil before.
+type caHolder struct{ p atomic.Pointer[certs.CA] }
+
+func (h *caHolder) get() *certs.CA   { return h.p.Load() }
+func (h *caHolder) set(ca *certs.CA) { h.p.Store(ca) }
+
+// loadFileCA loads or creates the cluster-less mode's CA in dir.
+func loadFileCA(ctx context.Context, dir string, opts certs.Options) (*certs.CA, error) {
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("--ca-dir not set and no home directory: %w", err)
+		}
+		dir = filepath.Join(home, ".mizzen", "ca")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("--ca-dir %s: %w", dir, err)
+	}
+	ca, err := certs.LoadOrCreate(ctx, certs.FileStore{Dir: dir}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("CA in %s: %w", dir, err)
+	}
+	return ca, nil
+}
+
+// servingCerts hands out mizzen's own certificate for 15012, issued by the
+// mesh CA (so proxies verify it with the root they already trust) and renewed
+// at half its life.
+type servingCerts struct {
+	ca    *caHolder
+	names []string
+	ttl   time.Duration
+
+	mu       sync.Mutex
+	cert     *tls.Certificate
+	renewAt  time.Time
+	issuedBy *certs.CA
+}
+
+func (s *servingCerts) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	ca := s.ca.get()
+	if ca == nil {
+		return nil, fmt.Errorf("the CA is not ready yet")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.cert != nil && s.issuedBy == ca && now.Before(s.renewAt) {
+		return s.cert, nil
+	}
+	c, err := ca.ServingTLSCertificate(s.names, s.ttl)
+	if err != nil {
+		return nil, err
+	}
+	leaf := c.Leaf
+	if leaf == nil {
+		return nil, fmt.Errorf("serving certificate: no leaf")
+	}
+	s.cert, s.issuedBy = &c, ca
+	s.renewAt = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	return s.cert, nil
+}
+
+// secureServer is port 15012: ADS and Istio's CSR API over TLS. Every call
+// must prove a workload identity (a service-account token checked with
+// TokenReview), except in cluster-less development with
+// --insecure-dev-identity, where ADS streams may come without one.
+func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, names []string,
+	auth authn.Authenticator, xdsServer *xds.Server, ctx context.Context) *grpc.Server {
+	csrMetrics := caserver.NewMetrics(reg)
+	sc := &servingCerts{ca: ca, names: names, ttl: 24 * time.Hour}
+	opts := []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get})),
+		grpc.ForceServerCodecV2(xds.Codec{}),
+		grpc.MaxConcurrentStreams(100000),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if auth != nil {
+		unary, stream := authn.Interceptors(auth, func(method string, err error) {
+			csrMetrics.AuthFailure(authn.Reason(err))
+			log.Warn("refused unauthenticated call", "method", method, "reason", authn.Reason(err), "err", err)
+		})
+		opts = append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	}
+	g := grpc.NewServer(opts...)
+	xdsServer.Register(ctx, g)
+	(&caserver.Server{CA: ca.get, Log: log, Metrics: csrMetrics}).Register(g)
+	return g
+}
+
+// tokenReviewer authenticates service-account tokens against the cluster.
+func tokenReviewer(cfg *rest.Config, trustDomain string) (authn.Authenticator, error) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("TokenReview client: %w", err)
+	}
+	return &authn.TokenReviewer{Client: client, TrustDomain: trustDomain}, nil
+}
+
+// listenSecure opens the secure port, or returns nil when it is disabled.
+func listenSecure(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("secure xDS listener: %w", err)
+	}
+	return l, nil
+}
