@@ -80,10 +80,24 @@ type EnvoyOptions struct {
 	// XDSAddr may then be the rig network's host address and AdminAddr the pod's
 	// own address (the admin port must be excluded from the pod's capture).
 	Pod *Pod
+	// Secure, when set, makes Envoy reach mizzen's secure port (XDSAddr is then
+	// --secure-xds-addr) the way an injected sidecar does: TLS verified with
+	// the mesh root, and the service-account token sent with every stream.
+	Secure *SecureXDS
 	// UID and GID, when non-zero, run Envoy as that user and group (like Istio's
 	// istio-proxy, 1337), through setpriv. Its files then live in a directory
 	// that user can read and write, and the binary is linked into a 0755 one.
 	UID, GID int
+}
+
+// SecureXDS is how a sidecar proves itself to mizzen: Envoy's Google gRPC
+// client with TLS (root from RootCertPath, server name ServerName) and
+// file-based call credentials that read TokenPath on every new stream, so a
+// token the kubelet (or the rig) refreshes is picked up on reconnect.
+type SecureXDS struct {
+	RootCertPath string
+	TokenPath    string
+	ServerName   string // default istiod.istio-system.svc
 }
 
 // Envoy is a running Envoy process.
@@ -308,6 +322,37 @@ func EnvoyBootstrap(opts EnvoyOptions) ([]byte, error) {
 	sock := func(host string, port int) map[string]any {
 		return map[string]any{"socket_address": map[string]any{"address": host, "port_value": port}}
 	}
+	var xdsService any = map[string]any{"envoy_grpc": map[string]any{"cluster_name": "xds-grpc"}}
+	if sec := opts.Secure; sec != nil {
+		name := sec.ServerName
+		if name == "" {
+			name = "istiod.istio-system.svc"
+		}
+		xdsService = map[string]any{"google_grpc": map[string]any{
+			"target_uri":  opts.XDSAddr,
+			"stat_prefix": "xds-grpc",
+			"channel_credentials": map[string]any{"ssl_credentials": map[string]any{
+				"root_certs": map[string]any{"filename": sec.RootCertPath},
+			}},
+			"call_credentials": []any{map[string]any{"from_plugin": map[string]any{
+				"name": "envoy.grpc_credentials.file_based_metadata",
+				"typed_config": map[string]any{
+					"@type":         "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
+					"secret_data":   map[string]any{"filename": sec.TokenPath},
+					"header_key":    "authorization",
+					"header_prefix": "Bearer ",
+				},
+			}}},
+			"credentials_factory_name": "envoy.grpc_credentials.file_based_metadata",
+			"channel_args": map[string]any{"args": map[string]any{
+				"grpc.ssl_target_name_override":     map[string]any{"string_value": name},
+				"grpc.default_authority":            map[string]any{"string_value": name},
+				"grpc.http2.max_pings_without_data": map[string]any{"int_value": 0},
+				"grpc.keepalive_time_ms":            map[string]any{"int_value": 30000},
+				"grpc.keepalive_timeout_ms":         map[string]any{"int_value": 10000},
+			}},
+		}}
+	}
 	b := map[string]any{
 		"node": map[string]any{
 			"id":       opts.NodeID,
@@ -322,9 +367,7 @@ func EnvoyBootstrap(opts EnvoyOptions) ([]byte, error) {
 				"api_type":                       apiType,
 				"transport_api_version":          "V3",
 				"set_node_on_first_message_only": true,
-				"grpc_services": []any{
-					map[string]any{"envoy_grpc": map[string]any{"cluster_name": "xds-grpc"}},
-				},
+				"grpc_services":                  []any{xdsService},
 			},
 			"cds_config": map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"},
 			"lds_config": map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"},

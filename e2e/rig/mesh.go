@@ -67,6 +67,9 @@ type Mesh struct {
 	Mizzen  *Mizzen
 	Net     *Network
 	XDSAddr string // mizzen's ADS address on the rig network (198.18.0.1:<port>)
+	// SecureXDSAddr is mizzen's secure port on the rig network: sidecars use
+	// it, proving their identity with their pod's service-account token.
+	SecureXDSAddr string
 
 	opts         MeshOptions
 	clientBinary string
@@ -106,7 +109,9 @@ func StartMesh(t testing.TB, opts MeshOptions) *Mesh {
 		m.API = StartAPIServer(t)
 	}
 	m.XDSAddr = FreeAddr(t, m.Net.HostIP)
-	args := append([]string{"--kubeconfig", m.API.Kubeconfig, "--xds-addr", m.XDSAddr}, opts.MizzenArgs...)
+	m.SecureXDSAddr = FreeAddr(t, m.Net.HostIP)
+	args := append([]string{"--kubeconfig", m.API.Kubeconfig, "--xds-addr", m.XDSAddr,
+		"--secure-xds-addr", m.SecureXDSAddr, "--serving-names", "istiod.istio-system.svc," + m.Net.HostIP}, opts.MizzenArgs...)
 	m.Mizzen = StartMizzen(t, args...)
 	return m
 }

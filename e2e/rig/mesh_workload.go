@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,6 +72,9 @@ type Workload struct {
 	ProxyID string
 	// CaptureRules is the pod's nat table after the capture was installed (iptables-save).
 	CaptureRules string
+	// TokenPath and RootCertPath are the sidecar's "volumes": its pod-bound
+	// service-account token (audience istio-ca) and the mesh root.
+	TokenPath, RootCertPath string
 
 	mesh   *Mesh
 	podUID types.UID
@@ -335,6 +341,7 @@ func (w *Workload) startSidecar(t testing.TB) {
 	if cluster == "" {
 		cluster = w.Name
 	}
+	secure := w.mountIdentity(t)
 	w.Envoy = StartEnvoy(t, EnvoyOptions{
 		NodeID:  w.ProxyID,
 		Cluster: cluster + "." + w.Namespace,
@@ -346,7 +353,8 @@ func (w *Workload) startSidecar(t testing.TB) {
 			"CLUSTER_ID":      MeshClusterID,
 			"NAME":            w.Name,
 		},
-		XDSAddr:   m.XDSAddr,
+		XDSAddr:   m.SecureXDSAddr,
+		Secure:    secure,
 		AdminAddr: net.JoinHostPort(w.IP, strconv.Itoa(SidecarAdminPort)),
 		LogLevel:  m.opts.EnvoyLogLevel,
 		Pod:       w.Pod,
@@ -369,6 +377,55 @@ func (w *Workload) startSidecar(t testing.TB) {
 	}); err != nil {
 		t.Fatalf("rig: sidecar of %s/%s: %v", w.Namespace, w.Name, err)
 	}
+}
+
+// mountIdentity does what the kubelet does for an injected sidecar's volumes:
+// a projected service-account token for audience istio-ca, bound to the pod,
+// and the namespace's istio-ca-root-cert ConfigMap, as files the proxy user
+// can read. The token is the sidecar's only credential on the secure port.
+func (w *Workload) mountIdentity(t testing.TB) *SecureXDS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), w.mesh.opts.SyncTimeout)
+	defer cancel()
+	core := w.mesh.API.Clientset().CoreV1()
+	exp := int64(3600)
+	tr, err := core.ServiceAccounts(w.Namespace).CreateToken(ctx, w.ServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{"istio-ca"},
+			ExpirationSeconds: &exp,
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: w.Name, UID: w.podUID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("rig: token for %s/%s (pod %s): %v", w.Namespace, w.ServiceAccount, w.Name, err)
+	}
+	var root string
+	if err := Eventually(ctx, 50*time.Millisecond, func(ctx context.Context) error {
+		cm, err := core.ConfigMaps(w.Namespace).Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		root = cm.Data["root-cert.pem"]
+		return nil
+	}); err != nil {
+		t.Fatalf("rig: istio-ca-root-cert in %s (published by mizzen): %v", w.Namespace, err)
+	}
+	dir, err := os.MkdirTemp("", "mizzen-e2e-identity-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	w.TokenPath = filepath.Join(dir, "istio-token")
+	w.RootCertPath = filepath.Join(dir, "root-cert.pem")
+	for path, data := range map[string]string{w.TokenPath: tr.Status.Token, w.RootCertPath: root} {
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &SecureXDS{RootCertPath: w.RootCertPath, TokenPath: w.TokenPath}
 }
 
 // WaitSynced waits until mizzen shows the workload's sidecar SYNCED for the
