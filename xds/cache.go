@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +28,7 @@ type proxyCache struct {
 	metrics *Metrics
 	// builder gives a newly connected proxy its config from the current generation.
 	builder func(*model.Proxy) (*generation, [numTypes]*resourceSet, error)
+	changes *changeLog
 
 	mu    sync.Mutex
 	conns map[string]*conn
@@ -97,10 +100,12 @@ type conn struct {
 	// pending convergence measurement: change time and types still to be ACKed.
 	changeAt      time.Time
 	changePending map[typeIndex]string
+	// outstanding: traced changes (see changes.go) this proxy has not fully ACKed.
+	outstanding []*pendingChange
 }
 
-func newProxyCache(log *slog.Logger, m *Metrics) *proxyCache {
-	return &proxyCache{log: log, metrics: m, conns: map[string]*conn{}}
+func newProxyCache(log *slog.Logger, m *Metrics, changes *changeLog) *proxyCache {
+	return &proxyCache{log: log, metrics: m, conns: map[string]*conn{}, changes: changes}
 }
 
 func (c *proxyCache) conn(id string) *conn {
@@ -178,6 +183,12 @@ func (c *proxyCache) streamClosed(id string) {
 	cn.streams--
 	if cn.streams <= 0 {
 		delete(c.conns, id)
+		cn.mu.Lock()
+		for _, pc := range cn.outstanding {
+			c.changes.disconnected(pc.ch, id)
+		}
+		cn.outstanding = nil
+		cn.mu.Unlock()
 	}
 }
 
@@ -244,6 +255,13 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 		c.log.Warn("proxy rejected config (NACK); keeping its last good config",
 			"proxy", cn.id, "type", typeLabels[t], "version", ts.nackedVersion, "error", ts.nackMessage)
 		delete(cn.changePending, t)
+		cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
+			if v, ok := pc.pending[t]; ok && v == ts.nackedVersion {
+				c.changes.nacked(pc.ch, cn.id, t, ts.nackMessage)
+				return true
+			}
+			return false
+		})
 		return
 	}
 	if req.GetVersionInfo() != ts.sentVersion {
@@ -261,6 +279,19 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 	ts.acks++
 	ts.ackedVersion = req.GetVersionInfo()
 	ts.nackMessage = ""
+	if len(cn.outstanding) > 0 {
+		now := time.Now()
+		cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
+			if v, ok := pc.pending[t]; ok && v == ts.ackedVersion {
+				delete(pc.pending, t)
+			}
+			if len(pc.pending) == 0 {
+				c.changes.acked(pc.ch, cn.id, now)
+				return true
+			}
+			return false
+		})
+	}
 	if v, ok := cn.changePending[t]; ok && v == ts.ackedVersion {
 		delete(cn.changePending, t)
 		if len(cn.changePending) == 0 && !cn.changeAt.IsZero() {
@@ -562,7 +593,8 @@ func (c *proxyCache) maybeReleaseRoutes(cn *conn) {
 // CDS, EDS, LDS, RDS order. New clusters hold back listeners and routes until
 // their endpoints are in (make before break), so a route never points at a
 // cluster Envoy is still warming.
-func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resourceSet, changeAt time.Time) {
+func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resourceSet, ch *change) {
+	changeAt := ch.At
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if old := cn.types[cdsType].set; old != nil && cn.types[cdsType].sentVersion != "" && old.version != sets[cdsType].version {
@@ -607,6 +639,17 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 		for t, v := range pending {
 			cn.changePending[t] = v
 		}
+		// An older change still waiting on a type now waits on the newer
+		// version: the proxy will only ever ACK that one, and it includes both.
+		for _, pc := range cn.outstanding {
+			for t, v := range pending {
+				if _, ok := pc.pending[t]; ok {
+					pc.pending[t] = v
+				}
+			}
+		}
+		cn.outstanding = append(cn.outstanding, &pendingChange{ch: ch, pending: maps.Clone(pending)})
+		c.changes.touched(ch, cn.id, pending)
 	}
 	for t := cdsType; t < numTypes; t++ {
 		c.respondIfNeeded(cn, t)

@@ -21,7 +21,7 @@ import (
 // the request is answered in full although it names the version the dropped
 // response carried. Driven by hand, so the drop happens every time.
 func TestRewarmSurvivesADroppedResponse(t *testing.T) {
-	c := newProxyCache(slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+	c := newProxyCache(slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()), newChangeLog(nil))
 	const id = "sidecar~10.1.0.9~client-0.default~default.svc.cluster.local"
 	cn := &conn{id: id}
 	c.conns[id] = cn
@@ -86,7 +86,7 @@ func TestRewarmSurvivesADroppedResponse(t *testing.T) {
 	none("after the ACKs")
 
 	// Cluster a is redefined; no endpoint changes.
-	c.install(cn, nil, [numTypes]*resourceSet{clusters(2 * time.Second), cn.types[edsType].set, newResourceSet(), newResourceSet()}, time.Now())
+	c.install(cn, nil, [numTypes]*resourceSet{clusters(2 * time.Second), cn.types[edsType].set, newResourceSet(), newResourceSet()}, &change{At: time.Now(), Proxies: map[string]*proxyChange{}})
 	cds2 := next(true)
 	eds2 := next(false) // dropped: the proxy's re-warming request overtakes it
 	if eds2.GetVersionInfo() != eds.GetVersionInfo() || len(eds2.GetResources()) != 1 {

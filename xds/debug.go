@@ -71,6 +71,7 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 func (s *Server) DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/syncz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.SyncStatus()) })
+	mux.HandleFunc("/debug/changes", s.changes.serveHTTP)
 	mux.HandleFunc("/debug/connections", func(w http.ResponseWriter, _ *http.Request) {
 		var ids []string
 		for _, cn := range s.cache.snapshotConns() {

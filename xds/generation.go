@@ -226,3 +226,54 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	out[edsType] = newResourceSet(eps)
 	return out, nil
 }
+
+// maxChangedNames bounds how many names per type a change record lists.
+const maxChangedNames = 20
+
+// changedNames lists the clusters, outbound listeners and endpoints that differ
+// from prev in the unscoped view (what most proxies see), for /debug/changes.
+// The diffs are the parts' shared ones, computed once for every proxy anyway.
+func (g *generation) changedNames(prev *generation) (map[string][]string, bool) {
+	if prev == nil {
+		return nil, false
+	}
+	out := map[string][]string{}
+	truncated := false
+	add := func(typ string, cur, old *part) {
+		if cur == nil || old == nil {
+			return
+		}
+		var names []string
+		for _, it := range cur.changedSince(old) {
+			names = append(names, it.name)
+		}
+		for _, it := range old.items {
+			if cur.byName[it.name] == nil {
+				names = append(names, "-"+it.name) // removed
+			}
+		}
+		sort.Strings(names)
+		if len(names) > maxChangedNames {
+			names, truncated = names[:maxChangedNames], true
+		}
+		if len(names) > 0 {
+			out[typ] = names
+		}
+	}
+	if g.config != prev.config {
+		cur, err1 := g.config.scope(model.Scope{})
+		old, err2 := prev.config.scope(model.Scope{})
+		if err1 == nil && err2 == nil {
+			add("cds", cur.clusters, old.clusters)
+			add("lds", cur.outbound, old.outbound)
+		}
+	}
+	g.mu.Lock()
+	cur := g.endpoints[""]
+	g.mu.Unlock()
+	prev.mu.Lock()
+	old := prev.endpoints[""]
+	prev.mu.Unlock()
+	add("eds", cur, old)
+	return out, truncated
+}

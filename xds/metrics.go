@@ -15,6 +15,8 @@ type Metrics struct {
 	internalErrors prometheus.Counter
 	configErrors   *prometheus.CounterVec
 
+	reg prometheus.Registerer
+
 	identityRefusals *prometheus.CounterVec
 	certRotations    prometheus.Counter
 }
@@ -22,6 +24,7 @@ type Metrics struct {
 // NewMetrics registers the xDS metrics in reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		reg: reg,
 		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pilot_xds",
 			Help: "Number of endpoints connected to this pilot using XDS."}, []string{"version"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pilot_xds_pushes",

@@ -16,6 +16,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -65,6 +66,7 @@ type Server struct {
 	proven map[int64]authn.Identity
 
 	secrets     *secrets
+	changes     *changeLog
 	trustDomain string
 	devIdentity bool
 }
@@ -85,7 +87,12 @@ func New(o Options) *Server {
 	if o.CA != nil {
 		s.secrets = &secrets{ca: o.CA, ttl: o.CertTTL}
 	}
-	s.cache = newProxyCache(o.Logger, o.Metrics)
+	var reg prometheus.Registerer
+	if o.Metrics != nil {
+		reg = o.Metrics.reg
+	}
+	s.changes = newChangeLog(reg)
+	s.cache = newProxyCache(o.Logger, o.Metrics, s.changes)
 	s.cache.builder = s.buildForNewProxy
 	return s
 }
@@ -166,6 +173,9 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 	s.gen = gen
 	s.mu.Unlock()
 	s.ready.Store(true)
+	ch := &change{ID: snap.Version, Trigger: trigger, At: changeAt, Proxies: map[string]*proxyChange{}}
+	ch.Changed, ch.Truncated = gen.changedNames(prev)
+	s.changes.start(ch)
 
 	conns := s.cache.snapshotConns()
 	work := make(chan *conn)
@@ -181,7 +191,7 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 					s.log.Error("building proxy config failed; it keeps its last good config", "proxy", cn.id, "err", err)
 					continue
 				}
-				s.cache.install(cn, gen, sets, changeAt)
+				s.cache.install(cn, gen, sets, ch)
 			}
 		}()
 	}
@@ -193,6 +203,7 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 	}
 	close(work)
 	wg.Wait()
+	s.changes.pushed(ch, time.Now())
 	s.metrics.pushTime.WithLabelValues(trigger).Observe(time.Since(start).Seconds())
 	s.log.Debug("pushed", "version", snap.Version, "trigger", trigger, "proxies", len(conns), "took", time.Since(start))
 }
