@@ -26,6 +26,16 @@ const (
 	resyncPeriod   = 10 * time.Minute
 )
 
+// ignoredNamespace: these get no root ConfigMap, as in istiod's namespace
+// controller: nothing in them is ever injected.
+func ignoredNamespace(ns string) bool {
+	switch ns {
+	case "kube-system", "kube-public", "kube-node-lease", "local-path-storage":
+		return true
+	}
+	return false
+}
+
 // RootPublisher keeps ConfigMap istio-ca-root-cert (key root-cert.pem) equal
 // to RootCertPEM in every namespace that is not being deleted, like istiod's
 // namespace controller: it creates it in new namespaces and puts it back when
@@ -169,7 +179,7 @@ func (s *syncer) sync(ctx context.Context, namespace string) error {
 	if err != nil {
 		return err
 	}
-	if ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating {
+	if ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating || ignoredNamespace(namespace) {
 		return nil // creating into it would fail with Forbidden, and is pointless
 	}
 	want := string(s.root)

@@ -32,10 +32,30 @@ var defaultServingNames = []string{
 }
 
 // caHolder is the mesh CA once loaded; nil before.
-type caHolder struct{ p atomic.Pointer[certs.CA] }
+type caHolder struct {
+	p     atomic.Pointer[certs.CA]
+	once  sync.Once
+	ready chan struct{}
+}
 
-func (h *caHolder) get() *certs.CA   { return h.p.Load() }
-func (h *caHolder) set(ca *certs.CA) { h.p.Store(ca) }
+func newCAHolder() *caHolder { return &caHolder{ready: make(chan struct{})} }
+
+func (h *caHolder) get() *certs.CA { return h.p.Load() }
+
+func (h *caHolder) set(ca *certs.CA) {
+	h.p.Store(ca)
+	h.once.Do(func() { close(h.ready) })
+}
+
+// wait returns the CA once loaded, or nil when ctx ends first.
+func (h *caHolder) wait(ctx context.Context) *certs.CA {
+	select {
+	case <-h.ready:
+		return h.get()
+	case <-ctx.Done():
+		return nil
+	}
+}
 
 // loadFileCA loads or creates the cluster-less mode's CA in dir.
 func loadFileCA(ctx context.Context, dir string, opts certs.Options) (*certs.CA, error) {

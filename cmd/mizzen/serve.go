@@ -120,7 +120,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("--insecure-dev-identity is for cluster-less mode only; in a cluster proxies prove their identity with service-account tokens")
 	}
 	caOpts := certs.Options{TrustDomain: o.trustDomain, DefaultTTL: o.workloadCertTTL}
-	ca := &caHolder{}
+	ca := newCAHolder()
 	if kubeCfg == nil && o.insecureDevIdentity {
 		fileCA, err := loadFileCA(ctx, o.caDir, caOpts)
 		if err != nil {
@@ -220,6 +220,10 @@ func serve(ctx context.Context, o serveOptions) error {
 		// yet needs it, so a missing system namespace or a denied Secret is
 		// retried in the background instead of stopping xDS.
 		run(func() { runClusterCA(ctx, log, kubeCfg, o.systemNamespace, caOpts, ca.set) })
+		// Singleton work runs on the replica holding the Lease.
+		leader := newLeaderTasks(log, kubeCfg, o.systemNamespace, reg)
+		leader.add(func(ctx context.Context) { publishRoot(ctx, log, kubeCfg, ca) })
+		run(func() { leader.run(ctx) })
 		if len(o.discoverySelectors) > 0 {
 			sourceAttrs = append(sourceAttrs, "discovery_selectors", o.discoverySelectors)
 		}
@@ -369,21 +373,23 @@ func (r *errorReporter) report(errs []model.ConfigError) {
 }
 
 // runClusterCA loads (or, first time, creates and stores) the mesh's CA from
-// the cluster's Secrets in the system namespace, retrying with backoff, then
-// publishes its root until ctx ends.
+// the cluster's Secrets in the system namespace, retrying with backoff. Every
+// replica loads it (all of them sign); racing replicas agree on one root
+// because the Secret is created, never overwritten.
 func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, systemNamespace string, opts certs.Options, ready func(*certs.CA)) {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		log.Error("CA: kubernetes client", "err", err)
 		return
 	}
-	var ca *certs.CA
 	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		ca, err = kubestore.LoadCA(loadCtx, client, systemNamespace, opts)
+		ca, err := kubestore.LoadCA(loadCtx, client, systemNamespace, opts)
 		cancel()
 		if err == nil {
-			break
+			log.Info("CA ready", "namespace", systemNamespace, "plugin", ca.PlugIn())
+			ready(ca)
+			return
 		}
 		log.Error("CA: cannot load or create the root; retrying", "namespace", systemNamespace, "err", err, "retry_in", backoff)
 		select {
@@ -392,9 +398,20 @@ func runClusterCA(ctx context.Context, log *slog.Logger, cfg *rest.Config, syste
 		case <-time.After(backoff):
 		}
 	}
-	log.Info("CA ready", "namespace", systemNamespace, "plugin", ca.PlugIn())
-	ready(ca)
-	pub := &kubestore.RootPublisher{Client: client, RootCertPEM: ca.RootCertPEM(), Logger: log}
+}
+
+// publishRoot keeps istio-ca-root-cert in every namespace (the leader's job).
+func publishRoot(ctx context.Context, log *slog.Logger, cfg *rest.Config, ca *caHolder) {
+	root := ca.wait(ctx)
+	if root == nil {
+		return
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		log.Error("CA: kubernetes client", "err", err)
+		return
+	}
+	pub := &kubestore.RootPublisher{Client: client, RootCertPEM: root.RootCertPEM(), Logger: log}
 	if err := pub.Run(ctx); err != nil {
 		log.Error("CA: publishing the root certificate failed", "err", err)
 	}

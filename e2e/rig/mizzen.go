@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,6 +187,16 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// Kill ends mizzen with SIGKILL (a crash: no lease release, streams cut)
+// and waits until it is gone.
+func (m *Mizzen) Kill() {
+	_ = syscall.Kill(-m.proc.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-m.proc.exited:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // Exited reports whether the mizzen process has ended.

@@ -24,6 +24,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 )
 
 // The four xDS types a simulated proxy subscribes to.
@@ -56,6 +58,10 @@ func ShortType(typeURL string) string {
 type Config struct {
 	// Addr is the plaintext gRPC xDS address, e.g. 127.0.0.1:15010.
 	Addr string
+	// Failover, when set, lists more addresses (replicas of the control
+	// plane): each connection uses the first that answers, and a proxy whose
+	// replica dies reconnects to the next, like Envoy behind a Service.
+	Failover []string
 	// Proxies is the number of simulated proxies (one ADS stream each).
 	Proxies int
 	// Namespace of the simulated pods.
@@ -154,10 +160,23 @@ func (c *Client) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	for range c.cfg.Conns {
-		conn, err := grpc.NewClient(c.cfg.Addr,
+		target := c.cfg.Addr
+		opts := []grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.cfg.MaxRecvBytes)),
-		)
+		}
+		if len(c.cfg.Failover) > 0 {
+			// pick_first (gRPC's default) over the replicas, in order.
+			r := manual.NewBuilderWithScheme("xdsload")
+			addrs := []resolver.Address{{Addr: c.cfg.Addr}}
+			for _, a := range c.cfg.Failover {
+				addrs = append(addrs, resolver.Address{Addr: a})
+			}
+			r.InitialState(resolver.State{Addresses: addrs})
+			target = r.Scheme() + ":///replicas"
+			opts = append(opts, grpc.WithResolvers(r))
+		}
+		conn, err := grpc.NewClient(target, opts...)
 		if err != nil {
 			c.Close()
 			return fmt.Errorf("loadclient: dial %s: %w", c.cfg.Addr, err)
