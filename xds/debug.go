@@ -14,6 +14,7 @@ type ProxySyncStatus struct {
 	ProxyID     string                `json:"proxy"`
 	Type        string                `json:"type"`
 	Namespace   string                `json:"namespace"`
+	Identity    string                `json:"identity,omitempty"` // SPIFFE ID the stream proved
 	ConnectedAt time.Time             `json:"connected_at"`
 	Types       map[string]TypeStatus `json:"types"`
 }
@@ -37,7 +38,7 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 	var out []ProxySyncStatus
 	for _, cn := range s.cache.snapshotConns() {
 		cn.mu.Lock()
-		ps := ProxySyncStatus{ProxyID: cn.id, Type: string(cn.proxy.Type), Namespace: cn.proxy.Namespace, ConnectedAt: cn.connectedAt, Types: map[string]TypeStatus{}}
+		ps := ProxySyncStatus{ProxyID: cn.id, Type: string(cn.proxy.Type), Namespace: cn.proxy.Namespace, Identity: cn.identity, ConnectedAt: cn.connectedAt, Types: map[string]TypeStatus{}}
 		for t := cdsType; t < numTypes; t++ {
 			if t == sdsType && cn.identity == "" {
 				continue // no identity, no secrets: nothing to be in sync with

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mizzenmesh/mizzen/pkg/explain"
+	"github.com/mizzenmesh/mizzen/xds"
+)
+
+func newExplainCommand() *cobra.Command {
+	var (
+		from, addr, method, output string
+		headers                    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "explain --from <proxy|pod.namespace> <url>",
+		Short: "Walk a request through the computed config and say why it goes where it goes",
+		Long: "explain takes the config mizzen pushed to the calling proxy and walks a request through it as Envoy\n" +
+			"would: listener, filter chain, virtual host, every route tried (which VirtualService, which condition\n" +
+			"failed), the weighted destinations, clusters (mTLS or not) and endpoints; then, on each destination\n" +
+			"workload's own sidecar, the inbound chain (PeerAuthentication mode) and the RBAC filters\n" +
+			"(AuthorizationPolicy rules), naming the policy that allows or denies.",
+		Example: "  mizzen explain --from client.default http://reviews:9080/reviews/1 -H 'end-user: jason'",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
+			defer cancel()
+			hs := map[string]string{}
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok {
+					return fmt.Errorf("-H %q: want name: value", h)
+				}
+				hs[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+			req, err := explain.NewRequest(method, args[0], hs)
+			if err != nil {
+				return err
+			}
+			trace, err := runExplain(ctx, addr, from, req)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(trace)
+			}
+			printTrace(cmd.OutOrStdout(), trace)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "calling proxy: node ID, pod.namespace or pod name (see proxy-status)")
+	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'name: value' (repeatable)")
+	f.StringVarP(&method, "request", "X", "GET", "HTTP method")
+	f.StringVar(&addr, "monitoring-addr", "127.0.0.1:15014", "mizzen's monitoring address")
+	f.StringVarP(&output, "output", "o", "text", "text or json")
+	_ = cmd.MarkFlagRequired("from")
+	return cmd
+}
+
+func runExplain(ctx context.Context, addr, from string, req *explain.Request) (*explain.Trace, error) {
+	proxies, err := fetchSyncz(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	src, err := findProxy(proxies, from)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := fetchDump(ctx, addr, src.ProxyID)
+	if err != nil {
+		return nil, err
+	}
+	if req.DestIP == "" {
+		req.DestIP = resolveVIP(cfg, req.URL.Hostname())
+	}
+	trace := explain.Outbound(cfg, req)
+	// The destination side: each destination's first endpoint whose sidecar
+	// is connected to mizzen.
+	seen := map[string]bool{}
+	for _, d := range trace.Destinations {
+		for _, e := range d.Endpoints {
+			host, portS, err := net.SplitHostPort(e.Address)
+			if err != nil || seen[host] {
+				continue
+			}
+			dst := proxyAt(proxies, host)
+			if dst == nil {
+				continue
+			}
+			seen[host] = true
+			dcfg, err := fetchDump(ctx, addr, dst.ProxyID)
+			if err != nil {
+				return nil, err
+			}
+			var port int
+			fmt.Sscan(portS, &port)
+			// Auto mTLS: the client sends TLS when the cluster's socket
+			// matches the endpoint's tlsMode and the client has an identity.
+			mtls := e.TLSMode == "istio" && strings.HasPrefix(d.MTLS, "auto mTLS") || strings.HasPrefix(d.MTLS, "TLS")
+			in := *req
+			in.DestIP = host
+			if mtls {
+				in.SourcePrincipal = strings.TrimPrefix(src.Identity, "spiffe://")
+			}
+			in.SourceIP = proxyIP(src.ProxyID)
+			explain.Inbound(dcfg, trace, &in, port, mtls)
+			break
+		}
+	}
+	return trace, nil
+}
+
+func findProxy(proxies []xds.ProxySyncStatus, from string) (*xds.ProxySyncStatus, error) {
+	var matches []*xds.ProxySyncStatus
+	for i := range proxies {
+		p := &proxies[i]
+		parts := strings.Split(p.ProxyID, "~")
+		pod := ""
+		if len(parts) == 4 {
+			pod = parts[2]
+		}
+		if p.ProxyID == from || pod == from || strings.TrimSuffix(pod, "."+p.Namespace) == from {
+			matches = append(matches, p)
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return nil, fmt.Errorf("no connected proxy %q (see mizzen proxy-status)", from)
+	}
+	return nil, fmt.Errorf("%q names %d proxies; use pod.namespace or the node ID", from, len(matches))
+}
+
+func proxyAt(proxies []xds.ProxySyncStatus, ip string) *xds.ProxySyncStatus {
+	for i := range proxies {
+		if proxyIP(proxies[i].ProxyID) == ip && proxies[i].Type == "sidecar" {
+			return &proxies[i]
+		}
+	}
+	return nil
+}
+
+func proxyIP(id string) string {
+	parts := strings.Split(id, "~")
+	if len(parts) == 4 {
+		return parts[1]
+	}
+	return ""
+}
+
+// resolveVIP stands in for the app's DNS lookup: a Service's virtual host
+// lists its ClusterIP among its domains.
+func resolveVIP(cfg *explain.Config, host string) string {
+	for _, rc := range cfg.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			named := false
+			for _, d := range vh.GetDomains() {
+				if d == host {
+					named = true
+				}
+			}
+			if !named {
+				continue
+			}
+			for _, d := range vh.GetDomains() {
+				if ip := net.ParseIP(d); ip != nil {
+					return ip.String()
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func fetchDump(ctx context.Context, addr, proxyID string) (*explain.Config, error) {
+	u := "http://" + addr + "/debug/config_dump?proxyID=" + url.QueryEscape(proxyID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("mizzen at %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("config of %s: %s: %s", proxyID, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return explain.ParseDump(proxyID, body)
+}
+
+func printTrace(w io.Writer, t *explain.Trace) {
+	for _, s := range t.Steps {
+		fmt.Fprintf(w, "%-18s %s\n", s.Stage+":", s.Result)
+		for _, why := range s.Why {
+			fmt.Fprintf(w, "%-18s   %s\n", "", why)
+		}
+	}
+	if t.Decision != "" {
+		res := t.Decision
+		if t.Policy != "" {
+			res += " (" + t.Policy + ")"
+		}
+		fmt.Fprintf(w, "%-18s %s\n", "verdict:", res)
+	}
+}

@@ -1,0 +1,57 @@
+package explain
+
+import (
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+func TestDomainMatchPrefersExact(t *testing.T) {
+	for _, c := range []struct {
+		domain, host string
+		want         int
+	}{
+		{"web", "web", 0}, {"*.shop.svc", "api.shop.svc", 1}, {"api.*", "api.shop", 2}, {"*", "x", 3},
+		{"web", "web:80", -1}, {"*.shop.svc", ".shop.svc", -1}, {"WEB", "web", 0},
+	} {
+		if got := domainMatch(c.domain, c.host); got != c.want {
+			t.Errorf("domainMatch(%q, %q) = %d, want %d", c.domain, c.host, got, c.want)
+		}
+	}
+}
+
+func TestRouteMatch(t *testing.T) {
+	r, err := NewRequest("post", "http://web/Items/42?debug=1", map[string]string{"X-Canary": "yes-please"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact := func(s string) *matcherv3.StringMatcher {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+	}
+	for name, c := range map[string]struct {
+		m    *routev3.RouteMatch
+		want bool
+	}{
+		"prefix is case sensitive": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/items"}}, false},
+		"unless told otherwise": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/items"},
+			CaseSensitive: wrapBool(false)}, true},
+		"regex on the path without query": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{
+			SafeRegex: &matcherv3.RegexMatcher{Regex: "/Items/[0-9]+"}}}, true},
+		"method header": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exact("POST")}}}}, true},
+		"missing header fails a string match": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{Name: "x-user", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exact("")}}}}, false},
+		"inverted presence": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{Name: "x-canary", InvertMatch: true, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}, false},
+		"query parameter": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			QueryParameters: []*routev3.QueryParameterMatcher{{Name: "debug", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: exact("1")}}}}, true},
+	} {
+		if got, why := routeMatch(c.m, r); got != c.want {
+			t.Errorf("%s: %v (%v), want %v", name, got, why, c.want)
+		}
+	}
+}
+
+func wrapBool(b bool) *wrapperspb.BoolValue { return wrapperspb.Bool(b) }

@@ -1,0 +1,95 @@
+package explain
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Request is the request to explain, as the calling app sends it.
+type Request struct {
+	Method  string
+	URL     *url.URL
+	Headers map[string]string // lower-case names
+	// DestIP is the address the app connects to: the URL's host if it is an
+	// IP, else what the host resolves to (a Service VIP), set by the caller.
+	DestIP string
+	// Source: who is calling (for the destination's policies).
+	SourcePrincipal string // SPIFFE ID without spiffe://, as RBAC matches it
+	SourceIP        string
+}
+
+// NewRequest parses "http://host[:port]/path?query" with method and headers.
+func NewRequest(method, rawURL string, headers map[string]string) (*Request, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("url %q: %w", rawURL, err)
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("url %q: want scheme://host[:port]/path", rawURL)
+	}
+	if method == "" {
+		method = "GET"
+	}
+	h := map[string]string{}
+	for k, v := range headers {
+		h[strings.ToLower(k)] = v
+	}
+	r := &Request{Method: strings.ToUpper(method), URL: u, Headers: h}
+	if ip := net.ParseIP(u.Hostname()); ip != nil {
+		r.DestIP = ip.String()
+	}
+	return r, nil
+}
+
+// Port is the destination port (scheme default if the URL has none).
+func (r *Request) Port() int {
+	if p := r.URL.Port(); p != "" {
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	switch r.URL.Scheme {
+	case "https":
+		return 443
+	default:
+		return 80
+	}
+}
+
+// Authority is the Host header Envoy matches virtual hosts against.
+func (r *Request) Authority() string {
+	if h, ok := r.Headers["host"]; ok {
+		return h
+	}
+	return r.URL.Host
+}
+
+// Path is the :path (path and query).
+func (r *Request) Path() string {
+	p := r.URL.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	if r.URL.RawQuery != "" {
+		p += "?" + r.URL.RawQuery
+	}
+	return p
+}
+
+// header returns a request header as Envoy sees it, pseudo-headers included.
+func (r *Request) header(name string) (string, bool) {
+	switch name {
+	case ":path":
+		return r.Path(), true
+	case ":method":
+		return r.Method, true
+	case ":authority", "host":
+		return r.Authority(), true
+	case ":scheme":
+		return r.URL.Scheme, true
+	}
+	v, ok := r.Headers[strings.ToLower(name)]
+	return v, ok
+}
