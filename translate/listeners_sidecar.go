@@ -204,6 +204,10 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 		variants := inboundVariants(mtls.ForPort(in.targetPort), identity, http)
 		inspect[in.targetPort] = inspects(variants)
 		for _, v := range variants {
+			if v.refuse {
+				l.FilterChains = append(l.FilterChains, refusedChain(v.chainName(cluster), v.match(in.targetPort)))
+				continue
+			}
 			fc := &listenerv3.FilterChain{Name: v.chainName(cluster), FilterChainMatch: v.match(in.targetPort)}
 			if v.mtls {
 				fc.TransportSocket = downstreamMTLS(http)
@@ -218,12 +222,13 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 		}
 	}
 	passthrough := func(name string, port uint32, v inboundVariant) *listenerv3.FilterChain {
-		fc := &listenerv3.FilterChain{
-			Name:    v.chainName(name),
-			Filters: append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
+		if v.refuse {
+			return refusedChain(v.chainName(name), v.match(port))
 		}
-		if port != 0 || v.transport != "" {
-			fc.FilterChainMatch = v.match(port)
+		fc := &listenerv3.FilterChain{
+			Name:             v.chainName(name),
+			FilterChainMatch: v.match(port),
+			Filters:          append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 		}
 		if v.mtls {
 			fc.TransportSocket = downstreamMTLS(false)

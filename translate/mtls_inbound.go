@@ -39,6 +39,7 @@ var istioMTLSALPNs = []string{"istio-peer-exchange", "istio", "istio-http/1.0", 
 // passthrough): what it matches and whether it terminates Istio mTLS.
 type inboundVariant struct {
 	mtls      bool   // terminate mTLS with the proxy's certificate, require a client certificate
+	refuse    bool   // close every connection (STRICT without a certificate)
 	transport string // filter_chain_match.transport_protocol; "" matches any
 	alpn      []string
 }
@@ -46,16 +47,22 @@ type inboundVariant struct {
 // inboundVariants is istiod's choice of chains per mode and protocol:
 //
 //   - STRICT: only a TLS chain (any ALPN), so plaintext finds no chain and is
-//     refused. Also without an identity: failing closed beats serving
-//     plaintext the policy forbids (the chain waits for a secret that never
-//     comes, so the port refuses everything).
+//     refused.
 //   - PERMISSIVE with an identity: mTLS for Istio's ALPNs, plaintext for
 //     raw_buffer and, on TCP ports, the app's own TLS passed through.
 //   - PERMISSIVE without an identity, DISABLE: one chain matching anything,
-//     never terminating TLS (no secret would ever come; a TLS chain would
-//     only keep the listener from warming).
+//     never terminating TLS.
+//
+// A proxy without an identity is never sent the `default` and `ROOTCA`
+// secrets, so it gets no config that waits for them: Envoy would hold the
+// listener (and at startup the whole proxy) warming until the secret's
+// initial fetch times out, on every update. Its STRICT ports refuse every
+// connection instead, which is what a TLS chain without a certificate would
+// end up doing anyway (fail closed, at once).
 func inboundVariants(mode model.MTLSMode, identity, http bool) []inboundVariant {
 	switch {
+	case mode == model.MTLSStrict && !identity:
+		return []inboundVariant{{refuse: true}}
 	case mode == model.MTLSStrict:
 		return []inboundVariant{{mtls: true, transport: transportTLS}}
 	case mode == model.MTLSPermissive && identity:
@@ -69,6 +76,11 @@ func inboundVariants(mode model.MTLSMode, identity, http bool) []inboundVariant 
 		return out
 	}
 	return []inboundVariant{{}}
+}
+
+// refusedChain closes every connection it gets.
+func refusedChain(name string, m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+	return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{tcpProxyFilter(BlackHoleCluster, BlackHoleCluster)}}
 }
 
 // inspects reports whether any variant needs the tls_inspector.
@@ -87,13 +99,20 @@ func (v inboundVariant) chainName(base string) string {
 	switch {
 	case v.mtls:
 		return base + "-mtls"
+	case v.refuse:
+		return base + "-refused"
 	case v.transport == transportTLS:
 		return base + "-tls"
 	}
 	return base
 }
 
+// match is the variant's filter_chain_match on port (0: any port); nil when
+// it would match everything.
 func (v inboundVariant) match(port uint32) *listenerv3.FilterChainMatch {
+	if port == 0 && v.transport == "" {
+		return nil
+	}
 	m := &listenerv3.FilterChainMatch{TransportProtocol: v.transport, ApplicationProtocols: v.alpn}
 	if port != 0 {
 		m.DestinationPort = u32(port)

@@ -46,7 +46,8 @@ func istioMTLSSNI(port uint32, subset, host string) string {
 //
 //   - tls DISABLE: plaintext.
 //   - ISTIO_MUTUAL: always Istio mTLS, SNI and SANs defaulting to the
-//     cluster's and the service's identities (secure naming).
+//     cluster's and the service's identities (secure naming). A proxy without
+//     an identity cannot do it and fails closed (istioMTLSWithoutIdentity).
 //   - SIMPLE / MUTUAL: TLS origination with the files the rule names (on the
 //     proxy's file system); credentialName is ignored (the model warned).
 //   - no tls: auto mTLS when the proxy holds a certificate (snap.ClientMTLS):
@@ -85,6 +86,10 @@ func applyDestinationRuleTLS(snap *model.Snapshot, c *clusterv3.Cluster, svc *mo
 		if len(sans) == 0 {
 			sans = snap.ServiceIdentities(svc.Hostname)
 		}
+		if !snap.ClientMTLS() {
+			c.TransportSocket = tlsSocket(istioMTLSWithoutIdentity(snap, sni, sans, http2))
+			return
+		}
 		c.TransportSocket = tlsSocket(istioMTLSUpstream(sni, sans, http2))
 	case networkingapi.ClientTLSSettings_SIMPLE, networkingapi.ClientTLSSettings_MUTUAL:
 		if tls.GetCredentialName() == "" {
@@ -114,6 +119,33 @@ func istioMTLSUpstream(sni string, sans []string, http2 bool) *tlsv3.UpstreamTls
 			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(sans)},
 			ValidationContextSdsSecretConfig: sdsSecret(SDSRootCASecret),
 		},
+	}
+	return ctx
+}
+
+// istioMTLSWithoutIdentity stands in for Istio mTLS on a proxy without an
+// identity. It gets no certificate and no mesh root (it is never sent the
+// secrets; config waiting for them would keep the cluster, and at startup the
+// whole proxy, warming until the fetch times out), so the connection must
+// fail, and at once: no client certificate for mesh servers, which require
+// one, and a server certificate only a public root could sign yet naming a
+// mesh identity (the service's, else any of the trust domain), which none
+// does. Fail closed, never plaintext.
+func istioMTLSWithoutIdentity(snap *model.Snapshot, sni string, sans []string, http2 bool) *tlsv3.UpstreamTlsContext {
+	vc := &tlsv3.CertificateValidationContext{
+		SystemRootCerts:           &tlsv3.CertificateValidationContext_SystemRootCerts{},
+		MatchTypedSubjectAltNames: sanMatchers(sans),
+	}
+	if len(sans) == 0 {
+		vc.MatchTypedSubjectAltNames = []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_URI,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + snap.Mesh.GetTrustDomain() + "/"}}}}
+	}
+	ctx := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
+		AlpnProtocols:         alpnInMesh,
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+	}}
+	if http2 {
+		ctx.CommonTlsContext.AlpnProtocols = alpnInMeshH2
 	}
 	return ctx
 }
