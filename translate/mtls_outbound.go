@@ -87,7 +87,7 @@ func applyDestinationRuleTLS(snap *model.Snapshot, c *clusterv3.Cluster, svc *mo
 			sans = snap.ServiceIdentities(svc.Hostname)
 		}
 		if !snap.ClientMTLS() {
-			c.TransportSocket = tlsSocket(istioMTLSWithoutIdentity(snap, sni, sans, http2))
+			c.TransportSocket = tlsSocket(istioMTLSWithoutIdentity(sni, http2))
 			return
 		}
 		c.TransportSocket = tlsSocket(istioMTLSUpstream(sni, sans, http2))
@@ -128,21 +128,14 @@ func istioMTLSUpstream(sni string, sans []string, http2 bool) *tlsv3.UpstreamTls
 // secrets; config waiting for them would keep the cluster, and at startup the
 // whole proxy, warming until the fetch times out), so the connection must
 // fail, and at once: no client certificate for mesh servers, which require
-// one, and a server certificate only a public root could sign yet naming a
-// mesh identity (the service's, else any of the trust domain), which none
-// does. Fail closed, never plaintext.
-func istioMTLSWithoutIdentity(snap *model.Snapshot, sni string, sans []string, http2 bool) *tlsv3.UpstreamTlsContext {
-	vc := &tlsv3.CertificateValidationContext{
-		SystemRootCerts:           &tlsv3.CertificateValidationContext_SystemRootCerts{},
-		MatchTypedSubjectAltNames: sanMatchers(sans),
-	}
-	if len(sans) == 0 {
-		vc.MatchTypedSubjectAltNames = []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_URI,
-			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + snap.Mesh.GetTrustDomain() + "/"}}}}
-	}
+// one, and a pinned server certificate hash no certificate has. Fail closed,
+// never plaintext.
+func istioMTLSWithoutIdentity(sni string, http2 bool) *tlsv3.UpstreamTlsContext {
 	ctx := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
-		AlpnProtocols:         alpnInMesh,
-		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+		AlpnProtocols: alpnInMesh,
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			VerifyCertificateHash: []string{strings.Repeat("0", 64)},
+		}},
 	}}
 	if http2 {
 		ctx.CommonTlsContext.AlpnProtocols = alpnInMeshH2
@@ -150,8 +143,15 @@ func istioMTLSWithoutIdentity(snap *model.Snapshot, sni string, sans []string, h
 	return ctx
 }
 
+// SystemRootsFile is where the proxy's system trust store is taken to be
+// when a DestinationRule's SIMPLE or MUTUAL tls names no caCertificates: the
+// CA bundle of Debian, Ubuntu (Istio's and Envoy's proxy images) and Alpine.
+// Envoy's system_root_certs is not implemented, and istiod leaves finding the
+// bundle to istio-agent, which a bare Envoy does not have.
+const SystemRootsFile = "/etc/ssl/certs/ca-certificates.crt"
+
 // fileTLSUpstream originates TLS with files on the proxy: caCertificates (the
-// system roots when unset), unless insecureSkipVerify; MUTUAL adds the client
+// SystemRootsFile when unset), unless insecureSkipVerify; MUTUAL adds the client
 // certificate and key. Without sni, HTTP clusters send the request's host
 // (auto_sni, tlsHTTPOptions).
 func fileTLSUpstream(tls *networkingapi.ClientTLSSettings, http2 bool) *tlsv3.UpstreamTlsContext {
@@ -164,11 +164,11 @@ func fileTLSUpstream(tls *networkingapi.ClientTLSSettings, http2 bool) *tlsv3.Up
 	}
 	if !tls.GetInsecureSkipVerify().GetValue() {
 		vc := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(tls.GetSubjectAltNames())}
-		if ca := tls.GetCaCertificates(); ca != "" {
-			vc.TrustedCa = fileSource(ca)
-		} else {
-			vc.SystemRootCerts = &tlsv3.CertificateValidationContext_SystemRootCerts{}
+		ca := tls.GetCaCertificates()
+		if ca == "" {
+			ca = SystemRootsFile
 		}
+		vc.TrustedCa = fileSource(ca)
 		if crl := tls.GetCaCrl(); crl != "" {
 			vc.Crl = fileSource(crl)
 		}
