@@ -260,9 +260,15 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 		l.FilterChains = append(l.FilterChains, passthrough("inbound-passthrough", 0, v))
 	}
 	l.ListenerFilters = append(l.ListenerFilters, inboundTLSInspector(inspect, inspects(variants)))
-	// A client that sends nothing first (a server-first protocol on a port
-	// that needs inspection) is let through as plaintext after the timeout.
+	// A client that sends nothing first (a plaintext client of a server-first
+	// protocol such as MySQL on a PERMISSIVE port) is let through as plaintext
+	// once the inspector gives up: after MeshConfig protocolDetectionTimeout
+	// as in istiod (0s: never), else Envoy's default 15 s. STRICT and DISABLE
+	// ports do not wait (Istio's advice for server-first protocols).
 	l.ContinueOnListenerFiltersTimeout = true
+	if t := snap.Mesh.GetProtocolDetectionTimeout(); t != nil {
+		l.ListenerFiltersTimeout = t
+	}
 	return []*listenerv3.Listener{l}
 }
 
