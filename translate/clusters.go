@@ -36,9 +36,15 @@ func OutboundClustersFor(snap *model.Snapshot, proxyNamespace string) []*cluster
 		dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
 		for _, port := range svc.Ports {
 			eps := snap.Endpoints(svc.Hostname)
-			out = append(out, serviceCluster(snap, OutboundClusterName(port.Port, "", svc.Hostname), svc, port, clusterTrafficPolicy(dr, "", port.Port), eps, nil))
+			build := func(subset string, labels map[string]string) *clusterv3.Cluster {
+				policy := clusterTrafficPolicy(dr, subset, port.Port)
+				c := serviceCluster(snap, OutboundClusterName(port.Port, subset, svc.Hostname), svc, port, policy, eps, labels)
+				applyClusterTLS(snap, c, svc, port, subset, policy.GetTls(), upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()))
+				return c
+			}
+			out = append(out, build("", nil))
 			for _, ss := range model.Subsets(dr) {
-				out = append(out, serviceCluster(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), svc, port, clusterTrafficPolicy(dr, ss.GetName(), port.Port), eps, ss.GetLabels()))
+				out = append(out, build(ss.GetName(), ss.GetLabels()))
 			}
 		}
 	}
@@ -63,6 +69,7 @@ func edsCluster(snap *model.Snapshot, name string, port *model.Port, policy *net
 		opts = http2Options()
 	}
 	opts = applyConnectionPool(c, opts, snap.Mesh, policy.GetConnectionPool())
+	opts = tlsHTTPOptions(opts, port, policy.GetTls())
 	c.TypedExtensionProtocolOptions = httpProtocolOptions(opts)
 	applyOutlierDetection(c, policy.GetOutlierDetection())
 	applyLoadBalancer(c, policy.GetLoadBalancer())

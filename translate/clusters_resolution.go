@@ -21,7 +21,7 @@ func serviceCluster(snap *model.Snapshot, name string, svc *model.Service, port 
 			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
 		}
 		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
-		cla := loadAssignment(name, port, eps, subset)
+		cla := loadAssignment(snap, name, port, eps, subset)
 		if svc.Resolution == model.ResolutionDNSRoundRobin && len(cla.Endpoints) > 0 && len(cla.Endpoints[0].LbEndpoints) > 1 {
 			// LOGICAL_DNS takes exactly one endpoint; Istio uses the first.
 			cla.Endpoints[0].LbEndpoints = cla.Endpoints[0].LbEndpoints[:1]

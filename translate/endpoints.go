@@ -27,17 +27,18 @@ func OutboundEndpointsFor(snap *model.Snapshot, proxyNamespace string) []*endpoi
 		eps := snap.Endpoints(svc.Hostname)
 		dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
 		for _, port := range svc.Ports {
-			out = append(out, loadAssignment(OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
+			out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
 			for _, ss := range model.Subsets(dr) {
-				out = append(out, loadAssignment(OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()))
+				out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()))
 			}
 		}
 	}
 	return out
 }
 
-// loadAssignment keeps the endpoints whose labels carry every subset label.
-func loadAssignment(cluster string, port *model.Port, eps []*model.Endpoint, subset map[string]string) *endpointv3.ClusterLoadAssignment {
+// loadAssignment keeps the endpoints whose labels carry every subset label,
+// each with the metadata auto mTLS matches on (mtls_outbound.go).
+func loadAssignment(snap *model.Snapshot, cluster string, port *model.Port, eps []*model.Endpoint, subset map[string]string) *endpointv3.ClusterLoadAssignment {
 	var lbs []*endpointv3.LbEndpoint
 	for _, ep := range eps {
 		target, ok := ep.Ports[port.Name]
@@ -50,6 +51,7 @@ func loadAssignment(cluster string, port *model.Port, eps []*model.Endpoint, sub
 		lbs = append(lbs, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address, target)}},
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
+			Metadata:       endpointMetadata(snap, ep, target),
 		})
 	}
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}

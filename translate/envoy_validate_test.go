@@ -8,7 +8,6 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/translate"
 )
 
@@ -41,10 +40,7 @@ func TestGoldenOutputPassesEnvoyValidation(t *testing.T) {
 			}
 			snap := buildSnapshot(t, strings.Join(objects, "\n---\n"))
 			for _, tp := range proxies {
-				p, err := model.ParseProxy(tp.ID, tp.Metadata)
-				if err != nil {
-					t.Fatal(err)
-				}
+				p := tp.parse(t)
 				o := translate.ForProxy(snap, p)
 				check := func(kind, name string, m validatable) {
 					if err := m.ValidateAll(); err != nil {

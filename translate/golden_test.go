@@ -26,12 +26,28 @@ var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml from the tr
 //	kind: TestProxy
 //	id: router~127.0.0.20~gw-0.istio-system~istio-system.svc.cluster.local
 //	metadata: {LABELS: {istio: ingressgateway}}
+//	identity: spiffe://cluster.local/ns/istio-system/sa/gw   # optional
+//
+// identity stands for the SPIFFE ID the xds layer proved for the proxy's
+// stream (model.Proxy.Identity); without it the proxy has none.
 //
 // The output, one YAML document per proxy, is testdata/<case>.out.yaml.
 type testProxy struct {
 	Kind     string         `json:"kind"`
 	ID       string         `json:"id"`
 	Metadata map[string]any `json:"metadata"`
+	Identity string         `json:"identity"`
+}
+
+// parse is the proxy the case translates for.
+func (tp testProxy) parse(t *testing.T) *model.Proxy {
+	t.Helper()
+	p, err := model.ParseProxy(tp.ID, tp.Metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Identity = tp.Identity
+	return p
 }
 
 func TestGolden(t *testing.T) {
@@ -98,12 +114,11 @@ func runCase(t *testing.T, path string) []byte {
 		t.Fatal("golden case has no TestProxy document")
 	}
 	for _, tp := range proxies {
-		p, err := model.ParseProxy(tp.ID, tp.Metadata)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := translate.ForProxy(snap, p)
+		o := translate.ForProxy(snap, tp.parse(t))
 		doc := map[string]any{"proxy": tp.ID}
+		if tp.Identity != "" {
+			doc["identity"] = tp.Identity
+		}
 		doc["clusters"] = toYAMLList(t, o.Clusters)
 		doc["endpoints"] = toYAMLList(t, o.Endpoints)
 		doc["listeners"] = toYAMLList(t, o.Listeners)

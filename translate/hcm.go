@@ -31,6 +31,11 @@ type hcmOptions struct {
 	// authFilters come first in the chain: jwt_authn (jwt.go), so that the RBAC
 	// filters (authz) see the verified token's payload.
 	authFilters []*hcmv3.HttpFilter
+	// forwardClientCert: the chain terminates Istio mTLS, so tell the app who
+	// called (x-forwarded-client-cert with the caller's URI=spiffe://…), as
+	// Istio's inbound does. Plaintext chains keep Envoy's default: sanitize,
+	// so no caller can claim an identity it did not prove.
+	forwardClientCert bool
 }
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
@@ -47,6 +52,10 @@ func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
 		HttpFilters:      filters,
 		UseRemoteAddress: boolv(o.gateway),
 		NormalizePath:    boolv(true),
+	}
+	if o.forwardClientCert {
+		m.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
+		m.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Subject: boolv(true), Dns: true, Uri: true}
 	}
 	if o.gateway {
 		m.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}

@@ -9,7 +9,9 @@ import (
 )
 
 // GatewayListeners builds one bound listener `0.0.0.0_<port>` per plain-HTTP port
-// of the Gateways that select the proxy, routing through RDS `http.<port>`.
+// of the Gateways that select the proxy, routing through RDS `http.<port>`, with
+// the RequestAuthentication (jwt.go) and AuthorizationPolicy (rbac.go) filters
+// that select the gateway workload.
 func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
 	bindIP := "0.0.0.0"
 	if proxy.GatewayBindIP != "" {
@@ -22,9 +24,12 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 	}
 	sortU32(ports)
 	var out []*listenerv3.Listener
-	var authn []*hcmv3.HttpFilter
+	var authn, authz []*hcmv3.HttpFilter
 	if len(ports) > 0 {
 		authn = jwtHTTPFilters(snap, proxy)
+		// AuthorizationPolicies select the gateway workload like any other:
+		// its namespace and labels, plus the root namespace's.
+		authz = inboundRBAC(orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels)), false).httpFilters()
 	}
 	for _, port := range ports {
 		name := OutboundHTTPListenerName(port)
@@ -33,7 +38,7 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 			Address:          socketAddress(bindIP, port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true, routeFilters: true, authFilters: authn}),
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
 			}}},
 		})
 	}

@@ -174,8 +174,15 @@ func inboundPorts(snap *model.Snapshot, proxy *model.Proxy) []inboundPort {
 }
 
 // SidecarInboundListeners builds virtualInbound (15006, where capture sends all
-// inbound TCP): a filter chain per port the workload serves, matched on the
-// original destination port, and a passthrough chain for everything else.
+// inbound TCP): filter chains per port the workload serves, matched on the
+// original destination port, and passthrough chains for everything else. The
+// chains of a port follow its PeerAuthentication mode (mtls_inbound.go).
+//
+// Passthrough for other ports is the default filter chain as long as no chain
+// matches on transport. Once one does, Envoy would hand a connection that a
+// port's chains refuse (plaintext to a STRICT port) to the default chain, so
+// then passthrough becomes port-less filter chains with the workload's mode
+// and there is no default chain: what no chain accepts is closed.
 func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
 	l := &listenerv3.Listener{
 		Name:             VirtualInboundListener,
@@ -188,23 +195,79 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 	}
 	policies := orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels))
 	authn := jwtHTTPFilters(snap, proxy)
+	mtls := snap.MTLSFor(proxy.Namespace, proxy.Labels)
+	identity := proxy.Identity != ""
+	inspect := map[uint32]bool{}
 	for _, in := range inboundPorts(snap, proxy) {
 		cluster := InboundClusterName(in.targetPort)
-		fc := &listenerv3.FilterChain{
-			Name:             cluster,
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: u32(in.targetPort)},
+		http := in.port.Protocol.IsHTTP()
+		variants := inboundVariants(mtls.ForPort(in.targetPort), identity, http)
+		inspect[in.targetPort] = inspects(variants)
+		for _, v := range variants {
+			if v.refuse {
+				l.FilterChains = append(l.FilterChains, refusedChain(v.chainName(cluster), v.match(in.targetPort)))
+				continue
+			}
+			fc := &listenerv3.FilterChain{Name: v.chainName(cluster), FilterChainMatch: v.match(in.targetPort)}
+			if v.mtls {
+				fc.TransportSocket = downstreamMTLS(http)
+			}
+			if http {
+				fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
+					authFilters: authn, authz: inboundRBAC(policies, false).httpFilters(), forwardClientCert: v.mtls})}
+			} else {
+				fc.Filters = append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(cluster, cluster))
+			}
+			l.FilterChains = append(l.FilterChains, fc)
 		}
-		if in.port.Protocol.IsHTTP() {
-			fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
-				authFilters: authn, authz: inboundRBAC(policies, false).httpFilters()})}
-		} else {
-			fc.Filters = append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(cluster, cluster))
-		}
-		l.FilterChains = append(l.FilterChains, fc)
 	}
-	l.DefaultFilterChain = &listenerv3.FilterChain{
-		Name:    "inbound-passthrough",
-		Filters: append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
+	passthrough := func(name string, port uint32, v inboundVariant) *listenerv3.FilterChain {
+		if v.refuse {
+			return refusedChain(v.chainName(name), v.match(port))
+		}
+		fc := &listenerv3.FilterChain{
+			Name:             v.chainName(name),
+			FilterChainMatch: v.match(port),
+			Filters:          append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
+		}
+		if v.mtls {
+			fc.TransportSocket = downstreamMTLS(false)
+		}
+		return fc
+	}
+	// Ports the workload's policy names that no service covers keep their own
+	// mode, as in Istio (say a STRICT workload with a plaintext metrics port).
+	for _, port := range mtls.Ports() {
+		if _, served := inspect[port]; served || mtls.ForPort(port) == mtls.Mode {
+			continue
+		}
+		variants := inboundVariants(mtls.ForPort(port), identity, false)
+		inspect[port] = inspects(variants)
+		for _, v := range variants {
+			l.FilterChains = append(l.FilterChains, passthrough("inbound-passthrough-"+itoa(port), port, v))
+		}
+	}
+	variants := inboundVariants(mtls.Mode, identity, false)
+	portMatch := false
+	for _, need := range inspect {
+		portMatch = portMatch || need
+	}
+	if !portMatch && !inspects(variants) {
+		l.DefaultFilterChain = passthrough("inbound-passthrough", 0, variants[0])
+		return []*listenerv3.Listener{l}
+	}
+	for _, v := range variants {
+		l.FilterChains = append(l.FilterChains, passthrough("inbound-passthrough", 0, v))
+	}
+	l.ListenerFilters = append(l.ListenerFilters, inboundTLSInspector(inspect, inspects(variants)))
+	// A client that sends nothing first (a plaintext client of a server-first
+	// protocol such as MySQL on a PERMISSIVE port) is let through as plaintext
+	// once the inspector gives up: after MeshConfig protocolDetectionTimeout
+	// as in istiod (0s: never), else Envoy's default 15 s. STRICT and DISABLE
+	// ports do not wait (Istio's advice for server-first protocols).
+	l.ContinueOnListenerFiltersTimeout = true
+	if t := snap.Mesh.GetProtocolDetectionTimeout(); t != nil {
+		l.ListenerFiltersTimeout = t
 	}
 	return []*listenerv3.Listener{l}
 }

@@ -36,6 +36,13 @@
 //	                               on inbound chains, action order, fail closed)
 //	  from, when (caller side)     rbac_principals.go
 //	  to, when (destination side)  rbac_permissions.go
+//	  on gateways                  listeners_gateway.go (RBAC in every gateway HCM)
+//	PeerAuthentication             pkg/model/peerauthentication.go (validation, precedence:
+//	                                 MTLSFor); mtls_inbound.go (chains per mode, passthrough,
+//	                                 tls_inspector), listeners_sidecar.go (virtualInbound, XFCC)
+//	DestinationRule tls, auto mTLS mtls_outbound.go (cluster transport sockets, tlsMode
+//	                                 endpoint metadata); who may originate it: model.Scope.ClientMTLS
+//	                                 (proxy Identity); secure naming SANs: pkg/model/identity.go
 package translate
 
 import (

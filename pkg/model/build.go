@@ -36,8 +36,11 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildSidecars(in)
 	s.buildAuthorizationPolicies(in)
 	s.buildRequestAuthentications(in)
+	s.buildPeerAuthentications(in)
 	s.noteExportRestrictions()
+	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
+	s.ConfigHash = mixHash(s.ConfigHash, ids)
 	return s
 }
 

@@ -18,7 +18,16 @@ type Scope struct {
 	Namespace string
 	// Sidecar is the Sidecar resource that applies, or nil (everything visible).
 	Sidecar *networking.Sidecar
+	// ClientMTLS: the proxy has a proven Identity, so it will be sent the
+	// `default` and `ROOTCA` secrets and its outbound clusters may originate
+	// Istio mTLS (auto mTLS). Proxies without one get plaintext clusters: a
+	// cluster waiting for a secret that never comes would never warm. Part of
+	// Key ("|mtls").
+	ClientMTLS bool
 }
+
+// scopeKeyMTLS marks the scopes of proxies with an identity.
+const scopeKeyMTLS = "|mtls"
 
 // ScopeFor picks the proxy's scope the way Istio picks its Sidecar: a Sidecar in
 // the proxy's namespace whose workloadSelector matches its labels, else the one
@@ -42,6 +51,10 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 			// A mesh-wide default with "./..." hosts means "the proxy's own namespace".
 			sc.Key += "|ns=" + p.Namespace
 		}
+	}
+	if p.Identity != "" {
+		sc.ClientMTLS = true
+		sc.Key += scopeKeyMTLS
 	}
 	return sc
 }
@@ -94,6 +107,11 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 	}
 	v := *s
 	v.Errors = nil
+	v.clientMTLS = sc.ClientMTLS
+	if strings.TrimSuffix(sc.Key, scopeKeyMTLS) == "" {
+		// Sees everything, only originates mTLS: the shared view plus the flag.
+		return &v
+	}
 	v.services = map[string]*Service{}
 	v.serviceList = nil
 	for _, svc := range s.serviceList {
@@ -122,6 +140,10 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 	}
 	return &v
 }
+
+// ClientMTLS reports whether the view is for proxies with an identity, whose
+// outbound clusters originate Istio mTLS (Scope.ClientMTLS).
+func (s *Snapshot) ClientMTLS() bool { return s.clientMTLS }
 
 // sidecarAllows applies the Sidecar's egress hosts ("ns/dnsName") to an object
 // of namespace ns with the given hosts. No Sidecar, or one without egress,

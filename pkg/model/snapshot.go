@@ -108,6 +108,13 @@ type Snapshot struct {
 	authzPolicies []*AuthzPolicy
 	// requestAuthns holds the valid RequestAuthentications, oldest first.
 	requestAuthns []*security.RequestAuthentication
+	// peerAuthns: valid PeerAuthentications by level (peerauthentication.go).
+	peerAuthns peerAuthns
+	// identities: SPIFFE IDs behind each service, by hostname (identity.go).
+	identities map[string][]string
+	// clientMTLS: the view is for proxies that hold a workload certificate, so
+	// their outbound clusters may originate Istio mTLS (Scope.ClientMTLS).
+	clientMTLS bool
 	// exportRestricted: some object limits its visibility (exportTo), so what a
 	// proxy sees depends on its namespace.
 	exportRestricted bool

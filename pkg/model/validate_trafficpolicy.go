@@ -45,6 +45,7 @@ func (v *validator) trafficPolicy(f string, p *networkingapi.TrafficPolicy) {
 	v.loadBalancer(f+".loadBalancer", p.GetLoadBalancer())
 	v.connectionPool(f+".connectionPool", p.GetConnectionPool())
 	v.outlierDetection(f+".outlierDetection", p.GetOutlierDetection())
+	v.clientTLS(f+".tls", p.GetTls())
 	ports := map[uint32]int{}
 	for i, pl := range p.GetPortLevelSettings() {
 		pf := fmt.Sprintf("%s.portLevelSettings[%d]", f, i)
@@ -69,6 +70,58 @@ func (v *validator) trafficPolicy(f string, p *networkingapi.TrafficPolicy) {
 		v.loadBalancer(pf+".loadBalancer", pl.GetLoadBalancer())
 		v.connectionPool(pf+".connectionPool", pl.GetConnectionPool())
 		v.outlierDetection(pf+".outlierDetection", pl.GetOutlierDetection())
+		v.clientTLS(pf+".tls", pl.GetTls())
+	}
+}
+
+// clientTLS follows istiod's checks of ClientTLSSettings, plus Envoy's limits
+// on what they become (an SNI over 255 bytes, an empty SAN matcher).
+// credentialName names a Kubernetes Secret that only a gateway's own SDS could
+// serve; istiod ignores such settings on sidecars and mizzen serves no
+// credentials to gateways either, so the setting is ignored (warning) rather
+// than a cluster left waiting for a secret.
+func (v *validator) clientTLS(f string, t *networkingapi.ClientTLSSettings) {
+	if t == nil {
+		return
+	}
+	mode := t.GetMode()
+	if _, ok := networkingapi.ClientTLSSettings_TLSmode_name[int32(mode)]; !ok {
+		v.fail(f+".mode", "InvalidTLSMode", fmt.Sprintf("unknown mode %d (want DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL)", mode))
+		return
+	}
+	if len(t.GetSni()) > 255 {
+		v.fail(f+".sni", "InvalidSNI", "sni must be at most 255 bytes")
+	}
+	for i, san := range t.GetSubjectAltNames() {
+		if san == "" {
+			v.fail(fmt.Sprintf("%s.subjectAltNames[%d]", f, i), "InvalidSubjectAltName", "subject alt name must not be empty")
+		}
+	}
+	fileTLS := mode == networkingapi.ClientTLSSettings_SIMPLE || mode == networkingapi.ClientTLSSettings_MUTUAL
+	if !fileTLS {
+		return
+	}
+	if t.GetInsecureSkipVerify().GetValue() {
+		if t.GetCaCertificates() != "" || len(t.GetSubjectAltNames()) > 0 || (mode == networkingapi.ClientTLSSettings_SIMPLE && t.GetCredentialName() != "") {
+			v.fail(f+".insecureSkipVerify", "ConflictingTLSSettings", "caCertificates, subjectAltNames (and for SIMPLE credentialName) cannot be set when insecureSkipVerify is true")
+		}
+	}
+	if t.GetCredentialName() != "" {
+		if t.GetClientCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" || t.GetCaCrl() != "" {
+			v.fail(f+".credentialName", "ConflictingTLSSettings", "clientCertificate, privateKey, caCertificates and caCrl cannot be set with credentialName")
+			return
+		}
+		v.warn(f+".credentialName", "UnsupportedField",
+			"credentialName is not supported (istiod ignores it on sidecars; mizzen serves no Secret-backed credentials yet): these tls settings are ignored, connections stay plaintext")
+		return
+	}
+	if mode == networkingapi.ClientTLSSettings_MUTUAL {
+		if t.GetClientCertificate() == "" {
+			v.fail(f+".clientCertificate", "MissingField", "clientCertificate is required for MUTUAL")
+		}
+		if t.GetPrivateKey() == "" {
+			v.fail(f+".privateKey", "MissingField", "privateKey is required for MUTUAL")
+		}
 	}
 }
 
