@@ -132,4 +132,36 @@ spec:
 			}
 		}
 	}
+
+	// With an AuthorizationPolicy on the gateway requiring a request
+	// principal, the request without a token is now refused (403), as in
+	// Istio's "require JWT at ingress" task; a valid token still passes.
+	b.WriteConfig(t, "require-jwt.yaml", fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: istio-system}
+spec:
+  selector:
+    matchLabels: {istio: ingressgateway}
+  action: ALLOW
+  rules:
+  - from: [{source: {requestPrincipals: ["%s/*"]}}]
+`, issuer))
+	eventually(t, 10*time.Second, "no token → 403 once a request principal is required", func(ctx context.Context) error {
+		if st, _, err := get(ctx, ""); err != nil || st != 403 {
+			return fmt.Errorf("no token: status %d, %v", st, err)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		name   string
+		token  string
+		status int
+	}{{"no token", "", 403}, {"valid token", valid, 200}, {"garbage", "abcd", 401}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, _, err := get(ctx, tc.token)
+		cancel()
+		if err != nil || st != tc.status {
+			t.Errorf("with the policy, %s: status %d (%v), want %d", tc.name, st, err, tc.status)
+		}
+	}
 }

@@ -98,7 +98,9 @@ func (s *secrets) issue(identity string, now time.Time) (*secretState, error) {
 	if err != nil {
 		return nil, err
 	}
-	life := cert.NotAfter.Sub(cert.NotBefore)
+	// The lifetime counts from now: NotBefore is backdated for clock skew,
+	// and counting from it would renew a short-lived certificate at once.
+	life := cert.NotAfter.Sub(now)
 	jitter := time.Duration(rand.Int64N(int64(life/10) + 1))
 	return &secretState{
 		chainPEM: chain, leaf: leaf, ca: root, rootPEM: rootPEM,
