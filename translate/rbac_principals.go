@@ -121,10 +121,18 @@ func requestPrincipal(v string) *rbacv3.Principal {
 	exact := func(x string) *matcherv3.ValueMatcher {
 		return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: x}}}}
 	}
+	// An empty prefix or suffix ("<iss>/*") means any value; Envoy refuses
+	// empty ones (PGV min_len 1), so they become presence.
 	prefix := func(x string) *matcherv3.ValueMatcher {
+		if x == "" {
+			return present
+		}
 		return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: x}}}}
 	}
 	suffix := func(x string) *matcherv3.ValueMatcher {
+		if x == "" {
+			return present
+		}
 		return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: x}}}}
 	}
 	iss := func(m *matcherv3.ValueMatcher) *rbacv3.Principal { return metadataPrincipal([]string{"iss"}, m) }
