@@ -37,11 +37,12 @@ type proxyConfigOptions struct {
 	timeout time.Duration
 }
 
-// addMizzenFlag adds --monitoring-addr (alias --mizzen): where mizzen's debug
-// endpoints are, host:port or a URL.
-func addMizzenFlag(fs *pflag.FlagSet, dst *string) {
+// addMizzenFlag adds --monitoring-addr (alias --mizzen) to fs, one of cmd's
+// flag sets: where mizzen's debug endpoints are, host:port or a URL.
+func addMizzenFlag(cmd *cobra.Command, fs *pflag.FlagSet, dst *string) {
 	fs.StringVar(dst, "monitoring-addr", "127.0.0.1:15014", "mizzen's monitoring address (host:port or URL; alias --mizzen)")
-	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	// Global, so subcommands' merged flag sets know the alias too.
+	cmd.SetGlobalNormalizationFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "mizzen" {
 			name = "monitoring-addr"
 		}
@@ -60,7 +61,7 @@ func newProxyConfigCommand() *cobra.Command {
 			"/clusters?format=json for endpoints). The proxy is a node ID or any part of one (pod, pod.namespace, IP).",
 	}
 	pf := cmd.PersistentFlags()
-	addMizzenFlag(pf, &o.mizzen)
+	addMizzenFlag(cmd, pf, &o.mizzen)
 	pf.StringVar(&o.admin, "admin", "", "read the proxy's own config from this Envoy admin address (e.g. 127.0.0.1:15000) instead of mizzen's view")
 	pf.StringVarP(&o.output, "output", "o", "table", "table, json or yaml (json/yaml print the raw protos)")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for mizzen or Envoy")

@@ -84,6 +84,7 @@ func compareProxyConfig(want, got *proxyConfig) ([]typeDiff, error) {
 	}
 	build := func(pc *proxyConfig, typ string) (side, error) {
 		var items []named
+		var kind string // of resource, for the line naming each
 		var loaded time.Time
 		var latest string // the version of the resource loaded last
 		seen := func(version string, updated time.Time) {
@@ -96,7 +97,8 @@ func compareProxyConfig(want, got *proxyConfig) ([]typeDiff, error) {
 			if err != nil {
 				return fmt.Errorf("%s %s of %s: %w", typ, name, pc.source, err)
 			}
-			items = append(items, named{name, b})
+			// A line naming the resource, so every hunk says whose it is.
+			items = append(items, named{name, "# " + kind + " " + name + "\n" + b})
 			seen(version, updated)
 			return nil
 		}
@@ -104,21 +106,21 @@ func compareProxyConfig(want, got *proxyConfig) ([]typeDiff, error) {
 		var err error
 		switch typ {
 		case "Clusters":
-			label = "cds"
+			label, kind = "cds", "cluster"
 			for _, e := range pc.clusters {
 				if e.dynamic() && err == nil {
 					err = add(e.msg.GetName(), e.msg, e.version, e.lastUpdated)
 				}
 			}
 		case "Listeners":
-			label = "lds"
+			label, kind = "lds", "listener"
 			for _, e := range pc.listeners {
 				if e.dynamic() && err == nil {
 					err = add(e.msg.GetName(), e.msg, e.version, e.lastUpdated)
 				}
 			}
 		case "Routes":
-			label = "rds"
+			label, kind = "rds", "route configuration"
 			for _, e := range pc.routes {
 				if e.dynamic() && err == nil {
 					err = add(e.msg.GetName(), e.msg, e.version, e.lastUpdated)
@@ -169,14 +171,16 @@ func compareProxyConfig(want, got *proxyConfig) ([]typeDiff, error) {
 		}
 		d := typeDiff{Type: typ, Match: w.text == g.text, MizzenVersion: w.version, EnvoyVersion: g.version, LastLoaded: g.loaded}
 		if !d.Match {
+			a := difflib.SplitLines(w.text)
 			d.Diff, err = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-				A: difflib.SplitLines(w.text), B: difflib.SplitLines(g.text),
+				A: a, B: difflib.SplitLines(g.text),
 				FromFile: want.source + " (what mizzen serves now)", ToFile: got.source + " (what the proxy holds)",
 				Context: 3,
 			})
 			if err != nil {
 				return nil, err
 			}
+			d.Diff = nameHunks(d.Diff, a)
 		}
 		out = append(out, d)
 	}
@@ -184,6 +188,25 @@ func compareProxyConfig(want, got *proxyConfig) ([]typeDiff, error) {
 }
 
 type named struct{ name, text string }
+
+// nameHunks appends to each hunk header the resource the hunk starts in (the
+// "# <kind> <name>" line before it in a), as git names the function.
+func nameHunks(diff string, a []string) string {
+	lines := strings.Split(diff, "\n")
+	for i, l := range lines {
+		var start int // "@@ -start,len" or "@@ -start" for one line
+		if _, err := fmt.Sscanf(l, "@@ -%d", &start); err != nil {
+			continue
+		}
+		for j := min(start-1, len(a)-1); j >= 0; j-- {
+			if strings.HasPrefix(a[j], "# ") {
+				lines[i] = l + " " + strings.TrimSuffix(a[j], "\n")
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
 
 // normalJSON is a resource as indented JSON with sorted keys, so the same
 // proto reads the same whoever serialized it.

@@ -57,7 +57,7 @@ func newProxyStatusCommand() *cobra.Command {
 			return printProxyStatus(cmd.OutOrStdout(), output, rows)
 		},
 	}
-	addMizzenFlag(cmd.Flags(), &addr)
+	addMizzenFlag(cmd, cmd.Flags(), &addr)
 	cmd.Flags().StringVar(&admin, "admin", "", "with a proxy: compare its config, read from this Envoy admin address (e.g. 127.0.0.1:15000), with mizzen's view")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for mizzen or Envoy")
