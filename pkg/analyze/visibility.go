@@ -72,7 +72,9 @@ func (a *analysis) meshClients() []*clientGroup {
 		sort.Strings(g.pods)
 		out = append(out, g)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ns+"|"+sidecarName(out[i].sidecar) < out[j].ns+"|"+sidecarName(out[j].sidecar) })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].ns+"|"+sidecarName(out[i].sidecar) < out[j].ns+"|"+sidecarName(out[j].sidecar)
+	})
 	return out
 }
 
