@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -242,4 +243,102 @@ func TestProxyConfigAgainstGateway(t *testing.T) {
 			t.Errorf("push_status lacks the gateway with ACKed cds and rds:\n%s", body)
 		}
 	})
+}
+
+// TestProxyConfigSidecars: on real sidecars (mesh rig, Kubernetes mode) mizzen's
+// view and each sidecar's own config match for every type, inbound side
+// included, and proxy-config shows the sidecar's listeners, clusters and the
+// VirtualService behind its routes from both sides.
+func TestProxyConfigSidecars(t *testing.T) {
+	m := rig.StartMesh(t, rig.MeshOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	web := m.AddService(t, rig.ServiceSpec{Name: "web", Selector: map[string]string{"app": "web"},
+		Ports: []rig.ServicePort{{Name: "http", Port: 80, TargetPort: 8080}, {Name: "tcp-echo", Port: 9000}}})
+	m.AddWorkload(t, rig.WorkloadSpec{Name: "web-v1", IP: "198.18.3.1", Labels: map[string]string{"app": "web", "version": "v1"},
+		App: rig.AppSpec{Ports: []int{8080}, TCPPorts: []int{9000}}, Sidecar: true})
+	client := m.AddWorkload(t, rig.WorkloadSpec{Name: "client", IP: "198.18.3.10", Labels: map[string]string{"app": "client"}, Sidecar: true})
+	m.API.Apply(t, `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: default}
+spec:
+  host: web
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web]
+  http:
+  - match: [{headers: {x-canary: {exact: "yes"}}}]
+    route: [{destination: {host: web, subset: v1}}]
+  - route: [{destination: {host: web}}]
+`)
+	mz := []string{"--monitoring-addr", m.Mizzen.MonitoringAddr}
+
+	for _, w := range []string{"web-v1", "client"} {
+		var out string
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(context.Context) error {
+			var err error
+			wl := map[string]string{"web-v1": "198.18.3.1", "client": "198.18.3.10"}[w]
+			out, err = mizzenCLI(t, append([]string{"proxy-status", w + ".default", "--admin", wl + ":15000"}, mz...)...)
+			if err != nil || !strings.Contains(out, "Routes Match") {
+				return fmt.Errorf("%v", err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("proxy-status %s --admin never matched: %v\n%s", w, err, out)
+		}
+		if !strings.Contains(out, "Clusters Match\nListeners Match\nRoutes Match") || !strings.HasSuffix(out, "Endpoints Match\n") {
+			t.Errorf("proxy-status %s --admin:\n%s", w, out)
+		}
+	}
+
+	// The client's routes name the VirtualService; the header match shows.
+	out, err := mizzenCLI(t, "proxy-config", "routes", "--admin", client.Envoy.AdminAddr, "--name", "80")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var rows []string
+	for _, r := range tableRows(t, out) {
+		if r[1] == web.Hostname+":80" {
+			rows = append(rows, r[3]+" | "+r[4])
+		}
+	}
+	if want := []string{"/* (x-canary=yes) | web.default", "/* | web.default"}; !slices.Equal(rows, want) {
+		t.Errorf("client routes for %s: %v, want %v\n%s", web.Hostname, rows, want, out)
+	}
+
+	// The server's listeners: capture ports, its TCP service's VIP listener,
+	// and inbound chains per port, from both sides.
+	for _, args := range [][]string{
+		append([]string{"proxy-config", "listeners", "web-v1.default"}, mz...),
+		{"proxy-config", "listeners", "--admin", "198.18.3.1:15000"},
+	} {
+		out, err := mizzenCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		got := joinRows(tableRows(t, out))
+		for _, want := range []string{
+			"0.0.0.0 | 80 | ALL | Route: 80",
+			web.ClusterIP + " | 9000 | ALL | Cluster: outbound|9000||" + web.Hostname,
+			"0.0.0.0 | 15001 | ALL | Cluster: PassthroughCluster",
+			"0.0.0.0 | 15006 | ALL | Cluster: InboundPassthroughCluster",
+		} {
+			if !slices.Contains(got, want) {
+				t.Errorf("%v: no row %q in\n%s", args, want, out)
+			}
+		}
+	}
+	out, err = mizzenCLI(t, append([]string{"proxy-config", "clusters", "web-v1.default", "--direction", "inbound"}, mz...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// inbound|<target port>||, no FQDN: the first cell is empty.
+	want := []string{"8080 | - | inbound | ORIGINAL_DST | -", "9000 | - | inbound | ORIGINAL_DST | -"}
+	if got := joinRows(tableRows(t, out)); !slices.Equal(got, want) {
+		t.Errorf("web-v1's inbound clusters: %v, want %v\n%s", got, want, out)
+	}
 }
