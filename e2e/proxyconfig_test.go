@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -255,7 +256,7 @@ func TestProxyConfigSidecars(t *testing.T) {
 	defer cancel()
 	web := m.AddService(t, rig.ServiceSpec{Name: "web", Selector: map[string]string{"app": "web"},
 		Ports: []rig.ServicePort{{Name: "http", Port: 80, TargetPort: 8080}, {Name: "tcp-echo", Port: 9000}}})
-	m.AddWorkload(t, rig.WorkloadSpec{Name: "web-v1", IP: "198.18.3.1", Labels: map[string]string{"app": "web", "version": "v1"},
+	web1 := m.AddWorkload(t, rig.WorkloadSpec{Name: "web-v1", IP: "198.18.3.1", Labels: map[string]string{"app": "web", "version": "v1"},
 		App: rig.AppSpec{Ports: []int{8080}, TCPPorts: []int{9000}}, Sidecar: true})
 	client := m.AddWorkload(t, rig.WorkloadSpec{Name: "client", IP: "198.18.3.10", Labels: map[string]string{"app": "client"}, Sidecar: true})
 	m.API.Apply(t, `apiVersion: networking.istio.io/v1
@@ -332,6 +333,37 @@ spec:
 			}
 		}
 	}
+	// Secrets: the workload certificate and the root in mizzen's view (served
+	// without private keys), the same serials in the sidecar.
+	var secretRows [2][]string
+	for i, args := range [][]string{
+		append([]string{"proxy-config", "secret", "web-v1.default"}, mz...),
+		{"proxy-config", "secret", "--admin", "198.18.3.1:15000"},
+	} {
+		out, err := mizzenCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, r := range tableRows(t, out) {
+			if len(r) != 7 || r[3] != "true" || r[2] != "ACTIVE" {
+				t.Errorf("%v: row %q is not an ACTIVE valid certificate\n%s", args, r, out)
+				continue
+			}
+			secretRows[i] = append(secretRows[i], r[0]+" | "+r[1]+" | "+r[4])
+		}
+	}
+	// Envoy holds a secret only once a transport socket asks for it (mTLS);
+	// until then its side is empty, after that it must show the same.
+	if len(secretRows[0]) != 2 || !strings.HasPrefix(secretRows[0][0], "ROOTCA | CA | ") || !strings.HasPrefix(secretRows[0][1], "default | Cert Chain | ") ||
+		(len(secretRows[1]) > 0 && !slices.Equal(secretRows[0], secretRows[1])) {
+		t.Errorf("secrets in mizzen's view %v, in the sidecar %v; want ROOTCA (CA) and default (Cert Chain), the same in the sidecar if it holds any",
+			secretRows[0], secretRows[1])
+	}
+	dump, err := m.Mizzen.Get(ctx, "/debug/config_dump?proxyID="+url.QueryEscape(web1.ProxyID))
+	if err != nil || !strings.Contains(string(dump), `"certificateChain"`) || strings.Contains(strings.ToLower(string(dump)), "privatekey") {
+		t.Errorf("mizzen's config_dump of web-v1 must carry certificates and no private key (%v)", err)
+	}
+
 	out, err = mizzenCLI(t, append([]string{"proxy-config", "clusters", "web-v1.default", "--direction", "inbound"}, mz...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
@@ -76,7 +78,8 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 }
 
 // DebugHandler serves /debug/syncz, /debug/connections, /debug/config_dump?proxyID=,
-// /debug/configz and /debug/push_status, to loopback clients only (LoopbackOnly).
+// /debug/configz, /debug/push_status and /debug/changes. Whoever serves it
+// decides who may ask: mizzen serve wraps it in LoopbackOnly.
 func (s *Server) DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/configz", s.serveConfigz)
@@ -110,12 +113,21 @@ func (s *Server) DebugHandler() http.Handler {
 				continue
 			}
 			if typeIndex(t) == sdsType {
-				// Private keys never leave through a debug endpoint: names only.
+				// Private keys never leave through a debug endpoint: secrets
+				// go out without them (certificates are public), so
+				// proxy-config secret can show serials and validity.
 				var names []string
+				var list []json.RawMessage
 				for _, it := range set.all() {
 					names = append(names, it.name)
+					b, err := publicSecretJSON(it.any)
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+						return
+					}
+					list = append(list, b)
 				}
-				dump[typeLabels[t]] = map[string]any{"version": set.version, "names": names}
+				dump[typeLabels[t]] = map[string]any{"version": set.version, "names": names, "resources": list}
 				continue
 			}
 			var list []json.RawMessage
@@ -131,7 +143,7 @@ func (s *Server) DebugHandler() http.Handler {
 		}
 		writeJSON(w, dump)
 	})
-	return LoopbackOnly(mux)
+	return mux
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -139,6 +151,22 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// publicSecretJSON renders an SDS secret without its private key.
+func publicSecretJSON(a *anypb.Any) ([]byte, error) {
+	sec := &tlsv3.Secret{}
+	if err := a.UnmarshalTo(sec); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if c := sec.GetTlsCertificate(); c != nil {
+		c.PrivateKey, c.PrivateKeyProvider, c.Password = nil, nil, nil
+	}
+	pub, err := anypb.New(sec)
+	if err != nil {
+		return nil, err
+	}
+	return protojson.Marshal(pub)
 }
 
 // LoopbackOnly lets only loopback clients through. Debug views show every
@@ -175,7 +203,9 @@ type PushRecord struct {
 	Trigger  string        `json:"trigger,omitempty"`
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"-"`
-	Proxies  int           `json:"proxies"`
+	// Took is Duration as text ("1.2ms"), set by record.
+	Took    string `json:"duration"`
+	Proxies int    `json:"proxies"`
 	// Error is set when the generation could not be built: proxies kept the
 	// previous one.
 	Error string `json:"error,omitempty"`
@@ -183,6 +213,7 @@ type PushRecord struct {
 
 // record is called by push once per snapshot.
 func (l *pushLog) record(r PushRecord) {
+	r.Took = r.Duration.String()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.last = &r
@@ -199,8 +230,6 @@ func (l *pushLog) get() (*PushRecord, uint64) {
 // snapshot being served, and each proxy's responses per type.
 type PushStatus struct {
 	LastPush *PushRecord `json:"last_push,omitempty"`
-	// Duration is LastPush.Duration in a readable form ("1.2ms").
-	Duration string `json:"duration,omitempty"`
 	// Pushes counts the snapshots pushed since start.
 	Pushes uint64 `json:"pushes"`
 	// ServedVersion is the snapshot version proxies are given now (differs
@@ -246,9 +275,6 @@ type TypePushCount struct {
 func (s *Server) PushStatus() PushStatus {
 	last, total := s.pushes.get()
 	st := PushStatus{LastPush: last, Pushes: total, ConfigErrors: map[string]map[string]int{}}
-	if last != nil {
-		st.Duration = last.Duration.String()
-	}
 	s.mu.Lock()
 	gen := s.gen
 	s.mu.Unlock()

@@ -23,7 +23,7 @@ func monitoringMux(reg *prometheus.Registry, server *xds.Server) *http.ServeMux 
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/debug/", server.DebugHandler())
+	mux.Handle("/debug/", xds.LoopbackOnly(server.DebugHandler()))
 	mux.Handle("/debug/pprof/", xds.LoopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/cmdline", xds.LoopbackOnly(http.HandlerFunc(pprof.Cmdline)))
 	mux.Handle("/debug/pprof/profile", xds.LoopbackOnly(http.HandlerFunc(pprof.Profile)))

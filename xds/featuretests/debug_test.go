@@ -18,7 +18,7 @@ func debugGet(t *testing.T, h *harness, remote, path string) *httptest.ResponseR
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	req.RemoteAddr = remote
 	rec := httptest.NewRecorder()
-	h.srv.DebugHandler().ServeHTTP(rec, req)
+	xds.LoopbackOnly(h.srv.DebugHandler()).ServeHTTP(rec, req)
 	return rec
 }
 
