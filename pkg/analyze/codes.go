@@ -80,9 +80,9 @@ func classify(code string, warning bool) (id, hint string) {
 	case "MisplacedAnnotation":
 		return MisplacedAnnotation, "move the annotation to a kind of object that reads it"
 	case "NoServerCertificateVerification":
-		return NoServerCertVerificationDestinationLevel, "set caCertificates (or credentialName), or insecureSkipVerify: true to skip verification explicitly"
+		return NoServerCertVerificationDestinationLevel, "set caCertificates (or credentialName) to the CA that issued the server's certificate, and subjectAltNames"
 	case "NoServerCertificateVerificationPortLevel":
-		return NoServerCertVerificationPortLevel, "set caCertificates (or credentialName), or insecureSkipVerify: true to skip verification explicitly"
+		return NoServerCertVerificationPortLevel, "set caCertificates (or credentialName) to the CA that issued the server's certificate, and subjectAltNames"
 	case "WeightsNotSum100":
 		return SchemaValidationError, "make the route's weights add up to 100"
 	case "ParseError", "DecodeError", "InvalidMeshConfig":

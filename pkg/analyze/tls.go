@@ -9,9 +9,10 @@ import (
 )
 
 // serverCertVerification: TLS origination (SIMPLE or MUTUAL) without CA
-// certificates accepts any server certificate, so the connection is encrypted
-// but not authenticated. Istio warns about it (IST0128/IST0129); so does mizzen.
-// ISTIO_MUTUAL is verified against the mesh's root and is fine.
+// certificates checks the server only against the proxy's system CA bundle
+// (as istio-agent does with VERIFY_CERTIFICATE_AT_CLIENT), which any public CA
+// satisfies for any name it issued. Istio warns about it (IST0128/IST0129);
+// so does mizzen. ISTIO_MUTUAL is verified against the mesh's root and is fine.
 func (a *analysis) serverCertVerification() {
 	unverified := func(tls *networkingapi.ClientTLSSettings) bool {
 		mode := tls.GetMode()
@@ -23,13 +24,13 @@ func (a *analysis) serverCertVerification() {
 		tp := dr.Spec.GetTrafficPolicy()
 		if tls := tp.GetTls(); unverified(tls) {
 			a.warn("DestinationRule", dr.Namespace, dr.Name, "spec.trafficPolicy.tls", "NoServerCertificateVerification",
-				fmt.Sprintf("TLS mode %s without caCertificates: the server identity of %s is not verified", tls.GetMode(), host), "")
+				fmt.Sprintf("TLS mode %s without caCertificates or credentialName: the server certificate of %s is checked against the proxy's system CA bundle only, not a CA of yours", tls.GetMode(), host), "")
 		}
 		for i, pl := range tp.GetPortLevelSettings() {
 			if tls := pl.GetTls(); unverified(tls) {
 				a.warn("DestinationRule", dr.Namespace, dr.Name, fmt.Sprintf("spec.trafficPolicy.portLevelSettings[%d].tls", i),
 					"NoServerCertificateVerificationPortLevel",
-					fmt.Sprintf("TLS mode %s without caCertificates: the server identity of %s port %d is not verified",
+					fmt.Sprintf("TLS mode %s without caCertificates or credentialName: the server certificate of %s port %d is checked against the proxy's system CA bundle only, not a CA of yours",
 						tls.GetMode(), host, pl.GetPort().GetNumber()), "")
 			}
 		}
