@@ -326,11 +326,20 @@ spec:
 			"0.0.0.0 | 80 | ALL | Route: 80",
 			web.ClusterIP + " | 9000 | ALL | Cluster: outbound|9000||" + web.Hostname,
 			"0.0.0.0 | 15001 | ALL | Cluster: PassthroughCluster",
-			"0.0.0.0 | 15006 | ALL | Cluster: InboundPassthroughCluster",
+			// PERMISSIVE (no PeerAuthentication): per port a plaintext chain
+			// and an mTLS one, then the passthrough chains.
+			"0.0.0.0 | 15006 | Port: 8080; Trans: raw_buffer | Inline Route: /*",
+			"0.0.0.0 | 15006 | Port: 9000; Trans: raw_buffer | Cluster: inbound|9000||",
+			"0.0.0.0 | 15006 | Trans: raw_buffer | Cluster: InboundPassthroughCluster",
 		} {
 			if !slices.Contains(got, want) {
 				t.Errorf("%v: no row %q in\n%s", args, want, out)
 			}
+		}
+		if !slices.ContainsFunc(got, func(r string) bool {
+			return strings.HasPrefix(r, "0.0.0.0 | 15006 | Port: 8080; Trans: tls; App: istio") && strings.HasSuffix(r, " | Inline Route: /*")
+		}) {
+			t.Errorf("%v: no mTLS chain for port 8080 in\n%s", args, out)
 		}
 	}
 	// Secrets: the workload certificate and the root in mizzen's view (served
@@ -352,11 +361,9 @@ spec:
 			secretRows[i] = append(secretRows[i], r[0]+" | "+r[1]+" | "+r[4])
 		}
 	}
-	// Envoy holds a secret only once a transport socket asks for it (mTLS);
-	// until then its side is empty, after that it must show the same.
 	if len(secretRows[0]) != 2 || !strings.HasPrefix(secretRows[0][0], "ROOTCA | CA | ") || !strings.HasPrefix(secretRows[0][1], "default | Cert Chain | ") ||
-		(len(secretRows[1]) > 0 && !slices.Equal(secretRows[0], secretRows[1])) {
-		t.Errorf("secrets in mizzen's view %v, in the sidecar %v; want ROOTCA (CA) and default (Cert Chain), the same in the sidecar if it holds any",
+		!slices.Equal(secretRows[0], secretRows[1]) {
+		t.Errorf("secrets in mizzen's view %v, in the sidecar %v; want ROOTCA (CA) and default (Cert Chain), the same in both",
 			secretRows[0], secretRows[1])
 	}
 	dump, err := m.Mizzen.Get(ctx, "/debug/config_dump?proxyID="+url.QueryEscape(web1.ProxyID))
