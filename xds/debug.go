@@ -2,11 +2,20 @@ package xds
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"reflect"
 	"sort"
+	"sync"
 	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
 // ProxySyncStatus is one row of /debug/syncz: what was sent to and ACKed by a proxy.
@@ -68,9 +77,13 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 	return out
 }
 
-// DebugHandler serves /debug/syncz, /debug/connections and /debug/config_dump?proxyID=.
+// DebugHandler serves /debug/syncz, /debug/connections, /debug/config_dump?proxyID=,
+// /debug/configz, /debug/push_status and /debug/changes. Whoever serves it
+// decides who may ask: mizzen serve wraps it in LoopbackOnly.
 func (s *Server) DebugHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/configz", s.serveConfigz)
+	mux.HandleFunc("/debug/push_status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.PushStatus()) })
 	mux.HandleFunc("/debug/syncz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.SyncStatus()) })
 	mux.HandleFunc("/debug/changes", s.changes.serveHTTP)
 	mux.HandleFunc("/debug/connections", func(w http.ResponseWriter, _ *http.Request) {
@@ -100,12 +113,21 @@ func (s *Server) DebugHandler() http.Handler {
 				continue
 			}
 			if typeIndex(t) == sdsType {
-				// Private keys never leave through a debug endpoint: names only.
+				// Private keys never leave through a debug endpoint: secrets
+				// go out without them (certificates are public), so
+				// proxy-config secret can show serials and validity.
 				var names []string
+				var list []json.RawMessage
 				for _, it := range set.all() {
 					names = append(names, it.name)
+					b, err := publicSecretJSON(it.any)
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+						return
+					}
+					list = append(list, b)
 				}
-				dump[typeLabels[t]] = map[string]any{"version": set.version, "names": names}
+				dump[typeLabels[t]] = map[string]any{"version": set.version, "names": names, "resources": list}
 				continue
 			}
 			var list []json.RawMessage
@@ -129,4 +151,242 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// publicSecretJSON renders an SDS secret without its private key.
+func publicSecretJSON(a *anypb.Any) ([]byte, error) {
+	sec := &tlsv3.Secret{}
+	if err := a.UnmarshalTo(sec); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if c := sec.GetTlsCertificate(); c != nil {
+		c.PrivateKey, c.PrivateKeyProvider, c.Password = nil, nil, nil
+	}
+	pub, err := anypb.New(sec)
+	if err != nil {
+		return nil, err
+	}
+	return protojson.Marshal(pub)
+}
+
+// LoopbackOnly lets only loopback clients through. Debug views show every
+// proxy's config and the mesh's objects, so, as istiod does for its debug
+// endpoints, they are not served to the network even when the monitoring port
+// is (Prometheus scrapes /metrics from another pod). kubectl port-forward
+// arrives on loopback, so it still works.
+func LoopbackOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, fmt.Sprintf("%s is served to loopback clients only (you are %s); use kubectl port-forward or run the client on mizzen's host",
+				r.URL.Path, r.RemoteAddr), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pushLog keeps the last push for /debug/push_status.
+type pushLog struct {
+	mu    sync.Mutex
+	last  *PushRecord
+	total uint64
+}
+
+// PushRecord describes one push: a snapshot turned into a generation and
+// handed to every connected proxy.
+type PushRecord struct {
+	Version uint64 `json:"version"`
+	// Trigger is "config" (clusters, listeners and routes rebuilt) or
+	// "endpoint" (only endpoints changed, only EDS pushed).
+	Trigger  string        `json:"trigger,omitempty"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"-"`
+	// Took is Duration as text ("1.2ms"), set by record.
+	Took    string `json:"duration"`
+	Proxies int    `json:"proxies"`
+	// Error is set when the generation could not be built: proxies kept the
+	// previous one.
+	Error string `json:"error,omitempty"`
+}
+
+// record is called by push once per snapshot.
+func (l *pushLog) record(r PushRecord) {
+	r.Took = r.Duration.String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.last = &r
+	l.total++
+}
+
+func (l *pushLog) get() (*PushRecord, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last, l.total
+}
+
+// PushStatus is /debug/push_status: the last push, the config errors of the
+// snapshot being served, and each proxy's responses per type.
+type PushStatus struct {
+	LastPush *PushRecord `json:"last_push,omitempty"`
+	// Pushes counts the snapshots pushed since start.
+	Pushes uint64 `json:"pushes"`
+	// ServedVersion is the snapshot version proxies are given now (differs
+	// from LastPush.Version when the last push failed).
+	ServedVersion uint64 `json:"served_version"`
+	Services      int    `json:"services"`
+	// ConfigErrors counts the served snapshot's problems by kind and code
+	// (warnings included); ConfigErrorList names each object and field.
+	ConfigErrors    map[string]map[string]int `json:"config_errors"`
+	ConfigErrorList []ConfigErrorRow          `json:"config_error_list,omitempty"`
+	Proxies         []ProxyPushes             `json:"proxies"`
+}
+
+// ConfigErrorRow is a model.ConfigError with JSON names.
+type ConfigErrorRow struct {
+	Level     string `json:"level"`
+	Code      string `json:"code"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Field     string `json:"field,omitempty"`
+	Message   string `json:"message"`
+}
+
+// ProxyPushes is one proxy's share of the pushes: per type, how many
+// responses it answered (ACK or NACK) and when the last one was sent.
+type ProxyPushes struct {
+	ProxyID string                   `json:"proxy"`
+	Types   map[string]TypePushCount `json:"types"`
+}
+
+// TypePushCount counts one type's responses to one proxy.
+type TypePushCount struct {
+	Responses int       `json:"responses"`
+	Acks      int       `json:"acks"`
+	Nacks     int       `json:"nacks"`
+	Version   string    `json:"sent_version,omitempty"`
+	LastSent  time.Time `json:"last_sent,omitzero"`
+	Resources int       `json:"resources"`
+}
+
+// PushStatus reports the last push as /debug/push_status shows it.
+func (s *Server) PushStatus() PushStatus {
+	last, total := s.pushes.get()
+	st := PushStatus{LastPush: last, Pushes: total, ConfigErrors: map[string]map[string]int{}}
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
+	if gen != nil {
+		st.ServedVersion = gen.snap.Version
+		st.Services = len(gen.snap.Services())
+		for _, e := range gen.snap.Errors {
+			if st.ConfigErrors[e.Kind] == nil {
+				st.ConfigErrors[e.Kind] = map[string]int{}
+			}
+			st.ConfigErrors[e.Kind][e.Code]++
+			level := "Error"
+			if e.Warning {
+				level = "Warning"
+			}
+			st.ConfigErrorList = append(st.ConfigErrorList, ConfigErrorRow{level, e.Code, e.Kind, e.Namespace, e.Name, e.Field, e.Message})
+		}
+	}
+	for _, cn := range s.cache.snapshotConns() {
+		pp := ProxyPushes{ProxyID: cn.id, Types: map[string]TypePushCount{}}
+		cn.mu.Lock()
+		for t := cdsType; t < numTypes; t++ {
+			ts := cn.types[t]
+			c := TypePushCount{Responses: ts.acks + ts.nacks, Acks: ts.acks, Nacks: ts.nacks, Version: ts.sentVersion, LastSent: ts.sentAt}
+			if ts.set != nil {
+				c.Resources = ts.set.len()
+			}
+			pp.Types[typeLabels[t]] = c
+		}
+		cn.mu.Unlock()
+		st.Proxies = append(st.Proxies, pp)
+	}
+	sort.Slice(st.Proxies, func(i, j int) bool { return st.Proxies[i].ProxyID < st.Proxies[j].ProxyID })
+	return st
+}
+
+// serveConfigz writes the served snapshot's inputs, every object by kind and
+// "namespace/name" (cluster-scoped objects by name), optionally narrowed by
+// ?kind=, ?namespace= and ?name=.
+func (s *Server) serveConfigz(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
+	if gen == nil || gen.snap.Inputs == nil {
+		http.Error(w, "no config snapshot built yet", http.StatusServiceUnavailable)
+		return
+	}
+	q := r.URL.Query()
+	objs, err := configzObjects(gen.snap.Inputs, q.Get("kind"), q.Get("namespace"), q.Get("name"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, map[string]any{"version": gen.snap.Version, "objects": objs})
+}
+
+// configzObjects lists model.Inputs by reflection, so a kind added to Inputs
+// shows up here without anyone remembering to. Every field of Inputs is a
+// slice of Kubernetes objects; the kind is the element type's name.
+func configzObjects(in *model.Inputs, kind, ns, name string) (map[string]map[string]json.RawMessage, error) {
+	out := map[string]map[string]json.RawMessage{}
+	v := reflect.ValueOf(in).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Pointer {
+			continue
+		}
+		k := f.Type().Elem().Elem().Name()
+		if kind != "" && kind != k {
+			continue
+		}
+		for j := 0; j < f.Len(); j++ {
+			obj, ok := f.Index(j).Interface().(metav1.Object)
+			if !ok || obj == nil || reflect.ValueOf(obj).IsNil() {
+				continue
+			}
+			if (ns != "" && obj.GetNamespace() != ns) || (name != "" && obj.GetName() != name) {
+				continue
+			}
+			b, err := marshalWithoutManagedFields(obj)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s/%s: %w", k, obj.GetNamespace(), obj.GetName(), err)
+			}
+			if out[k] == nil {
+				out[k] = map[string]json.RawMessage{}
+			}
+			key := obj.GetName()
+			if obj.GetNamespace() != "" {
+				key = obj.GetNamespace() + "/" + key
+			}
+			out[k][key] = b
+		}
+	}
+	return out, nil
+}
+
+// marshalWithoutManagedFields drops server-side-apply bookkeeping, which is
+// most of an object's bytes and none of what mizzen reads.
+func marshalWithoutManagedFields(obj metav1.Object) ([]byte, error) {
+	if len(obj.GetManagedFields()) == 0 {
+		return json.Marshal(obj)
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "managedFields")
+	}
+	return json.Marshal(m)
 }

@@ -69,6 +69,8 @@ type Server struct {
 	changes     *changeLog
 	trustDomain string
 	devIdentity bool
+
+	pushes pushLog // the last push, for /debug/push_status (debug.go)
 }
 
 // New creates a Server; call Run to start pushing and Register to serve gRPC.
@@ -161,6 +163,7 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 		// Keep serving the last good generation; the error names the resource.
 		s.metrics.internalErrors.Inc()
 		s.log.Error("building config failed; proxies keep their last good config", "version", snap.Version, "err", err)
+		s.pushes.record(PushRecord{Version: snap.Version, Start: start, Duration: time.Since(start), Error: err.Error()})
 		return
 	}
 	trigger := "config"
@@ -205,6 +208,7 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 	wg.Wait()
 	s.changes.pushed(ch, time.Now())
 	s.metrics.pushTime.WithLabelValues(trigger).Observe(time.Since(start).Seconds())
+	s.pushes.record(PushRecord{Version: snap.Version, Trigger: trigger, Start: start, Duration: time.Since(start), Proxies: len(conns)})
 	s.log.Debug("pushed", "version", snap.Version, "trigger", trigger, "proxies", len(conns), "took", time.Since(start))
 }
 

@@ -22,10 +22,11 @@ import (
 )
 
 type analyzeOptions struct {
-	files      []string
-	kubeconfig string
-	output     string
-	timeout    time.Duration
+	files              []string
+	kubeconfig         string
+	output             string
+	timeout            time.Duration
+	discoverySelectors []string
 }
 
 // errFound makes `mizzen analyze` exit non-zero after printing its findings.
@@ -49,13 +50,19 @@ func newAnalyzeCommand() *cobra.Command {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "analyze the cluster of this kubeconfig instead of files")
 	f.StringVarP(&o.output, "output", "o", "text", "text, json or yaml")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the cluster's config")
+	f.StringArrayVar(&o.discoverySelectors, "discovery-selectors", nil,
+		"analyze as mizzen serve --discovery-selectors sees the mesh: only namespaces matching one of these selectors (repeatable)")
 	return cmd
 }
 
 func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	selectors, err := parseSelectors(o.discoverySelectors)
+	if err != nil {
+		return err
+	}
 	var in model.Inputs
-	var findings []model.ConfigError
+	var findings []analyze.Finding
 	switch {
 	case len(o.files) > 0 && o.kubeconfig != "":
 		return errors.New("-f and --kubeconfig exclude each other")
@@ -67,8 +74,8 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 			}
 			appendInputs(&in, got)
 			for _, e := range errs {
-				findings = append(findings, model.ConfigError{Kind: orFile(e.Kind), Namespace: e.Namespace, Name: e.Name,
-					Field: fmt.Sprintf("%s doc %d (line %d)", e.File, e.Doc, e.Line), Code: "ParseError", Message: e.Err.Error()})
+				findings = append(findings, analyze.NewFinding(model.ConfigError{Kind: orFile(e.Kind), Namespace: e.Namespace, Name: e.Name,
+					Field: fmt.Sprintf("%s doc %d (line %d)", e.File, e.Doc, e.Line), Code: "ParseError", Message: e.Err.Error()}))
 			}
 		}
 	case o.kubeconfig != "":
@@ -77,7 +84,7 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 			return fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
 		}
 		src, err := kube.New(cfg, kube.Options{Logger: quiet, OnError: func(e kube.Error) {
-			findings = append(findings, model.ConfigError{Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Field: e.Field, Code: "DecodeError", Message: e.Reason})
+			findings = append(findings, analyze.NewFinding(model.ConfigError{Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Field: e.Field, Code: "DecodeError", Message: e.Reason}))
 		}})
 		if err != nil {
 			return err
@@ -102,7 +109,11 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 	default:
 		return errors.New("give files with -f, or a cluster with --kubeconfig")
 	}
-	findings = append(findings, analyze.Analyze(model.Build(&in, 1))...)
+	found, err := analyze.Analyze(&in, analyze.Options{DiscoverySelectors: selectors})
+	if err != nil {
+		return err
+	}
+	findings = append(findings, found...)
 	if err := printFindings(out, o.output, findings); err != nil {
 		return err
 	}
@@ -175,41 +186,32 @@ func orFile(kind string) string {
 
 type finding struct {
 	Level     string `json:"level"`
+	ID        string `json:"id"`
 	Code      string `json:"code"`
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name,omitempty"`
 	Field     string `json:"field,omitempty"`
 	Message   string `json:"message"`
+	Hint      string `json:"hint,omitempty"`
 }
 
-func printFindings(out io.Writer, format string, fs []model.ConfigError) error {
+func printFindings(out io.Writer, format string, fs []analyze.Finding) error {
 	rows := make([]finding, 0, len(fs))
 	for _, f := range fs {
-		level := "Error"
-		if f.Warning {
-			level = "Warning"
-		}
-		rows = append(rows, finding{level, f.Code, f.Kind, f.Namespace, f.Name, f.Field, f.Message})
+		rows = append(rows, finding{f.Level(), f.ID, f.Code, f.Kind, f.Namespace, f.Name, f.Field, f.Message, f.Hint})
 	}
 	if done, err := printStructured(out, format, rows); done {
 		return err
 	}
 	switch format {
-	case "text", "":
+	case "text", "table", "":
 		if len(rows) == 0 {
 			_, err := fmt.Fprintln(out, "✔ No problems found.")
 			return err
 		}
-		for _, r := range rows {
-			obj := r.Kind
-			if r.Name != "" {
-				obj += " " + r.Namespace + "/" + r.Name
-			}
-			if r.Field != "" {
-				obj += " " + r.Field
-			}
-			if _, err := fmt.Fprintf(out, "%s [%s] (%s) %s\n", r.Level, r.Code, obj, r.Message); err != nil {
+		for _, f := range fs {
+			if _, err := fmt.Fprintln(out, f.String()); err != nil {
 				return err
 			}
 		}

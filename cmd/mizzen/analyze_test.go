@@ -45,9 +45,9 @@ spec:
 		t.Fatalf("want errFound, got %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"Error [InvalidRegex] (VirtualService default/bad spec.http[0].match[0].uri.regex)",
-		"Warning [ReferencedResourceNotFound] (VirtualService default/split spec.gateways[0])",
-		"Warning [ReferencedResourceNotFound] (VirtualService default/split spec.http[0].route[0].destination.host)",
+		"Error [IST0122 InvalidRegex] (VirtualService default/bad spec.http[0].match[0].uri.regex)",
+		"Warning [IST0101 ReferencedResourceNotFound] (VirtualService default/split spec.gateways[0])",
+		"Warning [IST0101 ReferencedResourceNotFound] (VirtualService default/split spec.http[0].route[0].destination.host)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())

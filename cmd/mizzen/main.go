@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newAnalyzeCommand(), newProxyStatusCommand(), newExplainCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newAnalyzeCommand(), newProxyStatusCommand(), newProxyConfigCommand(), newExplainCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print mizzen's version",
 		Run: func(cmd *cobra.Command, _ []string) {
@@ -26,6 +26,8 @@ func main() {
 		},
 	})
 	if err := root.Execute(); err != nil {
+		// errFound: the command printed what it found (analyze's errors,
+		// proxy-status's differences) and only the exit code is left to set.
 		if !errors.Is(err, errFound) {
 			fmt.Fprintln(os.Stderr, "mizzen:", err)
 		}

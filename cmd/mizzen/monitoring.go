@@ -11,6 +11,8 @@ import (
 )
 
 // monitoringMux serves istiod's monitoring port: /ready, /metrics, /debug/*.
+// /ready and /metrics are open (kubelet probes and Prometheus come from the
+// network); everything under /debug/ answers loopback clients only.
 func monitoringMux(reg *prometheus.Registry, server *xds.Server) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -21,11 +23,11 @@ func monitoringMux(reg *prometheus.Registry, server *xds.Server) *http.ServeMux 
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/debug/", server.DebugHandler())
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/", xds.LoopbackOnly(server.DebugHandler()))
+	mux.Handle("/debug/pprof/", xds.LoopbackOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", xds.LoopbackOnly(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", xds.LoopbackOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", xds.LoopbackOnly(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", xds.LoopbackOnly(http.HandlerFunc(pprof.Trace)))
 	return mux
 }

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,14 +16,34 @@ import (
 )
 
 func newProxyStatusCommand() *cobra.Command {
-	var addr, output string
+	var addr, admin, output string
+	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "proxy-status [proxy]",
-		Short: "Show each connected proxy's sync state per xDS type (from mizzen's /debug/syncz)",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+		Use:   "proxy-status [proxy [--admin <envoy admin address>]]",
+		Short: "Show each connected proxy's sync state per xDS type, or compare one proxy's config with mizzen's view",
+		Long: "Without --admin: each connected proxy's sync state per xDS type (from mizzen's /debug/syncz), all of them\n" +
+			"or those whose node ID contains [proxy].\n" +
+			"With a proxy and --admin: compare what mizzen serves that proxy now (/debug/config_dump) with what the\n" +
+			"proxy holds (its Envoy admin /config_dump), per type: \"Clusters Match\", or \"Clusters Don't Match\"\n" +
+			"and a unified diff of the JSON. Exits 1 when a type does not match.",
+		Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 			defer cancel()
+			return proxyIDs(ctx, addr), cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if admin != "" {
+				if len(args) == 0 {
+					return errors.New("--admin compares one proxy: name it (see mizzen proxy-status)")
+				}
+				return runProxyDiff(ctx, cmd.OutOrStdout(), output, addr, admin, args[0])
+			}
 			rows, err := fetchSyncz(ctx, addr)
 			if err != nil {
 				return err
@@ -37,27 +57,17 @@ func newProxyStatusCommand() *cobra.Command {
 			return printProxyStatus(cmd.OutOrStdout(), output, rows)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "monitoring-addr", "127.0.0.1:15014", "mizzen's monitoring address")
+	addMizzenFlag(cmd, cmd.Flags(), &addr)
+	cmd.Flags().StringVar(&admin, "admin", "", "with a proxy: compare its config, read from this Envoy admin address (e.g. 127.0.0.1:15000), with mizzen's view")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for mizzen or Envoy")
 	return cmd
 }
 
 func fetchSyncz(ctx context.Context, addr string) ([]xds.ProxySyncStatus, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/syncz", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	body, err := httpGet(ctx, baseURL(addr)+"/debug/syncz")
 	if err != nil {
 		return nil, fmt.Errorf("reaching mizzen at %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("mizzen %s/debug/syncz: %s", addr, resp.Status)
 	}
 	var rows []xds.ProxySyncStatus
 	if err := json.Unmarshal(body, &rows); err != nil {

@@ -1,0 +1,95 @@
+package analyze
+
+// Message IDs. Where Istio's analyzer has a message for the same problem,
+// mizzen reports its ID (https://istio.io/latest/docs/reference/config/analysis/),
+// so runbooks and search results for it apply; mizzen's own checks use MZ IDs.
+const (
+	ReferencedResourceNotFound                = "IST0101"
+	SchemaValidationError                     = "IST0106"
+	MisplacedAnnotation                       = "IST0107"
+	UnknownAnnotation                         = "IST0108"
+	ConflictingMeshGatewayVirtualServiceHosts = "IST0109"
+	MultipleSidecarsWithoutWorkloadSelectors  = "IST0111"
+	InvalidRegexp                             = "IST0122"
+	NoMatchingWorkloadsFound                  = "IST0127"
+	NoServerCertVerificationDestinationLevel  = "IST0128"
+	NoServerCertVerificationPortLevel         = "IST0129"
+	SchemaWarning                             = "IST0133"
+
+	// UnsupportedByMizzen: valid Istio that mizzen does not implement (yet).
+	UnsupportedByMizzen = "MZ0001"
+	// VirtualServiceNotVisible: a calling proxy's namespace cannot see a
+	// VirtualService (exportTo, its Sidecar's egress hosts, discovery selection).
+	VirtualServiceNotVisible = "MZ0002"
+	// PathMatchLooksLikePattern: an exact or prefix path with glob or regex
+	// characters, which Envoy matches literally.
+	PathMatchLooksLikePattern = "MZ0003"
+	// DelegateNotUsed: a delegate VirtualService or delegated route has no effect.
+	DelegateNotUsed = "MZ0004"
+	// ConflictingServiceEntry: a host defined twice; the first definition wins.
+	ConflictingServiceEntry = "MZ0005"
+	// PortProtocolConflict: one port carries different protocols.
+	PortProtocolConflict = "MZ0006"
+	// DuplicateSubset: a subset name defined twice for one host.
+	DuplicateSubset = "MZ0007"
+	// ServiceOutsideDiscovery: a referenced host is a Service in a namespace
+	// discovery selection leaves out, so mizzen does not know it.
+	ServiceOutsideDiscovery = "MZ0008"
+	// ConfigNotRead: a file, object or setting mizzen could not read.
+	ConfigNotRead = "MZ0009"
+)
+
+// classify gives a finding's code (model.ConfigError.Code) its message ID and
+// a generic fix hint; checks that know better set their own hint.
+func classify(code string, warning bool) (id, hint string) {
+	switch code {
+	case "ReferencedResourceNotFound":
+		return ReferencedResourceNotFound, "create the referenced object, or correct the reference"
+	case "DestinationPortNotFound":
+		return ReferencedResourceNotFound, "use one of the service's ports in destination.port.number"
+	case "ReferencedSubsetNotFound":
+		return ReferencedResourceNotFound, "define the subset in a DestinationRule for this host, or remove it from the route"
+	case "GatewaySelectsNoWorkload":
+		return ReferencedResourceNotFound, "fix spec.selector to match the gateway pods' labels (e.g. istio: ingressgateway)"
+	case "ConflictingVirtualServiceHosts":
+		return ConflictingMeshGatewayVirtualServiceHosts, "merge the VirtualServices of this host into one"
+	case "ConflictingSidecar":
+		return MultipleSidecarsWithoutWorkloadSelectors, "keep one Sidecar without workloadSelector per namespace; give the others selectors"
+	case "InvalidRegex":
+		return InvalidRegexp, "write an RE2 regular expression (no lookaround or backreferences); Envoy matches it against the whole value"
+	case "SubsetMatchesNoEndpoint":
+		return NoMatchingWorkloadsFound, "fix the subset's labels to match the pods' labels, or deploy that version"
+	case "Unsupported", "UnsupportedField", "UnsupportedMatch":
+		return UnsupportedByMizzen, "remove the field, or express it in a way mizzen supports (README: supported Istio fields)"
+	case "DelegateNotReferenced", "DelegateMatchConflict":
+		return DelegateNotUsed, "point a root VirtualService's http[].delegate at it, with matches that contain the delegate's"
+	case "ConflictingServiceEntry":
+		return ConflictingServiceEntry, "define each host once (one ServiceEntry or the Service)"
+	case "PortProtocolConflict":
+		return PortProtocolConflict, "use one protocol per port number (name the ports or set appProtocol consistently)"
+	case "DuplicateSubset":
+		return DuplicateSubset, "give each subset of a host a unique name"
+	case "OutsideDiscoverySelection":
+		return ServiceOutsideDiscovery, "label the namespace to match --discovery-selectors"
+	case "VirtualServiceNotVisible":
+		return VirtualServiceNotVisible, "export the VirtualService to the callers' namespace and include its host in their Sidecar's egress"
+	case "PathMatchLooksLikePattern":
+		return PathMatchLooksLikePattern, "use uri.regex for patterns (RE2, matched against the whole path)"
+	case "UnknownAnnotation":
+		return UnknownAnnotation, "check the annotation's spelling; remove it if nothing reads it"
+	case "MisplacedAnnotation":
+		return MisplacedAnnotation, "move the annotation to a kind of object that reads it"
+	case "NoServerCertificateVerification":
+		return NoServerCertVerificationDestinationLevel, "set caCertificates (or credentialName) to the CA that issued the server's certificate, and subjectAltNames"
+	case "NoServerCertificateVerificationPortLevel":
+		return NoServerCertVerificationPortLevel, "set caCertificates (or credentialName) to the CA that issued the server's certificate, and subjectAltNames"
+	case "WeightsNotSum100":
+		return SchemaValidationError, "make the route's weights add up to 100"
+	case "ParseError", "DecodeError", "InvalidMeshConfig":
+		return ConfigNotRead, "fix the YAML or field named; mizzen skips the object (or file) until then"
+	}
+	if warning {
+		return SchemaWarning, "see the message; the object is applied as written"
+	}
+	return SchemaValidationError, "fix the field named; mizzen skips the whole object until then"
+}
