@@ -48,14 +48,14 @@ func SidecarOutboundListeners(snap *model.Snapshot) []*listenerv3.Listener {
 			}}},
 		})
 	}
-	return append(out, outboundL4Listeners(snap, nil)...)
+	return withMeshTelemetry(snap, append(out, outboundL4Listeners(snap, nil)...))
 }
 
 // SidecarOutboundProxyListeners builds the outbound L4 listeners that depend on
 // the proxy: those of services whose tcp/tls VirtualService rules select callers
 // by sourceLabels or sourceNamespace. Usually none.
 func SidecarOutboundProxyListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
-	return outboundL4Listeners(snap, &l4Scope{namespace: proxy.Namespace, labels: proxy.Labels})
+	return withMeshTelemetry(snap, outboundL4Listeners(snap, &l4Scope{namespace: proxy.Namespace, labels: proxy.Labels}))
 }
 
 func outboundFallbackCluster(snap *model.Snapshot) string {
@@ -206,7 +206,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 		Name:    "inbound-passthrough",
 		Filters: append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 	}
-	return []*listenerv3.Listener{l}
+	return withMeshTelemetry(snap, []*listenerv3.Listener{l})
 }
 
 func inboundRouteConfig(in inboundPort, cluster string) *routev3.RouteConfiguration {
