@@ -28,14 +28,29 @@ import (
 // builder: a dozen builders across the listener and route files make
 // tcp_proxy and HCM filters, and "every one of them logs" then holds by
 // construction, also for filter chains added later. With neither access logs
-// nor tracing configured (the default) it returns at once; otherwise each
-// filter is decoded and encoded once more, in the per-scope build that all
-// proxies of a scope share.
+// nor tracing configured (the default) it returns at once.
+//
+// The fields are added without decoding the filters: protobuf defines the
+// concatenation of two encoded messages as their merge (repeated fields
+// appended, absent singular ones set), so the encoded access_log/tracing
+// fields, built once, are appended to each filter's encoded config. Decoding
+// and re-encoding every filter instead made building a 1,000-service mesh's
+// outbound listeners 2.3x slower (BenchmarkSidecarOutboundListenersTelemetry).
 func withMeshTelemetry(snap *model.Snapshot, ls []*listenerv3.Listener) []*listenerv3.Listener {
 	logs := accessLogs(snap.Mesh)
 	tracing := hcmTracing(snap.Mesh)
 	if len(logs) == 0 && tracing == nil {
 		return ls
+	}
+	hcm := &hcmv3.HttpConnectionManager{AccessLog: logs, Tracing: tracing}
+	if tracing != nil {
+		// Envoy's default, said out loud: the request ID carries the sampling
+		// decision along the trace.
+		hcm.GenerateRequestId = boolv(true)
+	}
+	extra := map[string][]byte{
+		anyTypeURL(hcm):                    mustMarshal(hcm),
+		anyTypeURL(&tcpproxyv3.TcpProxy{}): mustMarshal(&tcpproxyv3.TcpProxy{AccessLog: logs}),
 	}
 	for _, l := range ls {
 		chains := l.GetFilterChains()
@@ -44,21 +59,11 @@ func withMeshTelemetry(snap *model.Snapshot, ls []*listenerv3.Listener) []*liste
 		}
 		for _, fc := range chains {
 			for _, f := range fc.GetFilters() {
-				switch f.GetName() {
-				case hcmFilterName:
-					m := &hcmv3.HttpConnectionManager{}
-					retype(f, m, func() {
-						m.AccessLog = append(m.AccessLog, logs...)
-						if tracing != nil {
-							m.Tracing = tracing
-							// Envoy's default, said out loud: the request ID
-							// carries the sampling decision along the trace.
-							m.GenerateRequestId = boolv(true)
-						}
-					})
-				case tcpProxyFilterName:
-					m := &tcpproxyv3.TcpProxy{}
-					retype(f, m, func() { m.AccessLog = append(m.AccessLog, logs...) })
+				tc := f.GetTypedConfig()
+				if add := extra[tc.GetTypeUrl()]; len(add) > 0 {
+					v := make([]byte, 0, len(tc.GetValue())+len(add))
+					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: &anypb.Any{
+						TypeUrl: tc.GetTypeUrl(), Value: append(append(v, tc.GetValue()...), add...)}}
 				}
 			}
 		}
@@ -66,24 +71,22 @@ func withMeshTelemetry(snap *model.Snapshot, ls []*listenerv3.Listener) []*liste
 	return ls
 }
 
-// retype decodes a filter's typed config into m, lets edit change it and
-// encodes it back. A config that does not decode is left alone: it came from
-// our own builders, so that is a programming error the golden tests catch.
-func retype(f *listenerv3.Filter, m proto.Message, edit func()) {
-	if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-		return
+func anyTypeURL(m proto.Message) string {
+	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
+}
+
+// mustMarshal encodes m deterministically (see mustAnyDeterministic).
+func mustMarshal(m proto.Message) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(err) // only with a nil or broken message: a programming error
 	}
-	edit()
-	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAnyDeterministic(m)}
+	return b
 }
 
 // mustAnyDeterministic marshals with sorted map keys: the access log's JSON
 // format is a Struct (a map), and the xds layer hashes resource bytes to tell
 // a change from a rebuild, so the bytes must not depend on map order.
 func mustAnyDeterministic(m proto.Message) *anypb.Any {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		panic(err) // only with a nil or broken message: a programming error
-	}
-	return &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
+	return &anypb.Any{TypeUrl: anyTypeURL(m), Value: mustMarshal(m)}
 }
