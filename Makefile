@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/mizzenmesh/mizzen/pkg/version.Version=$(VERSION) -X github.com/mizzenmesh/mizzen/pkg/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: build run test unit e2e bench lint envoy apiserver netns-tools clean
+.PHONY: build run test unit e2e bench lint envoy apiserver netns-tools prometheus clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
@@ -19,14 +19,14 @@ run: build
 # Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
 # Unit, golden and feature tests run in parallel; end-to-end packages one at a
 # time, since they share loopback addresses, port 80 and the rig's network.
-test: envoy apiserver netns-tools lint
+test: envoy apiserver netns-tools prometheus lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./e2e/...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-e2e: envoy apiserver netns-tools
+e2e: envoy apiserver netns-tools prometheus
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 # Go benchmarks plus the xDS load tool at N=100 and N=1,000 (see bench/README.md).
@@ -55,6 +55,16 @@ apiserver:
 netns-tools:
 	@command -v ip >/dev/null && command -v iptables >/dev/null && command -v setpriv >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq iproute2 iptables util-linux >/dev/null)
+
+# The telemetry tests scrape mizzen and the sidecars with a real Prometheus:
+# Debian's package (/usr/bin/prometheus; --no-install-recommends: no node
+# exporter). The tests start their own on loopback with a temp config and
+# storage; on a host running systemd the package's own prometheus.service
+# (:9090) is left as the package sets it up, the tests never use it.
+prometheus:
+	@test -x /usr/bin/prometheus || command -v prometheus >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+	@echo "prometheus: $$(command -v prometheus || echo /usr/bin/prometheus)"
 
 clean:
 	rm -rf bin

@@ -414,7 +414,8 @@ spec:
   egress:
   - hosts: ["./*", "istio-system/*"]
 `)
-		static := []string{"BlackHoleCluster", "InboundPassthroughCluster", "PassthroughCluster"}
+		// prometheus_stats: the stats listener's cluster to the sidecar's admin.
+		static := []string{"BlackHoleCluster", "InboundPassthroughCluster", "PassthroughCluster", "prometheus_stats"}
 		var inScope, all []string
 		for _, s := range m.Services() {
 			for _, p := range s.Ports {

@@ -42,5 +42,5 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 			}}},
 		})
 	}
-	return out
+	return withMeshTelemetry(snap, out)
 }

@@ -48,14 +48,14 @@ func SidecarOutboundListeners(snap *model.Snapshot) []*listenerv3.Listener {
 			}}},
 		})
 	}
-	return append(out, outboundL4Listeners(snap, nil)...)
+	return withMeshTelemetry(snap, append(out, outboundL4Listeners(snap, nil)...))
 }
 
 // SidecarOutboundProxyListeners builds the outbound L4 listeners that depend on
 // the proxy: those of services whose tcp/tls VirtualService rules select callers
 // by sourceLabels or sourceNamespace. Usually none.
 func SidecarOutboundProxyListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
-	return outboundL4Listeners(snap, &l4Scope{namespace: proxy.Namespace, labels: proxy.Labels})
+	return withMeshTelemetry(snap, outboundL4Listeners(snap, &l4Scope{namespace: proxy.Namespace, labels: proxy.Labels}))
 }
 
 func outboundFallbackCluster(snap *model.Snapshot) string {
@@ -254,7 +254,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 	}
 	if !portMatch && !inspects(variants) {
 		l.DefaultFilterChain = passthrough("inbound-passthrough", 0, variants[0])
-		return []*listenerv3.Listener{l}
+		return withMeshTelemetry(snap, []*listenerv3.Listener{l})
 	}
 	for _, v := range variants {
 		l.FilterChains = append(l.FilterChains, passthrough("inbound-passthrough", 0, v))
@@ -269,7 +269,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 	if t := snap.Mesh.GetProtocolDetectionTimeout(); t != nil {
 		l.ListenerFiltersTimeout = t
 	}
-	return []*listenerv3.Listener{l}
+	return withMeshTelemetry(snap, []*listenerv3.Listener{l})
 }
 
 func inboundRouteConfig(in inboundPort, cluster string) *routev3.RouteConfiguration {

@@ -43,6 +43,11 @@
 //	DestinationRule tls, auto mTLS mtls_outbound.go (cluster transport sockets, tlsMode
 //	                                 endpoint metadata); who may originate it: model.Scope.ClientMTLS
 //	                                 (proxy Identity); secure naming SANs: pkg/model/identity.go
+//	MeshConfig accessLogFile,
+//	  accessLogEncoding/Format     telemetry_accesslog.go (every HCM and tcp_proxy: telemetry.go)
+//	MeshConfig enableTracing,
+//	  defaultConfig.tracing        telemetry_tracing.go (zipkin; reading, defaults: pkg/model/mesh.go)
+//	stats listener :15090          telemetry_stats.go (node metadata MIZZEN_ADMIN_ADDRESS)
 package translate
 
 import (
@@ -70,7 +75,7 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	// egress); its inbound side from the whole mesh, where its own endpoints are.
 	snap := full.View(full.ScopeFor(proxy))
 	out := Output{
-		Clusters:  append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...),
+		Clusters:  append(append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...), TelemetryClusters(full, proxy)...),
 		Endpoints: OutboundEndpointsFor(snap, proxy.Namespace),
 	}
 	switch proxy.Type {
@@ -78,11 +83,13 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 		out.Clusters = append(out.Clusters, JWTClusters(snap, proxy)...)
 		out.Listeners = GatewayListeners(snap, proxy)
 		out.Routes = GatewayRoutes(snap, proxy)
+		out.Listeners = append(out.Listeners, TelemetryListeners(proxy)...)
 	default:
 		out.Clusters = append(out.Clusters, InboundClusters(full, proxy)...)
 		out.Clusters = append(out.Clusters, JWTClusters(full, proxy)...)
 		out.Listeners = append(SidecarOutboundListeners(snap), SidecarOutboundProxyListeners(snap, proxy)...)
 		out.Listeners = append(out.Listeners, SidecarInboundListeners(full, proxy)...)
+		out.Listeners = append(out.Listeners, TelemetryListeners(proxy)...)
 		out.Routes = SidecarOutboundRoutes(snap, proxy)
 	}
 	return out

@@ -34,8 +34,9 @@ type generation struct {
 type configParts struct {
 	snap *model.Snapshot
 
-	mu     sync.Mutex
-	scopes map[string]*scopeParts
+	mu        sync.Mutex
+	scopes    map[string]*scopeParts
+	telemetry map[string]*telemetryParts // by translate.TelemetryKey (telemetry.go)
 }
 
 // scopeParts is the config of one scope.
@@ -198,13 +199,17 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	if err != nil {
 		return out, err
 	}
+	tp, err := g.config.telemetryFor(p)
+	if err != nil {
+		return out, err
+	}
 	if p.Type == model.RouterProxy {
 		gp, err := sp.gateway(p)
 		if err != nil {
 			return out, fmt.Errorf("gateway config: %w", err)
 		}
-		out[cdsType] = newResourceSet(sp.clusters, gp.clusters)
-		out[ldsType] = newResourceSet(gp.listeners)
+		out[cdsType] = newResourceSet(sp.clusters, gp.clusters, tp.clusters)
+		out[ldsType] = newResourceSet(gp.listeners, tp.listeners)
 		out[rdsType] = newResourceSet(gp.routes)
 	} else {
 		sc, err := sp.sidecar(p)
@@ -219,8 +224,8 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		if err != nil {
 			return out, fmt.Errorf("inbound listeners: %w", err)
 		}
-		out[cdsType] = newResourceSet(sp.clusters, inClusters)
-		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, inListeners)
+		out[cdsType] = newResourceSet(sp.clusters, inClusters, tp.clusters)
+		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, inListeners, tp.listeners)
 		out[rdsType] = newResourceSet(sc.routes)
 	}
 	out[edsType] = newResourceSet(eps)

@@ -171,6 +171,17 @@ func StartEnvoy(t testing.TB, opts EnvoyOptions) *Envoy {
 	if err := os.WriteFile(e.BootstrapPath, bootstrap, 0o644); err != nil {
 		t.Fatalf("rig: writing envoy bootstrap: %v", err)
 	}
+	if opts.UID != 0 || opts.GID != 0 {
+		// The log is Envoy's stdout. An access log to /dev/stdout opens it again
+		// by path, as the proxy user: it must own the file, as a container's
+		// user can write its own stdout.
+		if err := os.WriteFile(e.LogPath, nil, 0o644); err != nil {
+			t.Fatalf("rig: creating envoy log: %v", err)
+		}
+		if err := os.Chown(e.LogPath, opts.UID, opts.GID); err != nil {
+			t.Fatalf("rig: envoy log for uid %d: %v", opts.UID, err)
+		}
+	}
 	adminPathFile := filepath.Join(dir, "admin-address")
 
 	// Hot restart is off, so the base ID names no shared memory; a distinct one per
@@ -362,6 +373,7 @@ func EnvoyBootstrap(opts EnvoyOptions) ([]byte, error) {
 		"admin": map[string]any{
 			"address": sock(adminHost, adminPort),
 		},
+		"stats_config": IstioStatsConfig(),
 		"dynamic_resources": map[string]any{
 			"ads_config": map[string]any{
 				"api_type":                       apiType,

@@ -56,6 +56,9 @@ type MeshOptions struct {
 	MizzenArgs []string
 	// EnvoyLogLevel is the sidecars' -l (default "info").
 	EnvoyLogLevel string
+	// EnvoyExtraArgs are appended to every sidecar's command line (e.g.
+	// --file-flush-interval-msec, so access log lines show up at once).
+	EnvoyExtraArgs []string
 	// SyncTimeout bounds AddWorkload's wait for its sidecar to be SYNCED and
 	// LIVE (default 30 s).
 	SyncTimeout time.Duration

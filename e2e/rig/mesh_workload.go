@@ -342,6 +342,7 @@ func (w *Workload) startSidecar(t testing.TB) {
 		cluster = w.Name
 	}
 	secure := w.mountIdentity(t)
+	admin := net.JoinHostPort(w.IP, strconv.Itoa(SidecarAdminPort))
 	w.Envoy = StartEnvoy(t, EnvoyOptions{
 		NodeID:  w.ProxyID,
 		Cluster: cluster + "." + w.Namespace,
@@ -352,11 +353,15 @@ func (w *Workload) startSidecar(t testing.TB) {
 			"INSTANCE_IPS":    w.IP,
 			"CLUSTER_ID":      MeshClusterID,
 			"NAME":            w.Name,
+			// The admin is on the pod's address, not Istio's 127.0.0.1:15000:
+			// mizzen's stats listener (15090) must forward there.
+			AdminAddressKey: admin,
 		},
 		XDSAddr:   m.SecureXDSAddr,
 		Secure:    secure,
-		AdminAddr: net.JoinHostPort(w.IP, strconv.Itoa(SidecarAdminPort)),
+		AdminAddr: admin,
 		LogLevel:  m.opts.EnvoyLogLevel,
+		ExtraArgs: m.opts.EnvoyExtraArgs,
 		Pod:       w.Pod,
 		UID:       ProxyUID,
 		GID:       ProxyGID,

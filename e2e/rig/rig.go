@@ -101,7 +101,10 @@ type process struct {
 // after grace) and, if the test failed, prints the tail of the log.
 func startProcess(t testing.TB, name string, cmd *exec.Cmd, logPath string, grace time.Duration) *process {
 	t.Helper()
-	f, err := os.Create(logPath)
+	// O_APPEND: a child that opens its own stdout again (Envoy's access log to
+	// /dev/stdout) writes through a second file description; appending keeps
+	// the two from overwriting each other.
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("rig: %s: creating log file: %v", name, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -350,12 +349,4 @@ func IsIP(s string) bool { return net.ParseIP(s) != nil }
 // HostPort formats a host and port for Envoy domains.
 func HostPort(host string, port uint32) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
-}
-
-func defaultMeshConfig() *meshv1alpha1.MeshConfig {
-	return &meshv1alpha1.MeshConfig{
-		TrustDomain:           "cluster.local",
-		RootNamespace:         "istio-system",
-		OutboundTrafficPolicy: &meshv1alpha1.MeshConfig_OutboundTrafficPolicy{Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY},
-	}
 }

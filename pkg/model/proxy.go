@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 )
 
@@ -37,6 +39,13 @@ type Proxy struct {
 	// it connected without a credential. Only proxies with one get mTLS
 	// secrets, so translators give mTLS client config only to them.
 	Identity string
+	// AdminAddress (node metadata MIZZEN_ADMIN_ADDRESS, "ip:port") is where the
+	// proxy's Envoy admin listens, for the stats listener to forward
+	// /stats/prometheus to; empty means Istio's 127.0.0.1:15000.
+	AdminAddress string
+	// IstioVersion (node metadata ISTIO_VERSION) is set by istio-agent, whose
+	// bootstrap already defines the stats listener and its clusters.
+	IstioVersion string
 }
 
 // Node metadata keys mizzen reads.
@@ -47,6 +56,8 @@ const (
 	MetaInstanceIPs    = "INSTANCE_IPS"
 	MetaClusterID      = "CLUSTER_ID"
 	MetaGatewayBindIP  = "MIZZEN_GATEWAY_BIND_IP"
+	MetaAdminAddress   = "MIZZEN_ADMIN_ADDRESS"
+	MetaIstioVersion   = "ISTIO_VERSION"
 )
 
 // ParseProxy builds a Proxy from an Istio node ID
@@ -86,6 +97,16 @@ func ParseProxy(id string, meta map[string]any) (*Proxy, error) {
 	p.ServiceAccount, _ = meta[MetaServiceAccount].(string)
 	p.ClusterID, _ = meta[MetaClusterID].(string)
 	p.GatewayBindIP, _ = meta[MetaGatewayBindIP].(string)
+	p.IstioVersion, _ = meta[MetaIstioVersion].(string)
+	// An address that is not ip:port is ignored (the default applies) rather
+	// than refusing the proxy its whole config over a stats detail.
+	if a, ok := meta[MetaAdminAddress].(string); ok {
+		if host, port, err := net.SplitHostPort(a); err == nil && net.ParseIP(host) != nil {
+			if n, err := strconv.ParseUint(port, 10, 16); err == nil && n > 0 {
+				p.AdminAddress = a
+			}
+		}
+	}
 	switch ips := meta[MetaInstanceIPs].(type) {
 	case string:
 		for _, ip := range strings.Split(ips, ",") {
