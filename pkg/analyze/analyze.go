@@ -97,6 +97,7 @@ func Analyze(in *model.Inputs, opts Options) ([]Finding, error) {
 	a.annotations()
 	a.serverCertVerification()
 	a.meshConfig()
+	a.principalsWithoutMTLS()
 	return a.result(), nil
 }
 

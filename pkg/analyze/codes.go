@@ -37,6 +37,9 @@ const (
 	ServiceOutsideDiscovery = "MZ0008"
 	// ConfigNotRead: a file, object or setting mizzen could not read.
 	ConfigNotRead = "MZ0009"
+	// PrincipalsWithoutMTLS: an AuthorizationPolicy matches on principals or
+	// namespaces where the server does not require mTLS.
+	PrincipalsWithoutMTLS = "MZ0010"
 )
 
 // classify gives a finding's code (model.ConfigError.Code) its message ID and
@@ -57,6 +60,8 @@ func classify(code string, warning bool) (id, hint string) {
 		return MultipleSidecarsWithoutWorkloadSelectors, "keep one Sidecar without workloadSelector per namespace; give the others selectors"
 	case "InvalidRegex":
 		return InvalidRegexp, "write an RE2 regular expression (no lookaround or backreferences); Envoy matches it against the whole value"
+	case "PrincipalsWithoutMTLS":
+		return PrincipalsWithoutMTLS, "require mTLS (PeerAuthentication STRICT) for the workloads the policy selects"
 	case "SubsetMatchesNoEndpoint":
 		return NoMatchingWorkloadsFound, "fix the subset's labels to match the pods' labels, or deploy that version"
 	case "Unsupported", "UnsupportedField", "UnsupportedMatch":

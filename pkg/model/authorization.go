@@ -270,3 +270,6 @@ func validateAuthzField(f AuthzField) string {
 	}
 	return fmt.Sprintf("unknown or unsupported attribute %q", f.Key)
 }
+
+// AuthorizationPolicies lists every valid policy (for analysis).
+func (s *Snapshot) AuthorizationPolicies() []*AuthzPolicy { return s.authzPolicies }
