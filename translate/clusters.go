@@ -40,6 +40,10 @@ func OutboundClustersFor(snap *model.Snapshot, proxyNamespace string) []*cluster
 				policy := clusterTrafficPolicy(dr, subset, port.Port)
 				c := serviceCluster(snap, OutboundClusterName(port.Port, subset, svc.Hostname), svc, port, policy, eps, labels)
 				applyClusterTLS(snap, c, svc, port, subset, policy.GetTls(), upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()))
+				if dr != nil {
+					// Istio's origin metadata: proxy-config and explain name the rule.
+					c.Metadata = istioConfigMetadata("destination-rule", dr.Namespace, dr.Name)
+				}
 				return c
 			}
 			out = append(out, build("", nil))

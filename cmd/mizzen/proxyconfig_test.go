@@ -106,7 +106,7 @@ func TestProxyConfigTables(t *testing.T) {
 	if err := printClusters(&out, "table", pc, clusterFilter{fqdn: "reviews", subset: "v2", direction: "outbound", port: 9080}); err != nil {
 		t.Fatal(err)
 	}
-	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "reviews.default.svc.cluster.local 9080 v2 outbound EDS -" {
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "reviews.default.svc.cluster.local 9080 v2 outbound EDS reviews.default" {
 		t.Errorf("clusters --fqdn reviews --subset v2 --port 9080 --direction outbound:\n%s", out.String())
 	}
 	out.Reset()
