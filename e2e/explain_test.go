@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -131,5 +132,79 @@ spec:
 		if status, _, _, err := client.HTTP(ctx, "GET", web.URL("/hello"), nil); err != nil || status != 200 {
 			t.Fatalf("Envoy /hello: %d %v, want 200", status, err)
 		}
+	})
+
+	t.Run("proxy-status: all SYNCED, a change shows up, then SYNCED again", func(t *testing.T) {
+		status := func() (string, error) {
+			out, err := exec.CommandContext(ctx, rig.MizzenBinary(t), "proxy-status", "--monitoring-addr", m.Mizzen.MonitoringAddr).CombinedOutput()
+			return string(out), err
+		}
+		// rows: pod name -> fields (NAME TYPE CDS LDS EDS RDS SDS LAST CHANGE… NACK)
+		rows := func(out string) map[string][]string {
+			r := map[string][]string{}
+			for _, line := range strings.Split(out, "\n")[1:] {
+				if f := strings.Fields(line); len(f) >= 7 {
+					r[f[0]] = f
+				}
+			}
+			return r
+		}
+		allSynced := func(out string) error {
+			r := rows(out)
+			if len(r) != 3 {
+				return fmt.Errorf("%d proxies in\n%s", len(r), out)
+			}
+			for name, f := range r {
+				for _, st := range f[2:7] {
+					if st != "SYNCED" {
+						return fmt.Errorf("%s: %v", name, f)
+					}
+				}
+			}
+			return nil
+		}
+		var before string
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(context.Context) error {
+			out, err := status()
+			if err == nil {
+				err = allSynced(out)
+			}
+			before = out
+			return err
+		}); err != nil {
+			t.Fatalf("not all SYNCED: %v", err)
+		}
+		t.Logf("before the change:\n%s", before)
+		prev := rows(before)["client.default"]
+		m.API.Apply(t, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web-canary, namespace: default}
+spec:
+  hosts: [web]
+  http:
+  - name: canary
+    route:
+    - {destination: {host: web, subset: v1}, weight: 50}
+    - {destination: {host: web, subset: v2}, weight: 50}
+`)
+		var after string
+		if err := rig.Eventually(ctx, 100*time.Millisecond, func(context.Context) error {
+			out, err := status()
+			if err != nil {
+				return err
+			}
+			after = out
+			cur := rows(out)["client.default"]
+			if len(cur) < 9 || (len(prev) > 7 && cur[7] == prev[7]) {
+				return fmt.Errorf("client's last change still %v", cur)
+			}
+			if cur[8] != "ACKED" {
+				return fmt.Errorf("client's change %v not ACKED yet", cur)
+			}
+			return allSynced(out)
+		}); err != nil {
+			t.Fatalf("after the change: %v\n%s", err, after)
+		}
+		t.Logf("after the change:\n%s", after)
 	})
 }

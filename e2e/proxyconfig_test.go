@@ -81,9 +81,10 @@ func TestProxyConfigAgainstGateway(t *testing.T) {
 	t.Run("clusters", func(t *testing.T) {
 		var want []string
 		for _, s := range services {
-			want = append(want, s+".default.svc.cluster.local | 9080 | - | outbound | EDS | -")
+			// Every bookinfo service has a DestinationRule of its name.
+			want = append(want, s+".default.svc.cluster.local | 9080 | - | outbound | EDS | "+s+".default")
 		}
-		want = append(want, "reviews.default.svc.cluster.local | 9080 | v2 | outbound | EDS | -",
+		want = append(want, "reviews.default.svc.cluster.local | 9080 | v2 | outbound | EDS | reviews.default",
 			"BlackHoleCluster | - | - | - | STATIC | -", "PassthroughCluster | - | - | - | ORIGINAL_DST | -")
 		mine, envoy := joinRows(view(t, "clusters")), joinRows(admin(t, "clusters"))
 		for _, w := range want {
@@ -92,18 +93,19 @@ func TestProxyConfigAgainstGateway(t *testing.T) {
 					slices.Contains(mine, w), slices.Contains(envoy, w), strings.Join(mine, "\n"), strings.Join(envoy, "\n"))
 			}
 		}
-		// The admin adds the bootstrap's xds-grpc cluster, nothing else.
-		if len(envoy) != len(mine)+1 || !slices.Contains(envoy, "xds-grpc | - | - | - | STATIC | -") || len(mine) != 12 {
-			t.Errorf("mizzen's view has %d clusters, the admin %d (want 12 and 13 with xds-grpc)", len(mine), len(envoy))
+		// The admin adds the bootstrap's xds-grpc cluster, nothing else; 13 are
+		// bookinfo's 12 and prometheus_stats (the 15090 stats listener's).
+		if len(envoy) != len(mine)+1 || !slices.Contains(envoy, "xds-grpc | - | - | - | STATIC | -") || len(mine) != 13 {
+			t.Errorf("mizzen's view has %d clusters, the admin %d (want 13 and 14 with xds-grpc)", len(mine), len(envoy))
 		}
 		got := joinRows(view(t, "clusters", "--fqdn", "reviews", "--subset", "v3", "--port", "9080", "--direction", "outbound"))
-		if !slices.Equal(got, []string{"reviews.default.svc.cluster.local | 9080 | v3 | outbound | EDS | -"}) {
+		if !slices.Equal(got, []string{"reviews.default.svc.cluster.local | 9080 | v3 | outbound | EDS | reviews.default"}) {
 			t.Errorf("clusters with filters: %v", got)
 		}
 	})
 
 	t.Run("listeners", func(t *testing.T) {
-		want := []string{b.GatewayIP + " | 80 | ALL | Route: http.80"}
+		want := []string{b.GatewayIP + " | 80 | ALL | Route: http.80", b.GatewayIP + " | 15090 | ALL | Inline Route: /stats/prometheus"}
 		if got := joinRows(view(t, "listeners")); !slices.Equal(got, want) {
 			t.Errorf("mizzen's view: %v, want %v", got, want)
 		}
@@ -140,8 +142,8 @@ func TestProxyConfigAgainstGateway(t *testing.T) {
 		if got := joinRows(view(t, "endpoints", "--cluster", cluster)); !slices.Equal(got, wantView) {
 			t.Errorf("mizzen's view: %v, want %v", got, wantView)
 		}
-		if n := len(admin(t, "endpoints", "--status", "HEALTHY")); n != 13 {
-			t.Errorf("the admin shows %d healthy endpoints, want 13 (12 in bookinfo's clusters and xds-grpc)", n)
+		if n := len(admin(t, "endpoints", "--status", "HEALTHY")); n != 14 {
+			t.Errorf("the admin shows %d healthy endpoints, want 14 (12 in bookinfo's clusters, prometheus_stats and xds-grpc)", n)
 		}
 	})
 

@@ -184,3 +184,22 @@ func (l *changeLog) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, out)
 }
+
+// ChangeRef is a proxy's part in the latest change that touched it.
+type ChangeRef struct {
+	ID      uint64        `json:"id"`
+	State   string        `json:"state"`
+	Latency time.Duration `json:"latency_ns,omitempty"`
+}
+
+// lastFor returns the latest change that touched proxyID, if one is kept.
+func (l *changeLog) lastFor(proxyID string) *ChangeRef {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.changes) - 1; i >= 0; i-- {
+		if pc := l.changes[i].Proxies[proxyID]; pc != nil {
+			return &ChangeRef{ID: l.changes[i].ID, State: pc.State, Latency: pc.Latency}
+		}
+	}
+	return nil
+}

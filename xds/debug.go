@@ -24,6 +24,9 @@ type ProxySyncStatus struct {
 	Type        string                `json:"type"`
 	Namespace   string                `json:"namespace"`
 	Identity    string                `json:"identity,omitempty"` // SPIFFE ID the stream proved
+	// LastChange is the latest config change (see /debug/changes) that gave
+	// this proxy new config, and whether it ACKed it.
+	LastChange *ChangeRef `json:"last_change,omitempty"`
 	ConnectedAt time.Time             `json:"connected_at"`
 	Types       map[string]TypeStatus `json:"types"`
 }
@@ -71,6 +74,7 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 			ps.Types[typeLabels[t]] = st
 		}
 		cn.mu.Unlock()
+		ps.LastChange = s.changes.lastFor(cn.id)
 		out = append(out, ps)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ProxyID < out[j].ProxyID })

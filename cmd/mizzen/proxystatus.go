@@ -98,19 +98,36 @@ func printProxyStatus(out io.Writer, format string, rows []xds.ProxySyncStatus) 
 		return fmt.Errorf("-o %s: want table, json or yaml", format)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tCDS\tLDS\tEDS\tRDS\tNACK")
+	fmt.Fprintln(tw, "NAME\tTYPE\tCDS\tLDS\tEDS\tRDS\tSDS\tLAST CHANGE\tNACK")
 	for _, r := range rows {
 		nack := ""
-		for _, t := range []string{"cds", "lds", "eds", "rds"} {
+		for _, t := range []string{"cds", "lds", "eds", "rds", "sds"} {
 			if m := r.Types[t].NackMessage; m != "" {
 				nack = t + ": " + m
 				break
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proxyName(r.ProxyID), r.Type,
-			r.Types["cds"].State, r.Types["lds"].State, r.Types["eds"].State, r.Types["rds"].State, nack)
+		sds := "-" // no identity: no secrets
+		if st, ok := r.Types["sds"]; ok {
+			sds = st.State
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proxyName(r.ProxyID), r.Type,
+			r.Types["cds"].State, r.Types["lds"].State, r.Types["eds"].State, r.Types["rds"].State, sds, lastChange(r.LastChange), nack)
 	}
 	return tw.Flush()
+}
+
+// lastChange: "#42 ACKED 35ms" — the latest change that touched the proxy
+// (details: /debug/changes?id=42).
+func lastChange(c *xds.ChangeRef) string {
+	if c == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("#%d %s", c.ID, c.State)
+	if c.State == "ACKED" {
+		s += " " + c.Latency.Round(time.Millisecond).String()
+	}
+	return s
 }
 
 // proxyName shows pod.namespace as istioctl does, the whole ID otherwise.
