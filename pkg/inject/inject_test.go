@@ -18,7 +18,8 @@ func pod(labels, annotations map[string]string) *corev1.Pod {
 func TestRequired(t *testing.T) {
 	enabled := map[string]string{LabelNamespaceInjection: "enabled"}
 	disabledNS := map[string]string{LabelNamespaceInjection: "disabled"}
-	rev := map[string]string{LabelRevision: "canary"}
+	rev := map[string]string{LabelRevision: "default"}
+	otherRev := map[string]string{LabelRevision: "canary"}
 	never := DefaultConfig()
 	never.NeverInjectSelector = []metav1.LabelSelector{{MatchLabels: map[string]string{"skip": "me"}}}
 	always := DefaultConfig()
@@ -37,6 +38,7 @@ func TestRequired(t *testing.T) {
 	}{
 		{"enabled namespace", nil, enabled, "ns", pod(nil, nil), true},
 		{"revision label", nil, rev, "ns", pod(nil, nil), true},
+		{"another revision", nil, otherRev, "ns", pod(nil, nil), false},
 		{"unlabelled namespace", nil, nil, "ns", pod(nil, nil), false},
 		{"pod label true in unlabelled namespace", nil, nil, "ns", pod(map[string]string{LabelInject: "true"}, nil), true},
 		{"pod annotation true in unlabelled namespace", nil, nil, "ns", pod(nil, map[string]string{AnnotationInject: "yes"}), true},

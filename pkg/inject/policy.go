@@ -18,8 +18,8 @@ const (
 	// LabelNamespaceInjection=enabled on a namespace turns injection on for
 	// its pods, "disabled" off even for pods that ask.
 	LabelNamespaceInjection = "istio-injection"
-	// LabelRevision on a namespace turns injection on too (mizzen has one
-	// revision and serves any).
+	// LabelRevision on a namespace turns injection on too when it names the
+	// injector's revision (Config.Revision, "default"), as in Istio.
 	LabelRevision = "istio.io/rev"
 
 	AnnotationStatus           = "sidecar.istio.io/status"
@@ -67,7 +67,7 @@ type Decision struct {
 //  2. a namespace labelled istio-injection=disabled: no;
 //  3. the pod's sidecar.istio.io/inject label, else its annotation: "true"
 //     (y, yes, on) yes, anything else no;
-//  4. a namespace without istio-injection=enabled or istio.io/rev: no;
+//  4. a namespace without istio-injection=enabled or istio.io/rev=<revision>: no;
 //  5. neverInjectSelector matching the pod's labels: no; alwaysInjectSelector:
 //     yes; else the policy (enabled: yes).
 func Required(cfg *Config, nsLabels map[string]string, pod *corev1.Pod, namespace string) Decision {
@@ -95,8 +95,8 @@ func Required(cfg *Config, nsLabels map[string]string, pod *corev1.Pod, namespac
 		}
 		return Decision{false, "pod " + source + " " + LabelInject + "=" + explicit}
 	}
-	if nsLabels[LabelNamespaceInjection] != "enabled" && nsLabels[LabelRevision] == "" {
-		return Decision{false, "namespace not labelled istio-injection=enabled or istio.io/rev"}
+	if nsLabels[LabelNamespaceInjection] != "enabled" && (cfg.Revision == "" || nsLabels[LabelRevision] != cfg.Revision) {
+		return Decision{false, "namespace not labelled istio-injection=enabled or istio.io/rev=" + cfg.Revision}
 	}
 	if selectorsMatch(cfg.NeverInjectSelector, pod.Labels) {
 		return Decision{false, "pod labels match neverInjectSelector"}
