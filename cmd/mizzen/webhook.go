@@ -200,8 +200,9 @@ type injectorState struct {
 	configMaps corelisters.ConfigMapLister
 	cfg        atomic.Pointer[inject.Config]
 
-	mu   sync.Mutex // serializes reloads (informer events and the first sync)
-	last string     // the error last logged, so a broken ConfigMap is logged once
+	mu      sync.Mutex // serializes reloads (informer events and the first sync)
+	last    string     // the error last logged, so a broken ConfigMap is logged once
+	summary string     // the config last logged, so an unchanged one is not
 }
 
 // reload rebuilds the configuration; a broken ConfigMap is logged naming its
@@ -228,8 +229,11 @@ func (s *injectorState) reload() {
 	}
 	s.last = ""
 	s.cfg.Store(cfg)
-	s.log.Info("injector config", "proxy_image", cfg.ProxyImage, "init_image", cfg.InitImage,
-		"discovery_address", cfg.DiscoveryAddress, "policy", cfg.Policy)
+	attrs := []any{"proxy_image", cfg.ProxyImage, "init_image", cfg.InitImage, "discovery_address", cfg.DiscoveryAddress, "policy", cfg.Policy}
+	if summary := fmt.Sprint(attrs...); summary != s.summary {
+		s.summary = summary
+		s.log.Info("injector config", attrs...)
+	}
 }
 
 // runCABundlePatcher keeps every webhook's clientConfig.caBundle in the two
