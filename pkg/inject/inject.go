@@ -102,6 +102,12 @@ func Inject(pod *corev1.Pod, cfg *Config, p Params) error {
 		return fail("metadata.annotations["+field+"]", "%s", reason)
 	}
 
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == TokenVolumeName || v.Name == RootCertVolumeName {
+			return fail("spec.volumes", "the pod already has a volume named %s, which the sidecar needs", v.Name)
+		}
+	}
+
 	out := pod.DeepCopy()
 	if out.Labels == nil {
 		out.Labels = map[string]string{}

@@ -125,6 +125,11 @@ func TestInjectNamesGeneratedPodsAndWorkloads(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "Pod ns/p ") {
 		t.Errorf("err %v", err)
 	}
+	clash := pod(nil, nil)
+	clash.Spec.Volumes = []corev1.Volume{{Name: TokenVolumeName}}
+	if err := Inject(clash, DefaultConfig(), Params{}); err == nil || !strings.Contains(err.Error(), "Pod ns/p spec.volumes: the pod already has a volume named istio-token") {
+		t.Errorf("volume clash: %v", err)
+	}
 	gen := pod(nil, map[string]string{AnnotationProxyCPU: "x"})
 	gen.Name, gen.GenerateName = "", "web-"
 	if err := Inject(gen, DefaultConfig(), Params{}); err == nil || !strings.HasPrefix(err.Error(), "Pod ns/web-* ") {
