@@ -18,14 +18,13 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newAnalyzeCommand(), newProxyStatusCommand(), newProxyConfigCommand(), newExplainCommand(),
-		newInjectCommand(), newCaptureCommand(), &cobra.Command{
-			Use:   "version",
-			Short: "Print mizzen's version",
-			Run: func(cmd *cobra.Command, _ []string) {
-				fmt.Fprintf(cmd.OutOrStdout(), "mizzen %s (commit %s)\n", version.Version, version.Commit)
-			},
-		})
+	root.AddCommand(newServeCommand(), newAnalyzeCommand(), newProxyStatusCommand(), newProxyConfigCommand(), newExplainCommand(), newInjectCommand(), newCaptureCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print mizzen's version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "mizzen %s (commit %s)\n", version.Version, version.Commit)
+		},
+	})
 	if err := root.Execute(); err != nil {
 		// errFound: the command printed what it found (analyze's errors,
 		// proxy-status's differences) and only the exit code is left to set.
