@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,23 +246,41 @@ func TestSidecarInjection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bytes.Contains(dump, []byte(`"ROOTCA"`)) {
-			// mizzen's config asks for workload certificates (mTLS): they
-			// must arrive and be ACKed.
-			if err := m.WaitSynced(ctx, w.ProxyID, "sds"); err != nil {
-				t.Fatalf("SDS: %v", err)
+		// mizzen's config asks for the workload certificate (auto mTLS,
+		// PERMISSIVE inbound): it must arrive and be ACKed.
+		if !bytes.Contains(dump, []byte(`"ROOTCA"`)) {
+			t.Fatalf("the sidecar's config references no SDS secret ROOTCA")
+		}
+		if err := m.WaitSynced(ctx, w.ProxyID, "sds"); err != nil {
+			t.Fatalf("SDS: %v", err)
+		}
+		_, _, secrets, err := w.HTTP(ctx, "GET", "http://127.0.0.1:15000/config_dump?resource=dynamic_active_secrets", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{`"name": "default"`, `"name": "ROOTCA"`} {
+			if !bytes.Contains(secrets, []byte(name)) {
+				t.Errorf("Envoy has no active secret %s", name)
 			}
-			_, _, secrets, err := w.HTTP(ctx, "GET", "http://127.0.0.1:15000/config_dump?resource=dynamic_active_secrets", nil)
+		}
+		ps, _ = m.Mizzen.ProxySync(ctx, w.ProxyID)
+		t.Logf("sds: %+v", ps.Types["sds"])
+		// What the prometheus.io annotations point at, from outside the pod.
+		stats := "http://" + w.IP + ":15090/stats/prometheus"
+		if err := rig.Eventually(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, stats, nil)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
-			for _, name := range []string{`"name": "default"`, `"name": "ROOTCA"`} {
-				if !bytes.Contains(secrets, []byte(name)) {
-					t.Errorf("Envoy has no active secret %s", name)
-				}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			if resp.StatusCode != 200 || !bytes.Contains(body, []byte("envoy_cluster_manager_active_clusters")) {
+				return fmt.Errorf("GET %s: %s", stats, resp.Status)
 			}
-		} else {
-			t.Logf("mizzen's config for %s references no SDS secret (no mTLS in this build); identity proven: sds row %+v", w.ProxyID, ps.Types["sds"])
+			return nil
+		}); err != nil {
+			t.Fatalf("Envoy's stats at the annotated port: %v", err)
 		}
 		status, echo, err := w.Echo(ctx, "GET", svc.URL("/"), nil)
 		if err != nil || status != 200 || echo == nil || echo.Pod != "echo-v1" {

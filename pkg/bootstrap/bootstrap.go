@@ -6,11 +6,14 @@
 // TokenReview and serves the workload's certificates (SDS `default` and
 // `ROOTCA`) on the same ADS stream.
 //
-// The bootstrap also carries what istio-agent would otherwise provide: a
-// readiness endpoint on 15021 (`/healthz/ready`, answered by Envoy's own
-// admin `/ready`, which is 200 only once the initial xDS config is in) and
-// Prometheus stats on 15090 (`/stats/prometheus`), both forwarded to the
-// admin interface that stays on 127.0.0.1:15000.
+// The bootstrap also carries the one thing istio-agent would otherwise
+// provide that must work before mizzen answers: a readiness endpoint on 15021
+// (`/healthz/ready`, answered by Envoy's own admin `/ready`, which is 200 only
+// once the initial xDS config is in), forwarded to the admin interface that
+// stays on 127.0.0.1:15000. The Prometheus stats listener on 15090 and its
+// prometheus_stats cluster are not here: mizzen pushes them to every proxy
+// whose bootstrap is not istio-agent's (translate/telemetry_stats.go), and
+// Envoy refuses a dynamic listener or cluster named like a static one.
 package bootstrap
 
 import (
@@ -34,13 +37,15 @@ const (
 	AdminAddress = "127.0.0.1:15000"
 	// ReadinessPort serves /healthz/ready, the path of Istio's readiness probe.
 	ReadinessPort = 15021
-	// StatsPort serves /stats/prometheus, Envoy's Prometheus stats.
-	StatsPort = 15090
-	// ReadinessPath and StatsPath are the paths on those ports.
 	ReadinessPath = "/healthz/ready"
-	StatsPath     = "/stats/prometheus"
-	// adminCluster forwards the readiness and stats listeners to admin.
-	adminCluster = "prometheus_stats"
+	// StatsPort and StatsPath are where mizzen's stats listener serves
+	// Envoy's Prometheus stats (pushed by mizzen, not in the bootstrap).
+	StatsPort = 15090
+	StatsPath = "/stats/prometheus"
+	// readinessListener and adminCluster are named so nothing mizzen pushes
+	// can collide with them.
+	readinessListener = "mizzen_readiness"
+	adminCluster      = "mizzen_envoy_admin"
 )
 
 // Options describe one sidecar. Every string may carry placeholders that are
@@ -64,9 +69,8 @@ type Options struct {
 	RootCertPath, TokenPath string
 	// AdminAddress defaults to AdminAddress.
 	AdminAddress string
-	// ReadinessPort and StatsPort default to ReadinessPort and StatsPort; -1
-	// leaves that listener out.
-	ReadinessPort, StatsPort int
+	// ReadinessPort defaults to ReadinessPort; -1 leaves the listener out.
+	ReadinessPort int
 	// Delta selects incremental ADS (DELTA_GRPC) instead of state of the world.
 	Delta bool
 }
@@ -96,9 +100,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ReadinessPort == 0 {
 		o.ReadinessPort = ReadinessPort
-	}
-	if o.StatsPort == 0 {
-		o.StatsPort = StatsPort
 	}
 	if o.Metadata == nil {
 		o.Metadata = map[string]any{}
@@ -153,17 +154,11 @@ func Sidecar(opts Options) ([]byte, error) {
 			"grpc.keepalive_timeout_ms":         map[string]any{"int_value": 10000},
 		}},
 	}}
-	var listeners []any
+	var listeners, clusters []any
 	if o.ReadinessPort > 0 {
 		// Envoy's /ready is 200 "LIVE" once the initial clusters and listeners
 		// from mizzen are in, which is what readiness should mean.
-		listeners = append(listeners, adminProxyListener("readiness", o.ReadinessPort, ReadinessPath, "/ready"))
-	}
-	if o.StatsPort > 0 {
-		listeners = append(listeners, adminProxyListener("prometheus_stats", o.StatsPort, StatsPath, ""))
-	}
-	var clusters []any
-	if len(listeners) > 0 {
+		listeners = append(listeners, adminProxyListener(readinessListener, o.ReadinessPort, ReadinessPath, "/ready"))
 		clusters = append(clusters, map[string]any{
 			"name":            adminCluster,
 			"type":            "STATIC",
@@ -204,14 +199,11 @@ func socket(host string, port int) map[string]any {
 	return map[string]any{"socket_address": map[string]any{"address": host, "port_value": port}}
 }
 
-// adminProxyListener is a listener on 0.0.0.0:port that forwards GET path to
-// Envoy's admin interface (rewritten to adminPath when set). Only that path is
-// routed: the admin interface itself stays on loopback.
+// adminProxyListener is a listener on 0.0.0.0:port that forwards path to
+// Envoy's admin interface, rewritten to adminPath. Only that path is routed:
+// the admin interface itself stays on loopback.
 func adminProxyListener(name string, port int, path, adminPath string) map[string]any {
-	route := map[string]any{"cluster": adminCluster, "timeout": "5s"}
-	if adminPath != "" {
-		route["prefix_rewrite"] = adminPath
-	}
+	route := map[string]any{"cluster": adminCluster, "timeout": "5s", "prefix_rewrite": adminPath}
 	return map[string]any{
 		"name":    name,
 		"address": socket("0.0.0.0", port),

@@ -44,8 +44,15 @@ func TestSidecarIsAValidBootstrap(t *testing.T) {
 	for _, l := range b.GetStaticResources().GetListeners() {
 		ports = append(ports, l.GetAddress().GetSocketAddress().GetPortValue())
 	}
-	if len(ports) != 2 || ports[0] != ReadinessPort || ports[1] != StatsPort {
-		t.Errorf("static listener ports %v, want [%d %d]", ports, ReadinessPort, StatsPort)
+	if len(ports) != 1 || ports[0] != ReadinessPort {
+		t.Errorf("static listener ports %v, want [%d]", ports, ReadinessPort)
+	}
+	// mizzen pushes prometheus_stats (listener and cluster) itself; static ones
+	// of that name would make Envoy refuse them.
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == "prometheus_stats" {
+			t.Errorf("static cluster prometheus_stats collides with mizzen's")
+		}
 	}
 	if a := b.GetAdmin().GetAddress().GetSocketAddress(); a.GetAddress() != "127.0.0.1" || a.GetPortValue() != 15000 {
 		t.Errorf("admin on %v", a)
@@ -53,7 +60,7 @@ func TestSidecarIsAValidBootstrap(t *testing.T) {
 }
 
 func TestSidecarOptions(t *testing.T) {
-	out, err := Sidecar(Options{NodeID: "n", DiscoveryAddress: "198.18.0.1:4000", ReadinessPort: -1, StatsPort: -1, Delta: true})
+	out, err := Sidecar(Options{NodeID: "n", DiscoveryAddress: "198.18.0.1:4000", ReadinessPort: -1, Delta: true})
 	if err != nil {
 		t.Fatal(err)
 	}
