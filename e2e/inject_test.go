@@ -263,7 +263,14 @@ func TestSidecarInjection(t *testing.T) {
 				t.Errorf("Envoy has no active secret %s", name)
 			}
 		}
-		ps, _ = m.Mizzen.ProxySync(ctx, w.ProxyID)
+		if ps, err = m.Mizzen.ProxySync(ctx, w.ProxyID); err != nil {
+			t.Fatal(err)
+		}
+		for typ, st := range ps.Types {
+			if st.Nacks > 0 || st.State == "NACKED" {
+				t.Errorf("the injected sidecar rejected %s: %s", typ, st.NackMessage)
+			}
+		}
 		t.Logf("sds: %+v", ps.Types["sds"])
 		// What the prometheus.io annotations point at, from outside the pod.
 		stats := "http://" + w.IP + ":15090/stats/prometheus"
