@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/mizzenmesh/mizzen/pkg/version.Version=$(VERSION) -X github.com/mizzenmesh/mizzen/pkg/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: build run test unit e2e bench lint envoy apiserver netns-tools prometheus clean
+.PHONY: build run test unit e2e bench lint envoy apiserver kubectl netns-tools prometheus clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
@@ -19,14 +19,14 @@ run: build
 # Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
 # Unit, golden and feature tests run in parallel; end-to-end packages one at a
 # time, since they share loopback addresses, port 80 and the rig's network.
-test: envoy apiserver netns-tools prometheus lint
+test: envoy apiserver kubectl netns-tools prometheus lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./e2e/...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-e2e: envoy apiserver netns-tools prometheus
+e2e: envoy apiserver kubectl netns-tools prometheus
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 # Go benchmarks plus the xDS load tool at N=100 and N=1,000 (see bench/README.md).
@@ -49,6 +49,11 @@ envoy:
 # module (e2e/apiserver) and cached by content hash: minutes cold, nothing warm.
 apiserver:
 	$(GO) run ./e2e/rig/cmd/build-apiserver
+
+# The real kubectl (k8s.io/kubectl at the apiserver's release), for the deploy/
+# and validation tests; its own module (e2e/kubectl), cached by content hash.
+kubectl:
+	$(GO) run ./e2e/rig/cmd/build-kubectl
 
 # The rig's pod network needs iproute2, iptables (capture, like istio-init) and
 # setpriv (util-linux: sidecars run as uid 1337), and root.

@@ -49,6 +49,8 @@ type serveOptions struct {
 	trustDomain         string
 	workloadCertTTL     time.Duration
 	insecureDevIdentity bool
+
+	webhook webhookOptions // cmd/mizzen/webhook.go
 }
 
 func newServeCommand() *cobra.Command {
@@ -84,6 +86,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.workloadCertTTL, "workload-cert-ttl", certs.DefaultCertTTL, "lifetime of workload certificates; they are renewed at about half of it")
 	f.BoolVar(&o.insecureDevIdentity, "insecure-dev-identity", false,
 		"cluster-less development only: give proxies that prove no identity a certificate for the namespace and service account their node metadata claims")
+	addWebhookFlags(f, &o.webhook)
 	return cmd
 }
 
@@ -223,6 +226,10 @@ func serve(ctx context.Context, o serveOptions) error {
 		// Singleton work runs on the replica holding the Lease.
 		leader := newLeaderTasks(log, kubeCfg, o.systemNamespace, reg)
 		leader.add(func(ctx context.Context) { publishRoot(ctx, log, kubeCfg, ca) })
+		if err := startWebhooks(ctx, log, kubeCfg, o, ca, reg, run, leader.add); err != nil {
+			closeListeners()
+			return err
+		}
 		run(func() { leader.run(ctx) })
 		if len(o.discoverySelectors) > 0 {
 			sourceAttrs = append(sourceAttrs, "discovery_selectors", o.discoverySelectors)

@@ -99,6 +99,7 @@ type Mizzen struct {
 	ConfigDir      string // the watched --config-dir
 	XDSAddr        string // --xds-addr (plaintext gRPC ADS)
 	SecureXDSAddr  string // --secure-xds-addr (TLS: ADS with SDS, CSR API; token-authenticated)
+	WebhookAddr    string // --webhook-addr (HTTPS admission webhooks /inject and /validate; Kubernetes mode)
 	MonitoringAddr string // --monitoring-addr
 	MonitoringURL  string // http://MonitoringAddr
 	LogPath        string // its stdout and stderr
@@ -135,6 +136,13 @@ func StartMizzen(t testing.TB, args ...string) *Mizzen {
 	if m.SecureXDSAddr == "" && !hasFlag(args, "secure-xds-addr") {
 		m.SecureXDSAddr = FreeAddr(t, "127.0.0.1")
 		full = append(full, "--secure-xds-addr", m.SecureXDSAddr)
+	}
+	// A free port rather than the default 127.0.0.1:15017, so several mizzens
+	// (HA replicas, parallel test binaries) can run at once.
+	m.WebhookAddr = flagValue(args, "webhook-addr")
+	if m.WebhookAddr == "" && !hasFlag(args, "webhook-addr") {
+		m.WebhookAddr = FreeAddr(t, "127.0.0.1")
+		full = append(full, "--webhook-addr", m.WebhookAddr)
 	}
 	if flagValue(args, "ca-dir") == "" {
 		full = append(full, "--ca-dir", t.TempDir())

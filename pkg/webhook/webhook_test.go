@@ -1,0 +1,275 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mizzenmesh/mizzen/pkg/inject"
+)
+
+func testServer(nsLabels map[string]map[string]string) *httptest.Server {
+	s := &Server{
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics:      NewMetrics(nil),
+		InjectConfig: inject.DefaultConfig,
+		NamespaceLabels: func(_ context.Context, ns string) (map[string]string, error) {
+			l, ok := nsLabels[ns]
+			if !ok {
+				return nil, fmt.Errorf("namespaces %q not found", ns)
+			}
+			return l, nil
+		},
+	}
+	return httptest.NewServer(s.Handler())
+}
+
+func review(t *testing.T, url string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	t.Helper()
+	req.UID = types.UID("uid-1")
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %s: %s", resp.Status, b)
+	}
+	var out admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Response == nil || out.Response.UID != "uid-1" || out.Kind != "AdmissionReview" {
+		t.Fatalf("bad review back: %+v", out)
+	}
+	return out.Response
+}
+
+func podRequest(t *testing.T, pod *corev1.Pod, ns string) *admissionv1.AdmissionRequest {
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &admissionv1.AdmissionRequest{
+		Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Resource: podResource,
+		Namespace: ns, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+	}
+}
+
+func TestInjectPatchMatchesInject(t *testing.T) {
+	srv := testServer(map[string]map[string]string{"on": {"istio-injection": "enabled"}, "off": {}})
+	defer srv.Close()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{"a/b~c": "keep"}},
+		Spec: corev1.PodSpec{ServiceAccountName: "web", Containers: []corev1.Container{{Name: "web", Image: "web:1"}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}},
+	}
+	resp := review(t, srv.URL+InjectPath, podRequest(t, pod, "on"))
+	if !resp.Allowed || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("want an allowed JSON patch, got %+v", resp)
+	}
+	var ops []Op
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if op.Op != "add" {
+			t.Errorf("injection should only add: %+v", op)
+		}
+		if op.Path == "/spec/containers" || op.Path == "/spec/volumes" {
+			t.Errorf("the pod's own containers/volumes rewritten: %s", op.Path)
+		}
+	}
+	orig, _ := json.Marshal(pod)
+	p, err := jsonpatch.DecodePatch(resp.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(orig)
+	if err != nil {
+		t.Fatalf("patch does not apply: %v\n%s", err, resp.Patch)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(patched, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := pod.DeepCopy()
+	if err := inject.Inject(want, inject.DefaultConfig(), inject.Params{Namespace: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if !apiequality.Semantic.DeepEqual(&got, want) {
+		g, _ := yaml.Marshal(&got)
+		w, _ := yaml.Marshal(want)
+		t.Errorf("patched pod differs from inject.Inject's:\n%s\nwant:\n%s", g, w)
+	}
+
+	for name, tc := range map[string]struct {
+		pod *corev1.Pod
+		ns  string
+	}{
+		"unlabelled namespace": {pod, "off"},
+		"opted out":            {&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x", Annotations: map[string]string{"sidecar.istio.io/inject": "false"}}, Spec: pod.Spec}, "on"},
+		"already injected":     {want, "on"},
+	} {
+		resp := review(t, srv.URL+InjectPath, podRequest(t, tc.pod, tc.ns))
+		if !resp.Allowed || resp.Patch != nil {
+			t.Errorf("%s: want allowed without patch, got %+v", name, resp)
+		}
+	}
+	bad := pod.DeepCopy()
+	bad.Annotations["sidecar.istio.io/proxyMemory"] = "lots"
+	resp = review(t, srv.URL+InjectPath, podRequest(t, bad, "on"))
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "Pod on/web-* metadata.annotations[sidecar.istio.io/proxyMemory]") {
+		t.Errorf("bad annotation: %+v", resp.Result)
+	}
+	resp = review(t, srv.URL+InjectPath, podRequest(t, pod, "missing"))
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "reading namespace missing") {
+		t.Errorf("unknown namespace: %+v", resp.Result)
+	}
+	upd := podRequest(t, pod, "on")
+	upd.Operation = admissionv1.Update
+	if resp := review(t, srv.URL+InjectPath, upd); !resp.Allowed || resp.Patch != nil {
+		t.Errorf("update: %+v", resp)
+	}
+}
+
+func vsRequest(t *testing.T, y, ns string, op admissionv1.Operation) *admissionv1.AdmissionRequest {
+	raw, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"},
+		Namespace: ns, Operation: op, Object: runtime.RawExtension{Raw: raw}}
+}
+
+func TestValidate(t *testing.T) {
+	srv := testServer(nil)
+	defer srv.Close()
+	url := srv.URL + ValidatePath
+	const head = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n"
+	tests := []struct {
+		name, spec string
+		allowed    bool
+		want       []string
+	}{
+		{"valid", "  http: [{route: [{destination: {host: reviews}}]}]\n", true, nil},
+		{"bad regex", "  http: [{match: [{uri: {regex: 'a('}}], route: [{destination: {host: reviews}}]}]\n", false,
+			[]string{"VirtualService shop/r", "spec.http[0].match[0].uri.regex", "InvalidRegex"}},
+		{"weights 90", "  http: [{route: [{destination: {host: reviews, subset: v1}, weight: 50}, {destination: {host: reviews, subset: v2}, weight: 40}]}]\n", false,
+			[]string{"VirtualService shop/r", "spec.http[0].route", "90"}},
+		{"unknown field", "  http: [{rout: [{destination: {host: reviews}}]}]\n", false,
+			[]string{"VirtualService shop/r spec.http[0]", "rout"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := review(t, url, vsRequest(t, head+tc.spec, "shop", admissionv1.Create))
+			if resp.Allowed != tc.allowed {
+				t.Fatalf("allowed = %v, want %v: %+v", resp.Allowed, tc.allowed, resp.Result)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(resp.Result.Message, w) {
+					t.Errorf("message %q does not contain %q", resp.Result.Message, w)
+				}
+			}
+		})
+	}
+	if resp := review(t, url, vsRequest(t, head+"  http: [{match: [{uri: {regex: 'a('}}]}]\n", "shop", admissionv1.Delete)); !resp.Allowed {
+		t.Errorf("delete refused: %+v", resp.Result)
+	}
+	other := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Group: "telemetry.istio.io", Version: "v1", Kind: "Telemetry"},
+		Namespace: "shop", Operation: admissionv1.Create,
+		Object: runtime.RawExtension{Raw: []byte(`{"apiVersion":"telemetry.istio.io/v1","kind":"Telemetry","metadata":{"name":"t"},"spec":{}}`)}}
+	if resp := review(t, url, other); !resp.Allowed {
+		t.Errorf("a kind mizzen does not read was refused: %+v", resp.Result)
+	}
+}
+
+func TestServeRejectsNonReviews(t *testing.T) {
+	srv := testServer(nil)
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, ct, body string
+		want             int
+	}{
+		{"GET", "", "", 405},
+		{"POST", "text/plain", "{}", 415},
+		{"POST", "application/json", "{}", 400},
+		{"POST", "application/json", "nope", 400},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+ValidatePath, strings.NewReader(tc.body))
+		if tc.ct != "" {
+			req.Header.Set("Content-Type", tc.ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s %q: %d, want %d", tc.method, tc.ct, tc.body, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	cases := []struct{ a, b string }{
+		{`{"a":1}`, `{"a":1}`},
+		{`{"a":1,"b":{"c":[1,2]}}`, `{"a":2,"b":{"c":[1,2,3,4]},"d/e":"x"}`},
+		{`{"l":[1,2,3]}`, `{"l":[1,3]}`},
+		{`{"l":[1,2]}`, `{"l":[2,1,3]}`},
+		{`{"m":{"x~y":1,"z":2}}`, `{"m":{"x~y":3}}`},
+		{`{"v":"s"}`, `{"v":{"o":true}}`},
+		{`[1]`, `{"x":1}`},
+	}
+	for _, tc := range cases {
+		var a, b any
+		_ = json.Unmarshal([]byte(tc.a), &a)
+		_ = json.Unmarshal([]byte(tc.b), &b)
+		ops := Diff(a, b)
+		if tc.a == tc.b && len(ops) != 0 {
+			t.Errorf("%s: ops for equal documents: %v", tc.a, ops)
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		raw, _ := json.Marshal(ops)
+		p, err := jsonpatch.DecodePatch(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.Apply([]byte(tc.a))
+		if err != nil {
+			t.Errorf("%s -> %s: %v (%s)", tc.a, tc.b, err, raw)
+			continue
+		}
+		var g any
+		_ = json.Unmarshal(got, &g)
+		if !reflect.DeepEqual(g, b) {
+			t.Errorf("%s -> %s: got %s with %s", tc.a, tc.b, got, raw)
+		}
+	}
+}
