@@ -20,13 +20,13 @@ import (
 
 // ProxySyncStatus is one row of /debug/syncz: what was sent to and ACKed by a proxy.
 type ProxySyncStatus struct {
-	ProxyID     string                `json:"proxy"`
-	Type        string                `json:"type"`
-	Namespace   string                `json:"namespace"`
-	Identity    string                `json:"identity,omitempty"` // SPIFFE ID the stream proved
+	ProxyID   string `json:"proxy"`
+	Type      string `json:"type"`
+	Namespace string `json:"namespace"`
+	Identity  string `json:"identity,omitempty"` // SPIFFE ID the stream proved
 	// LastChange is the latest config change (see /debug/changes) that gave
 	// this proxy new config, and whether it ACKed it.
-	LastChange *ChangeRef `json:"last_change,omitempty"`
+	LastChange  *ChangeRef            `json:"last_change,omitempty"`
 	ConnectedAt time.Time             `json:"connected_at"`
 	Types       map[string]TypeStatus `json:"types"`
 }
