@@ -198,10 +198,13 @@ func jwksCluster(name string, u model.JWKSURI) *clusterv3.Cluster {
 	if u.HTTPS {
 		// The chain must end at a system root, and the certificate must be for
 		// the URI's host: Envoy checks it against the request's Host (the
-		// jwksUri host) with auto_san_validation.
+		// jwksUri host) with auto_san_validation. The roots are the trust
+		// store file (as for DestinationRule SIMPLE without caCertificates):
+		// Envoy does not implement system_root_certs, so naming it would
+		// leave the fetch unverified.
 		tc := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				SystemRootCerts: &tlsv3.CertificateValidationContext_SystemRootCerts{},
+				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: SystemRootsFile}},
 			}},
 		}}
 		c.TypedExtensionProtocolOptions = httpProtocolOptions(&upstreamhttp.HttpProtocolOptions{
