@@ -195,7 +195,8 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	if err != nil {
 		return out, err
 	}
-	eps, err := g.scopeEndpoints(sc)
+	// Endpoints do not depend on the proxy's identity: shared by both kinds.
+	eps, err := g.scopeEndpoints(sc.WithoutClientMTLS())
 	if err != nil {
 		return out, err
 	}

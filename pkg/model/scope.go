@@ -29,6 +29,15 @@ type Scope struct {
 // scopeKeyMTLS marks the scopes of proxies with an identity.
 const scopeKeyMTLS = "|mtls"
 
+// WithoutClientMTLS is the scope for what does not depend on whether the
+// proxy originates mTLS (endpoints), so proxies with and without an identity
+// share it.
+func (sc Scope) WithoutClientMTLS() Scope {
+	sc.ClientMTLS = false
+	sc.Key = strings.TrimSuffix(sc.Key, scopeKeyMTLS)
+	return sc
+}
+
 // ScopeFor picks the proxy's scope the way Istio picks its Sidecar: a Sidecar in
 // the proxy's namespace whose workloadSelector matches its labels, else the one
 // without selector in its namespace, else the one without selector in the root
