@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mizzenmesh/mizzen/pkg/bootstrap"
 )
 
 // EnvoyInstallHint says how to get the Envoy binary the e2e tests need.
@@ -339,30 +341,7 @@ func EnvoyBootstrap(opts EnvoyOptions) ([]byte, error) {
 		if name == "" {
 			name = "istiod.istio-system.svc"
 		}
-		xdsService = map[string]any{"google_grpc": map[string]any{
-			"target_uri":  opts.XDSAddr,
-			"stat_prefix": "xds-grpc",
-			"channel_credentials": map[string]any{"ssl_credentials": map[string]any{
-				"root_certs": map[string]any{"filename": sec.RootCertPath},
-			}},
-			"call_credentials": []any{map[string]any{"from_plugin": map[string]any{
-				"name": "envoy.grpc_credentials.file_based_metadata",
-				"typed_config": map[string]any{
-					"@type":         "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
-					"secret_data":   map[string]any{"filename": sec.TokenPath},
-					"header_key":    "authorization",
-					"header_prefix": "Bearer ",
-				},
-			}}},
-			"credentials_factory_name": "envoy.grpc_credentials.file_based_metadata",
-			"channel_args": map[string]any{"args": map[string]any{
-				"grpc.ssl_target_name_override":     map[string]any{"string_value": name},
-				"grpc.default_authority":            map[string]any{"string_value": name},
-				"grpc.http2.max_pings_without_data": map[string]any{"int_value": 0},
-				"grpc.keepalive_time_ms":            map[string]any{"int_value": 30000},
-				"grpc.keepalive_timeout_ms":         map[string]any{"int_value": 10000},
-			}},
-		}}
+		xdsService = bootstrap.SecureGrpcService(opts.XDSAddr, sec.RootCertPath, sec.TokenPath, name)
 	}
 	b := map[string]any{
 		"node": map[string]any{

@@ -3,17 +3,11 @@ package rig
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -66,107 +60,8 @@ func KubectlBinary(t testing.TB) string {
 // BuildKubectl builds (or finds cached) kubectl outside a test, so `make
 // test` pays the cold build before the e2e timeouts start.
 func BuildKubectl(logf func(string, ...any)) (string, error) {
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	modDir := filepath.Join(root, kubectlModuleDir)
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("the go tool is not on PATH: %v", err)
-	}
-	hash, err := moduleHash(goBin, modDir, kubectlBuildRecipe)
-	if err != nil {
-		return "", err
-	}
-	cacheDir, err := APIServerCacheDir()
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("creating cache dir: %v", err)
-	}
-	bin := filepath.Join(cacheDir, "kubectl-"+hash)
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	unlock, err := lockFile(bin+".lock", kubectlBuildLimit+time.Minute, func() {
-		logf("waiting for another process building kubectl (%s.lock)", bin)
-	})
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	tmp, err := os.CreateTemp(cacheDir, ".kubectl-"+hash+"-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	tmpPath := tmp.Name()
-	tmp.Close()
-	defer os.Remove(tmpPath)
-
-	logPath := bin + ".log"
-	logf("building kubectl from %s into %s (cold: a few minutes; log %s)", modDir, bin, logPath)
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), kubectlBuildLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-ldflags=-s -w", "-o", tmpPath, ".")
-	cmd.Dir = modDir
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
-	_ = os.WriteFile(logPath, out, 0o644)
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("timed out after %v", kubectlBuildLimit)
-		}
-		return "", fmt.Errorf("go build in %s failed: %v\n%s", modDir, err, tail(string(out), 60))
-	}
-	if err := os.Chmod(tmpPath, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmpPath, bin); err != nil {
-		return "", err
-	}
-	logf("built kubectl in %s", time.Since(start).Round(time.Second))
-	return bin, nil
-}
-
-// moduleHash hashes what determines a tool module's binary: go.mod, go.sum,
-// its top-level Go files, the toolchain and target, and the recipe.
-func moduleHash(goBin, modDir, recipe string) (string, error) {
-	goFiles, err := filepath.Glob(filepath.Join(modDir, "*.go"))
-	if err != nil {
-		return "", err
-	}
-	sort.Strings(goFiles)
-	names := []string{"go.mod", "go.sum"}
-	for _, f := range goFiles {
-		names = append(names, filepath.Base(f))
-	}
-	h := sha256.New()
-	for _, name := range names {
-		b, err := os.ReadFile(filepath.Join(modDir, name))
-		if err != nil {
-			return "", fmt.Errorf("reading module %s: %v", modDir, err)
-		}
-		fmt.Fprintf(h, "%s %d\n", name, len(b))
-		h.Write(b)
-	}
-	env := exec.Command(goBin, "env", "GOVERSION", "GOOS", "GOARCH")
-	env.Dir = modDir
-	env.Env = append(os.Environ(), "GOWORK=off")
-	out, err := env.Output()
-	if err != nil {
-		return "", fmt.Errorf("go env: %v", err)
-	}
-	h.Write(out)
-	io.WriteString(h, recipe)
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return goTool{name: "kubectl", moduleDir: kubectlModuleDir, recipe: kubectlBuildRecipe,
+		limit: kubectlBuildLimit, coldNote: "a few minutes"}.build(logf)
 }
 
 // KubectlResult is the outcome of one kubectl run.

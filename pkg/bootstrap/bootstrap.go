@@ -126,34 +126,7 @@ func Sidecar(opts Options) ([]byte, error) {
 	if o.Delta {
 		apiType = "DELTA_GRPC"
 	}
-	// The Google gRPC client (not envoy_grpc) because only it has call
-	// credentials: the token file is read by the file-based metadata plugin and
-	// sent as `authorization: Bearer <token>`, which is how mizzen learns who
-	// the proxy is. The channel verifies mizzen's certificate with the mesh root.
-	xds := map[string]any{"google_grpc": map[string]any{
-		"target_uri":  o.DiscoveryAddress,
-		"stat_prefix": "xds-grpc",
-		"channel_credentials": map[string]any{"ssl_credentials": map[string]any{
-			"root_certs": map[string]any{"filename": o.RootCertPath},
-		}},
-		"call_credentials": []any{map[string]any{"from_plugin": map[string]any{
-			"name": "envoy.grpc_credentials.file_based_metadata",
-			"typed_config": map[string]any{
-				"@type":         "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
-				"secret_data":   map[string]any{"filename": o.TokenPath},
-				"header_key":    "authorization",
-				"header_prefix": "Bearer ",
-			},
-		}}},
-		"credentials_factory_name": "envoy.grpc_credentials.file_based_metadata",
-		"channel_args": map[string]any{"args": map[string]any{
-			"grpc.ssl_target_name_override":     map[string]any{"string_value": o.ServerName},
-			"grpc.default_authority":            map[string]any{"string_value": o.ServerName},
-			"grpc.http2.max_pings_without_data": map[string]any{"int_value": 0},
-			"grpc.keepalive_time_ms":            map[string]any{"int_value": 30000},
-			"grpc.keepalive_timeout_ms":         map[string]any{"int_value": 10000},
-		}},
-	}}
+	xds := SecureGrpcService(o.DiscoveryAddress, o.RootCertPath, o.TokenPath, o.ServerName)
 	var listeners, clusters []any
 	if o.ReadinessPort > 0 {
 		// Envoy's /ready is 200 "LIVE" once the initial clusters and listeners
@@ -228,4 +201,37 @@ func adminProxyListener(name string, port int, path, adminPath string) map[strin
 			},
 		}}}},
 	}
+}
+
+// SecureGrpcService is the bootstrap's grpc_service for mizzen's secure port.
+// The Google gRPC client (not envoy_grpc) because only it has call
+// credentials: the token file is read by the file-based metadata plugin for
+// every new stream and sent as `authorization: Bearer <token>`, which is how
+// mizzen learns who the proxy is. The channel verifies mizzen's certificate
+// with the mesh root, for serverName.
+func SecureGrpcService(discoveryAddress, rootCertPath, tokenPath, serverName string) map[string]any {
+	return map[string]any{"google_grpc": map[string]any{
+		"target_uri":  discoveryAddress,
+		"stat_prefix": "xds-grpc",
+		"channel_credentials": map[string]any{"ssl_credentials": map[string]any{
+			"root_certs": map[string]any{"filename": rootCertPath},
+		}},
+		"call_credentials": []any{map[string]any{"from_plugin": map[string]any{
+			"name": "envoy.grpc_credentials.file_based_metadata",
+			"typed_config": map[string]any{
+				"@type":         "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
+				"secret_data":   map[string]any{"filename": tokenPath},
+				"header_key":    "authorization",
+				"header_prefix": "Bearer ",
+			},
+		}}},
+		"credentials_factory_name": "envoy.grpc_credentials.file_based_metadata",
+		"channel_args": map[string]any{"args": map[string]any{
+			"grpc.ssl_target_name_override":     map[string]any{"string_value": serverName},
+			"grpc.default_authority":            map[string]any{"string_value": serverName},
+			"grpc.http2.max_pings_without_data": map[string]any{"int_value": 0},
+			"grpc.keepalive_time_ms":            map[string]any{"int_value": 30000},
+			"grpc.keepalive_timeout_ms":         map[string]any{"int_value": 10000},
+		}},
+	}}
 }
