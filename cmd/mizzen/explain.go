@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/mizzenmesh/mizzen/pkg/explain"
@@ -186,25 +187,28 @@ func resolveVIP(cfg *explain.Config, host string) string {
 	return ""
 }
 
+// fetchDump reads mizzen's view of a proxy (the same reader proxy-config
+// uses) into explain's form.
 func fetchDump(ctx context.Context, addr, proxyID string) (*explain.Config, error) {
-	u := "http://" + addr + "/debug/config_dump?proxyID=" + url.QueryEscape(proxyID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	pc, err := loadMizzenView(ctx, addr, proxyID)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("mizzen at %s: %w", addr, err)
+	cfg := &explain.Config{ProxyID: proxyID, Routes: map[string]*routev3.RouteConfiguration{},
+		Clusters: map[string]*clusterv3.Cluster{}, Endpoints: map[string]*endpointv3.ClusterLoadAssignment{}}
+	for _, e := range pc.listeners {
+		cfg.Listeners = append(cfg.Listeners, e.msg)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	for _, e := range pc.routes {
+		cfg.Routes[e.msg.GetName()] = e.msg
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("config of %s: %s: %s", proxyID, resp.Status, strings.TrimSpace(string(body)))
+	for _, e := range pc.clusters {
+		cfg.Clusters[e.msg.GetName()] = e.msg
 	}
-	return explain.ParseDump(proxyID, body)
+	for _, e := range pc.endpoints {
+		cfg.Endpoints[e.msg.GetClusterName()] = e.msg
+	}
+	return cfg, nil
 }
 
 func printTrace(w io.Writer, t *explain.Trace) {
