@@ -13,12 +13,20 @@ import (
 // monitoringMux serves istiod's monitoring port: /ready, /metrics, /debug/*.
 // /ready and /metrics are open (kubelet probes and Prometheus come from the
 // network); everything under /debug/ answers loopback clients only.
-func monitoringMux(reg *prometheus.Registry, server *xds.Server) *http.ServeMux {
+//
+// /ready also waits for every check in ready (e.g. the webhooks' caches).
+func monitoringMux(reg *prometheus.Registry, server *xds.Server, ready ...func() error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if !server.Ready() {
 			http.Error(w, "not ready: no config snapshot built yet", http.StatusServiceUnavailable)
 			return
+		}
+		for _, check := range ready {
+			if err := check(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -186,6 +186,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	// sourceErr is set when the config source cannot run; serve then stops
 	// and returns it.
 	var sourceErr error
+	// readyChecks gate /ready besides the first snapshot.
+	var readyChecks []func() error
 	sourceAttrs := []any{"config_dir", o.configDir}
 	if kubeCfg == nil {
 		src := file.New(o.configDir, file.Options{Logger: log, OnError: func(e *file.Error) {
@@ -226,7 +228,11 @@ func serve(ctx context.Context, o serveOptions) error {
 		// Singleton work runs on the replica holding the Lease.
 		leader := newLeaderTasks(log, kubeCfg, o.systemNamespace, reg)
 		leader.add(func(ctx context.Context) { publishRoot(ctx, log, kubeCfg, ca) })
-		if err := startWebhooks(ctx, log, kubeCfg, o, ca, reg, run, leader.add); err != nil {
+		webhookReady, err := startWebhooks(ctx, log, kubeCfg, o, ca, reg, run, leader.add)
+		if webhookReady != nil {
+			readyChecks = append(readyChecks, webhookReady)
+		}
+		if err != nil {
 			closeListeners()
 			return err
 		}
@@ -265,7 +271,7 @@ func serve(ctx context.Context, o serveOptions) error {
 			}
 		})
 	}
-	httpServer := &http.Server{Handler: monitoringMux(reg, server), ReadHeaderTimeout: 10 * time.Second}
+	httpServer := &http.Server{Handler: monitoringMux(reg, server, readyChecks...), ReadHeaderTimeout: 10 * time.Second}
 	run(func() {
 		if err := httpServer.Serve(monLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("monitoring server stopped", "err", err)

@@ -57,19 +57,23 @@ func addWebhookFlags(f *pflag.FlagSet, o *webhookOptions) {
 // at once; its goroutines run under run and end with ctx. The caBundle
 // patching is singleton work, handed to singleton (the leader's tasks). With
 // --webhook-addr empty it does nothing.
+//
+// It returns a readiness check for /ready: a replica must not be ready (and
+// get webhook calls from the istiod Service) before its caches have synced,
+// or the injector's failurePolicy Fail would refuse pods meanwhile.
 func startWebhooks(ctx context.Context, log *slog.Logger, cfg *rest.Config, o serveOptions, ca *caHolder,
-	reg prometheus.Registerer, run func(func()), singleton func(func(ctx context.Context))) error {
+	reg prometheus.Registerer, run func(func()), singleton func(func(ctx context.Context))) (func() error, error) {
 	w := o.webhook
 	if w.addr == "" {
-		return nil
+		return nil, nil
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("webhooks: kubernetes client: %w", err)
+		return nil, fmt.Errorf("webhooks: kubernetes client: %w", err)
 	}
 	lis, err := net.Listen("tcp", w.addr)
 	if err != nil {
-		return fmt.Errorf("webhook listener (--webhook-addr): %w", err)
+		return nil, fmt.Errorf("webhook listener (--webhook-addr): %w", err)
 	}
 	log = log.With("component", "webhook")
 	state := &injectorState{log: log, namespace: o.systemNamespace, configMap: w.injectorConfigMap}
@@ -94,7 +98,7 @@ func startWebhooks(ctx context.Context, log *slog.Logger, cfg *rest.Config, o se
 		},
 	}); err != nil {
 		lis.Close()
-		return fmt.Errorf("webhooks: watching ConfigMaps: %w", err)
+		return nil, fmt.Errorf("webhooks: watching ConfigMaps: %w", err)
 	}
 	nsLister := namespaces.Lister()
 	nsInformer := namespaces.Informer() // created before Start, or the factory starts nothing
@@ -167,7 +171,12 @@ func startWebhooks(ctx context.Context, log *slog.Logger, cfg *rest.Config, o se
 	})
 	log.Info("webhooks serving", "addr", "https://"+lis.Addr().String(), "paths", []string{webhook.InjectPath, webhook.ValidatePath},
 		"names", names, "injector_configmap", o.systemNamespace+"/"+w.injectorConfigMap)
-	return nil
+	return func() error {
+		if !synced.Load() {
+			return fmt.Errorf("webhook caches (namespaces, injector ConfigMap) not synced yet")
+		}
+		return nil
+	}, nil
 }
 
 // webhookServingNames are the names in the webhook's certificate: the
