@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mizzenmesh/mizzen/pkg/textdist"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -266,7 +267,7 @@ func unknownField(path, key string, fields protoreflect.FieldDescriptors) error 
 	best, bestDist := "", 3
 	for i := range fields.Len() {
 		name := fields.Get(i).JSONName()
-		if d := editDistance(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
+		if d := textdist.Levenshtein(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
 			best, bestDist = name, d
 		}
 	}
@@ -274,24 +275,4 @@ func unknownField(path, key string, fields protoreflect.FieldDescriptors) error 
 		return fieldErr(path+"."+key, "unknown field %q (did you mean %q?)", key, best)
 	}
 	return fieldErr(path+"."+key, "unknown field %q", key)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
