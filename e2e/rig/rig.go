@@ -20,16 +20,36 @@ import (
 	"time"
 )
 
-// FreePort returns a TCP port that is free on ip right now (e.g. "127.0.0.1").
+// handedOut remembers every port FreePort returned in this test binary: the
+// kernel may offer a just-closed port again at once, and two addresses of one
+// process (say --xds-addr and --monitoring-addr) must never collide.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns a TCP port that is free on ip right now (e.g. "127.0.0.1")
+// and that this test binary has not handed out before.
 // Prefer letting the process bind port 0 where it can report the port back.
 func FreePort(t testing.TB, ip string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("rig: finding a free port on %s: %v", ip, err)
+	for range 50 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatalf("rig: finding a free port on %s: %v", ip, err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("rig: no fresh free port on %s after 50 tries", ip)
+	return 0
 }
 
 // FreeAddr returns "ip:<free port>".
