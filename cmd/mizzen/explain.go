@@ -224,5 +224,10 @@ func printTrace(w io.Writer, t *explain.Trace) {
 			res += " (" + t.Policy + ")"
 		}
 		fmt.Fprintf(w, "%-18s %s\n", "verdict:", res)
+		if t.Decision == "MIXED" {
+			for _, v := range t.Verdicts {
+				fmt.Fprintf(w, "%-18s   %s at %s (%s)\n", "", v.Decision, v.Proxy, v.Policy)
+			}
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 // AuthorizationPolicies) in order: the first DENY match denies, an ALLOW
 // filter without a match denies; AUDIT (LOG) only notes.
 func Inbound(cfg *Config, t *Trace, r *Request, port int, mtls bool) {
+	v := Verdict{Proxy: cfg.ProxyID}
+	defer func() { t.addVerdict(v) }()
 	var inbound = -1
 	for i, l := range cfg.Listeners {
 		if l.GetName() == "virtualInbound" {
@@ -32,14 +34,14 @@ func Inbound(cfg *Config, t *Trace, r *Request, port int, mtls bool) {
 	}
 	fc, why := pickChain(cfg.Listeners[inbound], r.DestIP, port, transport)
 	if fc == nil {
-		t.Decision = "DENIED"
+		v.Decision = "DENIED"
 		t.add("inbound chain", fmt.Sprintf("none for port %d over %s: the connection is closed (mTLS mode refuses it)", port, transport), why...)
 		return
 	}
 	t.add("inbound chain", fmt.Sprintf("%s of %s", chainName(fc), cfg.ProxyID), why...)
 	for _, f := range fc.GetFilters() {
 		if nr := typed(f.GetTypedConfig(), &rbacnetv3.RBAC{}); nr != nil {
-			if !evalRBAC(t, nr.GetRules(), r, port, "network") {
+			if !evalRBAC(t, &v, nr.GetRules(), r, port, "network") {
 				return
 			}
 			continue
@@ -47,21 +49,21 @@ func Inbound(cfg *Config, t *Trace, r *Request, port int, mtls bool) {
 		if hcm := typed(f.GetTypedConfig(), &hcmv3.HttpConnectionManager{}); hcm != nil {
 			for _, hf := range hcm.GetHttpFilters() {
 				if hr := typed(hf.GetTypedConfig(), &rbachttpv3.RBAC{}); hr != nil {
-					if !evalRBAC(t, hr.GetRules(), r, port, "HTTP") {
+					if !evalRBAC(t, &v, hr.GetRules(), r, port, "HTTP") {
 						return
 					}
 				}
 			}
 		}
 	}
-	if t.Decision == "" {
-		t.Decision = "ALLOWED"
+	if v.Decision == "" {
+		v.Decision = "ALLOWED"
 	}
-	t.add("authorization", t.Decision)
+	t.add("authorization", v.Decision)
 }
 
 // evalRBAC applies one RBAC filter; false when it denies.
-func evalRBAC(t *Trace, rules *rbacconfigv3.RBAC, r *Request, port int, kind string) bool {
+func evalRBAC(t *Trace, v *Verdict, rules *rbacconfigv3.RBAC, r *Request, port int, kind string) bool {
 	if rules == nil {
 		return true
 	}
@@ -87,7 +89,7 @@ func evalRBAC(t *Trace, rules *rbacconfigv3.RBAC, r *Request, port int, kind str
 	switch action {
 	case "DENY":
 		if len(matched) > 0 {
-			t.Decision, t.Policy = "DENIED", matched[0]
+			v.Decision, v.Policy = "DENIED", matched[0]
 			t.add(kind+" RBAC DENY", "denied by "+matched[0]+": 403 RBAC: access denied", why...)
 			return false
 		}
@@ -98,8 +100,8 @@ func evalRBAC(t *Trace, rules *rbacconfigv3.RBAC, r *Request, port int, kind str
 		t.add(kind+" RBAC DENY", res, why...)
 	case "ALLOW":
 		if len(matched) == 0 {
-			t.Decision = "DENIED"
-			t.Policy = "(no ALLOW policy matched)"
+			v.Decision = "DENIED"
+			v.Policy = "(no ALLOW policy matched)"
 			res := "no ALLOW policy matches: 403 RBAC: access denied"
 			if unknown {
 				res += " (unless a policy explain cannot evaluate matches)"
@@ -107,7 +109,7 @@ func evalRBAC(t *Trace, rules *rbacconfigv3.RBAC, r *Request, port int, kind str
 			t.add(kind+" RBAC ALLOW", res, why...)
 			return false
 		}
-		t.Policy = matched[0]
+		v.Policy = matched[0]
 		t.add(kind+" RBAC ALLOW", "allowed by "+matched[0], why...)
 	default:
 		res := "audit only"
@@ -265,4 +267,25 @@ func principal(p *rbacconfigv3.Principal, r *Request, why *[]string) tri {
 	}
 	*why = append(*why, fmt.Sprintf("cannot evaluate principal %T", p.GetIdentifier()))
 	return maybe
+}
+
+// Verdict is one destination sidecar's authorization decision.
+type Verdict struct {
+	Proxy    string `json:"proxy"`
+	Decision string `json:"decision"` // ALLOWED or DENIED
+	Policy   string `json:"policy,omitempty"`
+}
+
+// addVerdict records a destination's decision; the trace's overall Decision is
+// the common one, or MIXED when destinations (say, two versions with different
+// policies) disagree.
+func (t *Trace) addVerdict(v Verdict) {
+	t.Verdicts = append(t.Verdicts, v)
+	t.Decision, t.Policy = v.Decision, v.Policy
+	for _, o := range t.Verdicts {
+		if o.Decision != v.Decision || o.Policy != v.Policy {
+			t.Decision, t.Policy = "MIXED", "depends on the destination: see verdicts"
+			return
+		}
+	}
 }

@@ -23,9 +23,11 @@ type Trace struct {
 	Route          string        `json:"route,omitempty"`
 	VirtualService string        `json:"virtual_service,omitempty"`
 	Destinations   []Destination `json:"destinations,omitempty"`
-	// Verdict of the destination side: ALLOWED or DENIED, and by which policy.
-	Decision string `json:"decision,omitempty"`
-	Policy   string `json:"policy,omitempty"`
+	// Verdict of the destination side: ALLOWED or DENIED (MIXED when the
+	// destinations disagree), and by which policy; per destination in Verdicts.
+	Decision string    `json:"decision,omitempty"`
+	Policy   string    `json:"policy,omitempty"`
+	Verdicts []Verdict `json:"verdicts,omitempty"`
 }
 
 // Step is one stage of the walk.
