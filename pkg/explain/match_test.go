@@ -55,3 +55,16 @@ func TestRouteMatch(t *testing.T) {
 }
 
 func wrapBool(b bool) *wrapperspb.BoolValue { return wrapperspb.Bool(b) }
+
+func TestVerdictsAgreeOrMix(t *testing.T) {
+	tr := &Trace{}
+	tr.addVerdict(Verdict{Proxy: "a", Decision: "DENIED", Policy: "p"})
+	tr.addVerdict(Verdict{Proxy: "b", Decision: "DENIED", Policy: "p"})
+	if tr.Decision != "DENIED" || tr.Policy != "p" {
+		t.Fatalf("agreeing destinations: %s %s", tr.Decision, tr.Policy)
+	}
+	tr.addVerdict(Verdict{Proxy: "c", Decision: "ALLOWED"})
+	if tr.Decision != "MIXED" || len(tr.Verdicts) != 3 {
+		t.Fatalf("disagreeing destinations: %s (%d verdicts)", tr.Decision, len(tr.Verdicts))
+	}
+}
