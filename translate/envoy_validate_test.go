@@ -1,12 +1,9 @@
 package translate_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/translate"
 )
@@ -24,21 +21,7 @@ func TestGoldenOutputPassesEnvoyValidation(t *testing.T) {
 	}
 	for _, in := range cases {
 		t.Run(strings.TrimSuffix(filepath.Base(in), ".in.yaml"), func(t *testing.T) {
-			raw, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var objects []string
-			var proxies []testProxy
-			for _, doc := range splitDocs(string(raw)) {
-				var tp testProxy
-				if yaml.Unmarshal([]byte(doc), &tp) == nil && tp.Kind == "TestProxy" {
-					proxies = append(proxies, tp)
-					continue
-				}
-				objects = append(objects, doc)
-			}
-			snap := buildSnapshot(t, strings.Join(objects, "\n---\n"))
+			snap, proxies := loadCase(t, in)
 			for _, tp := range proxies {
 				p := tp.parse(t)
 				o := translate.ForProxy(snap, p)

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
-	"github.com/mizzenmesh/mizzen/pkg/source/file"
 	"github.com/mizzenmesh/mizzen/translate"
 )
 
@@ -77,7 +76,9 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func runCase(t *testing.T, path string) []byte {
+// loadCase reads a golden input: its objects built into a snapshot, and its
+// TestProxy documents.
+func loadCase(t *testing.T, path string) (*model.Snapshot, []testProxy) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -93,15 +94,12 @@ func runCase(t *testing.T, path string) []byte {
 		}
 		objects = append(objects, doc)
 	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "objects.yaml"), []byte(strings.Join(objects, "\n---\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	in, errs := file.New(dir, file.Options{}).Load()
-	for _, e := range errs {
-		t.Fatalf("golden input does not parse: %v", e)
-	}
-	snap := model.Build(&in, 1)
+	return buildSnapshot(t, strings.Join(objects, "\n---\n")), proxies
+}
+
+func runCase(t *testing.T, path string) []byte {
+	t.Helper()
+	snap, proxies := loadCase(t, path)
 	var out bytes.Buffer
 	if len(snap.Errors) > 0 {
 		var lines []string

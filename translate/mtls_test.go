@@ -1,14 +1,12 @@
 package translate_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/translate"
 )
@@ -24,21 +22,7 @@ func TestNoSecretsWithoutIdentity(t *testing.T) {
 	}
 	sawSDS := false
 	for _, in := range cases {
-		raw, err := os.ReadFile(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var objects []string
-		var proxies []testProxy
-		for _, doc := range splitDocs(string(raw)) {
-			var tp testProxy
-			if yaml.Unmarshal([]byte(doc), &tp) == nil && tp.Kind == "TestProxy" {
-				proxies = append(proxies, tp)
-				continue
-			}
-			objects = append(objects, doc)
-		}
-		snap := buildSnapshot(t, strings.Join(objects, "\n---\n"))
+		snap, proxies := loadCase(t, in)
 		for _, tp := range proxies {
 			withID := tp.Identity != ""
 			tp.Identity = ""
