@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newAnalyzeCommand(), newProxyStatusCommand(), newProxyConfigCommand(), newExplainCommand(), newInjectCommand(), newCaptureCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newBootstrapCommand(), newAnalyzeCommand(), newProxyStatusCommand(), newProxyConfigCommand(), newExplainCommand(), newInjectCommand(), newCaptureCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print mizzen's version",
 		Run: func(cmd *cobra.Command, _ []string) {
