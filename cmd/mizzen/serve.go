@@ -180,7 +180,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	var version atomic.Uint64
 	apply := func(in model.Inputs) {
 		snap := model.Build(&in, version.Add(1))
-		reporter.report(snap.Errors)
+		reporter.report(append(snap.Errors, trustDomainMismatch(snap.Mesh.GetTrustDomain(), o.trustDomain)...))
 		server.Update(snap)
 	}
 	// sourceErr is set when the config source cannot run; serve then stops
@@ -353,6 +353,20 @@ func parseSelectors(in []string) ([]metav1.LabelSelector, error) {
 		out = append(out, *ls)
 	}
 	return out, nil
+}
+
+// trustDomainMismatch: the CA signs identities in --trust-domain (it must
+// know it before any config is read); a mesh config asking for another is
+// reported rather than silently ignored, since principals in policies would
+// then never match.
+func trustDomainMismatch(mesh, flag string) []model.ConfigError {
+	// The model fills Istio's default (cluster.local) when the mesh config
+	// says nothing, so that value cannot be told from "not set".
+	if mesh == "" || mesh == flag || mesh == certs.DefaultTrustDomain {
+		return nil
+	}
+	return []model.ConfigError{{Kind: "MeshConfig", Field: "trustDomain", Code: "TrustDomainIgnored", Warning: true,
+		Message: fmt.Sprintf("mizzen issues identities in trust domain %q (--trust-domain); meshConfig.trustDomain %q is not applied: start mizzen with --trust-domain %s", flag, mesh, mesh)}}
 }
 
 // errorReporter logs and counts each config error once, when it first appears,

@@ -172,3 +172,19 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+func TestTrustDomainMismatchIsReported(t *testing.T) {
+	if errs := trustDomainMismatch("", "cluster.local"); len(errs) != 0 {
+		t.Errorf("unset mesh trust domain reported: %v", errs)
+	}
+	if errs := trustDomainMismatch("cluster.local", "cluster.local"); len(errs) != 0 {
+		t.Errorf("equal trust domains reported: %v", errs)
+	}
+	if errs := trustDomainMismatch("cluster.local", "corp.example"); len(errs) != 0 {
+		t.Errorf("the model's default (mesh config silent) reported: %v", errs)
+	}
+	errs := trustDomainMismatch("example.org", "cluster.local")
+	if len(errs) != 1 || errs[0].Field != "trustDomain" || !strings.Contains(errs[0].Message, "--trust-domain example.org") {
+		t.Errorf("mismatch: %v", errs)
+	}
+}
