@@ -9,7 +9,7 @@ import (
 )
 
 // GatewayListeners builds one bound listener `0.0.0.0_<port>` per plain-HTTP port
-// of the Gateways that select the proxy, routing through RDS `http.<port>`, with
+// (and per HTTPS port: listeners_gateway_tls.go) of the Gateways that select the proxy, routing through RDS `http.<port>`, with
 // the RequestAuthentication (jwt.go) and AuthorizationPolicy (rbac.go) filters
 // that select the gateway workload.
 func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
@@ -24,8 +24,9 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 	}
 	sortU32(ports)
 	var out []*listenerv3.Listener
+	tlsChains := gatewayTLSChains(snap, proxy)
 	var authn, authz []*hcmv3.HttpFilter
-	if len(ports) > 0 {
+	if len(ports) > 0 || len(tlsChains) > 0 {
 		authn = jwtHTTPFilters(snap, proxy)
 		// AuthorizationPolicies select the gateway workload like any other:
 		// its namespace and labels, plus the root namespace's.
@@ -42,5 +43,6 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 			}}},
 		})
 	}
+	out = append(out, gatewayTLSListeners(snap, proxy, bindIP, authn, authz)...)
 	return withMeshTelemetry(snap, out)
 }

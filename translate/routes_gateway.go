@@ -36,7 +36,7 @@ func gatewayHTTPServers(snap *model.Snapshot, proxy *model.Proxy) map[uint32][]g
 	for _, gw := range GatewaysForProxy(snap, proxy) {
 		for _, s := range gw.Spec.GetServers() {
 			if !model.ParseProtocol(s.GetPort().GetProtocol()).IsHTTP() {
-				continue // TLS termination and passthrough come with the certificate work
+				continue // HTTPS: listeners_gateway_tls.go; TLS passthrough is not served yet
 			}
 			out[s.GetPort().GetNumber()] = append(out[s.GetPort().GetNumber()], gatewayServer{gw, s})
 		}
@@ -45,8 +45,10 @@ func gatewayHTTPServers(snap *model.Snapshot, proxy *model.Proxy) map[uint32][]g
 }
 
 // GatewayRoutes builds `http.<port>` for every plain-HTTP port of the gateway
-// proxy: one virtual host per host that a bound VirtualService shares with a
-// server, routes of several VirtualServices merged oldest first, as Istio does.
+// proxy, and `https.<port>.<portName>.<gateway>.<ns>` for every HTTPS server
+// it terminates (listeners_gateway_tls.go): one virtual host per host that a
+// bound VirtualService shares with a server, routes of several VirtualServices
+// merged oldest first, as Istio does.
 func GatewayRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
 	byPort := gatewayHTTPServers(snap, proxy)
 	var ports []uint32
@@ -56,43 +58,71 @@ func GatewayRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteCon
 	sortU32(ports)
 	var out []*routev3.RouteConfiguration
 	for _, port := range ports {
-		rc := &routev3.RouteConfiguration{Name: GatewayHTTPRouteName(port), ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes)}
-		vhosts := map[string]*routev3.VirtualHost{}
-		var order []string
-		for _, gs := range byPort[port] {
-			scope := routeScope{port: port, gateways: map[string]bool{gs.key(): true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
-			for _, vs := range snap.VirtualServices {
-				if !gatewaysSelect(vs.Spec.GetGateways(), vs.Namespace, scope.gateways) || len(vs.Spec.GetGateways()) == 0 {
-					continue
-				}
-				for _, h := range vs.Spec.GetHosts() {
-					host, ok := intersectServerHosts(gs, vs, model.ResolveHost(h, vs.Namespace))
-					if !ok {
-						continue
-					}
-					vh := vhosts[host]
-					if vh == nil {
-						vh = &routev3.VirtualHost{Name: model.HostPort(host, port), Domains: []string{host}}
-						vhosts[host] = vh
-						order = append(order, host)
-					}
-					vh.Routes = append(vh.Routes, virtualServiceRoutes(snap, vs, scope)...)
-				}
-			}
-		}
-		for _, h := range order {
-			rc.VirtualHosts = append(rc.VirtualHosts, vhosts[h])
-		}
-		if len(rc.VirtualHosts) == 0 {
-			rc.VirtualHosts = []*routev3.VirtualHost{{Name: model.HostPort("blackhole", port), Domains: []string{"*"}, Routes: []*routev3.Route{{
-				Name:   "blackhole",
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
-			}}}}
-		}
-		out = append(out, rc)
+		out = append(out, gatewayRouteConfig(snap, proxy, GatewayHTTPRouteName(port), port, byPort[port]))
+	}
+	for _, c := range gatewayTLSChains(snap, proxy) {
+		out = append(out, gatewayRouteConfig(snap, proxy, c.routeName, c.port, []gatewayServer{c.server}))
 	}
 	return out
+}
+
+// gatewayRouteConfig is one gateway route table for the servers sharing it.
+func gatewayRouteConfig(snap *model.Snapshot, proxy *model.Proxy, name string, port uint32, servers []gatewayServer) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes)}
+	vhosts := map[string]*routev3.VirtualHost{}
+	var order []string
+	for _, gs := range servers {
+		scope := routeScope{port: port, gateways: map[string]bool{gs.key(): true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
+		for _, vs := range snap.VirtualServices {
+			if !gatewaysSelect(vs.Spec.GetGateways(), vs.Namespace, scope.gateways) || len(vs.Spec.GetGateways()) == 0 {
+				continue
+			}
+			for _, h := range vs.Spec.GetHosts() {
+				host, ok := intersectServerHosts(gs, vs, model.ResolveHost(h, vs.Namespace))
+				if !ok {
+					continue
+				}
+				vh := vhosts[host]
+				if vh == nil {
+					vh = &routev3.VirtualHost{Name: model.HostPort(host, port), Domains: []string{host}}
+					vhosts[host] = vh
+					order = append(order, host)
+				}
+				if gs.server.GetTls().GetHttpsRedirect() {
+					// Istio's httpsRedirect: every request on this server's
+					// hosts gets a 301 to https before any route is consulted.
+					vh.RequireTls = routev3.VirtualHost_ALL
+				}
+				vh.Routes = append(vh.Routes, virtualServiceRoutes(snap, vs, scope)...)
+			}
+		}
+		if gs.server.GetTls().GetHttpsRedirect() {
+			// A redirecting server answers 301 even with no VirtualService
+			// bound yet, as Istio's does: a host of its own without routes.
+			for _, sh := range gs.server.GetHosts() {
+				host := sh
+				if i := strings.Index(sh, "/"); i >= 0 {
+					host = sh[i+1:]
+				}
+				if vhosts[host] != nil {
+					continue
+				}
+				vhosts[host] = &routev3.VirtualHost{Name: model.HostPort(host, port), Domains: []string{host}, RequireTls: routev3.VirtualHost_ALL}
+				order = append(order, host)
+			}
+		}
+	}
+	for _, h := range order {
+		rc.VirtualHosts = append(rc.VirtualHosts, vhosts[h])
+	}
+	if len(rc.VirtualHosts) == 0 {
+		rc.VirtualHosts = []*routev3.VirtualHost{{Name: model.HostPort("blackhole", port), Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Name:   "blackhole",
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
+		}}}}
+	}
+	return rc
 }
 
 // intersectServerHosts returns the host a VirtualService host serves on a Gateway

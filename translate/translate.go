@@ -19,6 +19,10 @@
 //	sidecar outbound route tables  routes_sidecar.go
 //	Gateway servers -> routes      routes_gateway.go
 //	Gateway servers -> listeners   listeners_gateway.go
+//	Gateway server tls (HTTPS,
+//	  credentialName, SNI)         listeners_gateway_tls.go (credentials from Secrets:
+//	                                 pkg/model/credentials.go; served over SDS: xds/gateway_secrets.go)
+//	Gateway server httpsRedirect   routes_gateway.go (vhost require_tls ALL)
 //	sidecar listeners              listeners_sidecar.go
 //	DestinationRule subsets        clusters.go, endpoints.go
 //	DestinationRule precedence     cluster_traffic_policy.go (host < portLevelSettings < subset < subset port)

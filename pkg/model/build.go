@@ -30,6 +30,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildEndpoints(in)
 	s.buildServiceEntries(in)
 	s.buildDestinationRules(in)
+	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
 	s.buildSidecars(in)
@@ -234,6 +235,7 @@ func (s *Snapshot) buildGateways(in *Inputs) {
 			continue
 		}
 		s.Gateways = append(s.Gateways, gw)
+		s.Errors = append(s.Errors, s.checkGatewayCredentials(in, gw)...)
 	}
 }
 
@@ -323,6 +325,16 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	specs("ra", len(in.RequestAuthentications), func(i int) (metav1.ObjectMeta, any) {
 		return in.RequestAuthentications[i].ObjectMeta, &in.RequestAuthentications[i].Spec
 	})
+	// Secrets count by name and usability only: a renewed certificate changes
+	// no listener or route, just the SDS secret built from it per generation
+	// (xds/gateway_secrets.go), so it must not rebuild everyone's config.
+	creds := buildCredentials(in.Secrets)
+	for _, o := range in.Secrets {
+		key := o.Namespace + "/" + o.Name
+		c := creds.ok[key]
+		meta(cenc, "secret", o.ObjectMeta)
+		_ = cenc.Encode([]any{c != nil, c != nil && c.CACert != nil, creds.invalid[key]})
+	}
 	for _, o := range in.EndpointSlices {
 		meta(eenc, "es", o.ObjectMeta)
 		_ = eenc.Encode([]any{o.AddressType, o.Endpoints, o.Ports})

@@ -21,6 +21,10 @@ type Inputs struct {
 	ServiceAccounts []*corev1.ServiceAccount
 	// ConfigMaps holds only the mesh ConfigMap (`istio` in the root namespace) for now.
 	ConfigMaps []*corev1.ConfigMap
+	// Secrets holds only possible gateway credentials (model.IsCredentialSecret):
+	// TLS or Opaque Secrets with certificate keys, named by Gateway servers'
+	// tls.credentialName.
+	Secrets []*corev1.Secret
 
 	VirtualServices  []*networking.VirtualService
 	DestinationRules []*networking.DestinationRule

@@ -103,7 +103,9 @@ type Snapshot struct {
 	DestinationRules []*networking.DestinationRule
 	Gateways         []*networking.Gateway
 	drs              drIndex
-	sidecars         []*networking.Sidecar
+	// creds: gateway credentials from Secrets (credentials.go).
+	creds    credentials
+	sidecars []*networking.Sidecar
 	// authzPolicies: valid AuthorizationPolicies by namespace and name (authorization.go).
 	authzPolicies []*AuthzPolicy
 	// requestAuthns holds the valid RequestAuthentications, oldest first.

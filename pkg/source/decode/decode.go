@@ -134,6 +134,17 @@ func FromJSON(h Header, j []byte) (*Object, error) {
 		case "ConfigMap":
 			o := &corev1.ConfigMap{}
 			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
+		case "Secret":
+			// Only possible gateway credentials are kept (TLS/Opaque with
+			// certificate keys); others are skipped like unused kinds.
+			o := &corev1.Secret{}
+			if err := decodeKube(j, o); err != nil {
+				return nil, err
+			}
+			if !model.IsCredentialSecret(o) {
+				return nil, nil
+			}
+			value, meta = o, &o.ObjectMeta
 		case "List":
 			return nil, errors.New("a List inside a List is not supported")
 		default:
@@ -276,6 +287,8 @@ func Append(in *model.Inputs, v any) {
 		in.ServiceAccounts = append(in.ServiceAccounts, o)
 	case *corev1.ConfigMap:
 		in.ConfigMaps = append(in.ConfigMaps, o)
+	case *corev1.Secret:
+		in.Secrets = append(in.Secrets, o)
 	case *networking.VirtualService:
 		in.VirtualServices = append(in.VirtualServices, o)
 	case *networking.DestinationRule:
