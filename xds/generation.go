@@ -126,7 +126,7 @@ func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
 
 // proxyKey is what a sidecar's outbound routes and L4 listeners depend on: its
 // namespace (for short-name domains and sourceNamespace) and labels (for
-// sourceLabels).
+// sourceLabels); for gateways also whether it proved an identity.
 func proxyKey(p *model.Proxy) string {
 	keys := make([]string, 0, len(p.Labels))
 	for k := range p.Labels {
@@ -136,6 +136,11 @@ func proxyKey(p *model.Proxy) string {
 	var b strings.Builder
 	b.WriteString(string(p.Type))
 	b.WriteString("|" + p.Namespace + "|" + p.GatewayBindIP)
+	// Gateways terminate TLS only with a proven identity (translate's
+	// gatewayTLSChains): with and without one, their listeners differ.
+	if p.Identity != "" {
+		b.WriteString("|id")
+	}
 	for _, k := range keys {
 		b.WriteString("|" + k + "=" + p.Labels[k])
 	}
