@@ -83,6 +83,9 @@ type conn struct {
 	// secret is the certificate issued for it.
 	identity string
 	secret   *secretState
+	// creds: the gateway credentials of the current generation this proxy may
+	// have (gateway_secrets.go); its SDS set is secret's parts plus creds.
+	creds *part
 
 	// holdRoutes: new clusters were sent; LDS/RDS wait until their endpoints
 	// are ACKed (make before break), or until holdUntil.
@@ -163,7 +166,10 @@ func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest, ident identi
 		if err == nil && gen != nil && cn.gen == nil {
 			cn.gen = gen
 			for t := range sets {
-				if sets[t] != nil {
+				if typeIndex(t) == sdsType {
+					cn.creds = credsOf(sets[t])
+					cn.types[t].set = cn.sdsSet()
+				} else if sets[t] != nil {
 					cn.types[t].set = sets[t]
 				}
 			}
@@ -620,8 +626,14 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 	}
 	pending := map[typeIndex]string{}
 	for t := range sets {
+		if typeIndex(t) == sdsType {
+			// The generation brings the gateway credentials; the proxy's own
+			// certificate stays (renewSecret replaces it).
+			cn.creds = credsOf(sets[t])
+			sets[t] = cn.sdsSet()
+		}
 		if sets[t] == nil {
-			continue // secrets are not part of a generation
+			continue
 		}
 		if cn.types[t].set == nil || cn.types[t].set.version != sets[t].version {
 			pending[typeIndex(t)] = sets[t].version
@@ -654,6 +666,14 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 	for t := cdsType; t < numTypes; t++ {
 		c.respondIfNeeded(cn, t)
 	}
+}
+
+// credsOf is the credentials part of a generation's SDS set (nil for none).
+func credsOf(s *resourceSet) *part {
+	if s == nil || len(s.parts) == 0 {
+		return nil
+	}
+	return s.parts[0]
 }
 
 // CreateDeltaWatch: mizzen serves state-of-the-world first; delta streams are refused.

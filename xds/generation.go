@@ -27,6 +27,7 @@ type generation struct {
 
 	mu        sync.Mutex
 	endpoints map[string]*part // by scope key
+	creds     map[string]*part // gateway credentials by namespace (gateway_secrets.go)
 }
 
 // configParts is everything that depends on config but not on endpoints, so an
@@ -69,7 +70,7 @@ func routeConfigName(r *routev3.RouteConfiguration) string { return r.GetName() 
 // (equal ConfigHash) the config parts are reused whole: clusters, listeners and
 // routes keep their items and versions, so only EDS is pushed.
 func newGeneration(snap *model.Snapshot, prev *generation) (*generation, error) {
-	g := &generation{snap: snap, endpoints: map[string]*part{}}
+	g := &generation{snap: snap, endpoints: map[string]*part{}, creds: map[string]*part{}}
 	if prev != nil && prev.snap.ConfigHash == snap.ConfigHash {
 		g.config = prev.config
 	} else {
@@ -192,7 +193,8 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 	return gp, nil
 }
 
-// build returns the four resource sets of one proxy.
+// build returns the resource sets of one proxy; SDS holds only the
+// generation's share of it (see conn.sdsSet).
 func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	var out [numTypes]*resourceSet
 	sc := g.config.snap.ScopeFor(p)
@@ -235,6 +237,13 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 		out[rdsType] = newResourceSet(sc.routes)
 	}
 	out[edsType] = newResourceSet(eps)
+	// SDS: only the generation's part (gateway credentials, possibly none);
+	// install adds the proxy's own certificate (conn.sdsSet).
+	creds, err := g.gatewayCredentials(p)
+	if err != nil {
+		return out, fmt.Errorf("gateway credentials: %w", err)
+	}
+	out[sdsType] = newResourceSet(creds)
 	return out, nil
 }
 

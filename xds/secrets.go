@@ -115,9 +115,6 @@ func (caNotReady) Error() string { return "the CA is not ready yet" }
 
 var errCANotReady error = caNotReady{}
 
-// secretSet is what the proxy gets for SDS.
-func (st *secretState) set() *resourceSet { return newResourceSet(st.ca, st.leaf) }
-
 // runRotation renews certificates before they expire, issues them to proxies
 // that connected while the CA was loading, and follows a root change. New
 // secrets go out on the open stream: Envoy swaps them in without closing
@@ -166,7 +163,7 @@ func (s *Server) renewSecret(cn *conn, identity string, now time.Time) {
 	defer cn.mu.Unlock()
 	rotated := cn.secret != nil
 	cn.secret = st
-	cn.types[sdsType].set = st.set()
+	cn.types[sdsType].set = cn.sdsSet()
 	s.cache.respondIfNeeded(cn, sdsType)
 	if rotated {
 		s.metrics.certRotations.Inc()

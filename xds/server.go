@@ -267,6 +267,10 @@ func (s *Server) callbacks() serverv3.Callbacks {
 					s.renewSecret(cn, cn.identity, time.Now())
 				}
 			}
+			if cn.identity == "" && cn.proxy.Type == model.RouterProxy {
+				// istiod's rule: gateway credentials only to a proven identity.
+				s.log.Info("gateway proxy proved no identity: it is served no credential secrets, so its HTTPS (credentialName) servers are left out", "proxy", req.GetNode().GetId())
+			}
 			s.metrics.connected.WithLabelValues(proxyVersion(req.GetNode())).Inc()
 			s.log.Info("proxy connected", "proxy", req.GetNode().GetId(), "stream", id)
 			return nil

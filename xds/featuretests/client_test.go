@@ -16,6 +16,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -446,6 +447,8 @@ func resourceName(t testing.TB, a *anypb.Any) string {
 	case *listenerv3.Listener:
 		return m.GetName()
 	case *routev3.RouteConfiguration:
+		return m.GetName()
+	case *tlsv3.Secret:
 		return m.GetName()
 	default:
 		t.Fatalf("unexpected resource type %s", a.GetTypeUrl())

@@ -56,14 +56,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...func(*xds.Options)) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	srv := xds.New(xds.Options{
+	o := xds.Options{
 		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: xds.NewMetrics(reg),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv := xds.New(o)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
