@@ -188,6 +188,7 @@ type Source struct {
 	pods            corelisters.PodLister
 	serviceAccounts corelisters.ServiceAccountLister
 	configMaps      corelisters.ConfigMapLister
+	secrets         corelisters.SecretLister
 	istio           []*istioKind
 }
 
@@ -270,6 +271,15 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", MeshConfigMap).String()
 		}))
+	// Secrets only for Gateway credentials (tls.credentialName): the apiserver
+	// leaves out service-account tokens, and the transform empties every
+	// Secret that cannot be a credential before it is cached, so other
+	// Secrets cost their metadata only and their contents never stay here.
+	secretFactory := informers.NewSharedInformerFactoryWithOptions(s.kube, s.resync,
+		informers.WithTransform(stripSecret),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermNotEqualSelector("type", string(corev1.SecretTypeServiceAccountToken)).String()
+		}))
 	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, s.resync)
 	var wg sync.WaitGroup
 	defer func() {
@@ -277,6 +287,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 		wg.Wait()
 		factory.Shutdown()
 		meshFactory.Shutdown()
+		secretFactory.Shutdown()
 		dynFactory.Shutdown()
 	}()
 
@@ -295,6 +306,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	s.pods = core.Pods().Lister()
 	s.serviceAccounts = core.ServiceAccounts().Lister()
 	s.configMaps = meshFactory.Core().V1().ConfigMaps().Lister()
+	s.secrets = secretFactory.Core().V1().Secrets().Lister()
 	for _, w := range []struct {
 		inf  cache.SharedIndexInformer
 		kind string
@@ -305,6 +317,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 		{core.Pods().Informer(), "Pod"},
 		{core.ServiceAccounts().Informer(), "ServiceAccount"},
 		{meshFactory.Core().V1().ConfigMaps().Informer(), "ConfigMap"},
+		{secretFactory.Core().V1().Secrets().Informer(), "Secret"},
 	} {
 		if err := watch(w.inf, w.kind); err != nil {
 			return err
@@ -325,6 +338,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 
 	factory.Start(ctx.Done())
 	meshFactory.Start(ctx.Done())
+	secretFactory.Start(ctx.Done())
 	dynFactory.Start(ctx.Done())
 	start := time.Now()
 	if !waitSynced(ctx, synced...) {
@@ -541,8 +555,16 @@ func (s *Source) pollCRDs(ctx context.Context, f dynamicinformer.DynamicSharedIn
 // meanwhile) are ignored.
 func (s *Source) handler(kind string) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { s.notify(kind, obj) },
+		AddFunc: func(obj any) {
+			if kind == "Secret" && !credential(obj) {
+				return
+			}
+			s.notify(kind, obj)
+		},
 		UpdateFunc: func(oldObj, newObj any) {
+			if kind == "Secret" && !credential(oldObj) && !credential(newObj) {
+				return
+			}
 			o, err1 := meta.Accessor(oldObj)
 			n, err2 := meta.Accessor(newObj)
 			if err1 == nil && err2 == nil && n.GetResourceVersion() != "" &&
@@ -563,9 +585,19 @@ func (s *Source) handler(kind string) cache.ResourceEventHandler {
 				}
 				obj = t.Obj
 			}
+			if kind == "Secret" && !credential(obj) {
+				return
+			}
 			s.notify(kind, obj)
 		},
 	}
+}
+
+// credential: most Secrets are no gateway credential, and their events must
+// not rebuild the mesh; a change to or from a credential does.
+func credential(obj any) bool {
+	sec, ok := obj.(*corev1.Secret)
+	return ok && model.IsCredentialSecret(sec)
 }
 
 func (s *Source) notify(kind string, obj any) {
@@ -636,6 +668,9 @@ func (s *Source) build() model.Inputs {
 	in.ConfigMaps = collect(cms, func(o *corev1.ConfigMap) bool {
 		return o.Namespace == s.systemNS && o.Name == MeshConfigMap
 	})
+
+	secs, _ := s.secrets.List(all)
+	in.Secrets = collect(secs, func(o *corev1.Secret) bool { return inScope(o.Namespace) && model.IsCredentialSecret(o) })
 
 	for _, k := range s.istio {
 		if k.lister == nil {
@@ -744,6 +779,16 @@ func (s *Source) reportError(e Error) {
 	}
 	s.log.Warn("config object skipped", "kind", e.Kind, "namespace", e.Namespace, "name", e.Name,
 		"resourceVersion", e.ResourceVersion, "field", e.Field, "reason", e.Reason)
+}
+
+// stripSecret is stripManagedFields for Secrets, and empties those that
+// cannot be gateway credentials (model.IsCredentialSecret).
+func stripSecret(obj any) (any, error) {
+	if sec, ok := obj.(*corev1.Secret); ok && !model.IsCredentialSecret(sec) {
+		sec.Data, sec.StringData = nil, nil
+		sec.Annotations = nil // kubectl's last-applied copy holds the data too
+	}
+	return stripManagedFields(obj)
 }
 
 // stripManagedFields drops metadata.managedFields before an object enters a
