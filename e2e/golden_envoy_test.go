@@ -33,6 +33,7 @@ func TestGoldenCasesAcceptedByEnvoy(t *testing.T) {
 				Kind     string         `json:"kind"`
 				ID       string         `json:"id"`
 				Metadata map[string]any `json:"metadata"`
+				Identity string         `json:"identity"`
 			}
 			var proxies []testProxy
 			var objects []string
@@ -49,8 +50,21 @@ func TestGoldenCasesAcceptedByEnvoy(t *testing.T) {
 				t.Fatal(err)
 			}
 			mz := rig.StartMizzen(t, "--config-dir", dir)
+			var withID []testProxy
 			for _, tp := range proxies {
 				checkProxyAcks(t, mz, tp.ID, tp.Metadata)
+				if tp.Identity != "" {
+					withID = append(withID, tp)
+				}
+			}
+			// A proxy with an identity gets more (mTLS, gateway HTTPS chains
+			// and their SDS secrets): served again by a mizzen that takes the
+			// identity from node metadata, Envoy must ACK that too, SDS included.
+			if len(withID) > 0 {
+				mzID := rig.StartMizzen(t, "--config-dir", dir, "--insecure-dev-identity")
+				for _, tp := range withID {
+					checkProxyAcks(t, mzID, tp.ID, tp.Metadata)
+				}
 			}
 		})
 	}
