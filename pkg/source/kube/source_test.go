@@ -761,3 +761,45 @@ func TestErrorString(t *testing.T) {
 		}
 	}
 }
+
+// Secrets: only possible gateway credentials reach the model, whole; every
+// other Secret is emptied in the cache and its events rebuild nothing.
+func TestSecretsOnlyCredentials(t *testing.T) {
+	cred := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "gw-cred"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": []byte("crt"), "tls.key": []byte("key")}}
+	opaque := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "db-password"}, Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"password": []byte("hunter2")}}
+	f := newFakes([]runtime.Object{namespace("istio-system", nil), cred, opaque})
+	s, rec := start(t, f, Options{})
+	in := rec.waitFor(t, "initial inputs", func(in model.Inputs) bool { return len(in.Secrets) == 1 })
+	if in.Secrets[0].Name != "gw-cred" || string(in.Secrets[0].Data["tls.key"]) != "key" {
+		t.Fatalf("secrets = %+v", in.Secrets[0])
+	}
+	cached, err := s.secrets.Secrets("istio-system").Get("db-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cached.Data) != 0 {
+		t.Errorf("a non-credential Secret's data is cached: %v", cached.Data)
+	}
+	n := rec.count()
+	upd := opaque.DeepCopy()
+	upd.Data["password"] = []byte("changed")
+	upd.ResourceVersion = "2"
+	if _, err := f.kube.CoreV1().Secrets("istio-system").Update(ctxBG, upd, update); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // well past the debounce
+	if got := rec.count(); got != n {
+		t.Errorf("a non-credential Secret's update rebuilt the inputs (%d onChange calls)", got-n)
+	}
+	renewed := cred.DeepCopy()
+	renewed.Data["tls.crt"] = []byte("crt2")
+	renewed.ResourceVersion = "3"
+	if _, err := f.kube.CoreV1().Secrets("istio-system").Update(ctxBG, renewed, update); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "renewed credential", func(in model.Inputs) bool {
+		return len(in.Secrets) == 1 && string(in.Secrets[0].Data["tls.crt"]) == "crt2"
+	})
+}
