@@ -15,6 +15,7 @@ const (
 	NoServerCertVerificationDestinationLevel  = "IST0128"
 	NoServerCertVerificationPortLevel         = "IST0129"
 	SchemaWarning                             = "IST0133"
+	InvalidGatewayCredential                  = "IST0161"
 
 	// UnsupportedByMizzen: valid Istio that mizzen does not implement (yet).
 	UnsupportedByMizzen = "MZ0001"
@@ -64,6 +65,10 @@ func classify(code string, warning bool) (id, hint string) {
 		return PrincipalsWithoutMTLS, "require mTLS (PeerAuthentication STRICT) for the workloads the policy selects"
 	case "SubsetMatchesNoEndpoint":
 		return NoMatchingWorkloadsFound, "fix the subset's labels to match the pods' labels, or deploy that version"
+	case "MissingCredential", "InvalidCredential", "MissingCACert":
+		return InvalidGatewayCredential, "create the TLS Secret named by tls.credentialName in the gateway workload's namespace (tls.crt/tls.key or cert/key; for MUTUAL ca.crt or a <name>-cacert Secret)"
+	case "UnsupportedTLSMode":
+		return UnsupportedByMizzen, "use tls.mode SIMPLE or MUTUAL with a credentialName"
 	case "Unsupported", "UnsupportedField", "UnsupportedMatch":
 		return UnsupportedByMizzen, "remove the field, or express it in a way mizzen supports (README: supported Istio fields)"
 	case "DelegateNotReferenced", "DelegateMatchConflict":
