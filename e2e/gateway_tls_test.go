@@ -36,12 +36,14 @@ import (
 // refuses loopback EndpointSlices). The gateway Envoy proves its identity on
 // mizzen's secure port with a service-account token, as an injected one does,
 // so it is served the credential over SDS. A Go client then checks the
-// certificate, the routing, a certificate renewal without restart, and the 301.
+// certificate, the routing, a certificate renewal without restart, a MUTUAL
+// server's client-certificate check (CA from `<name>-cacert`), and the 301.
 func TestKubeSecureGateway(t *testing.T) {
 	const (
 		gwIP, host         = "127.0.0.30", "secure.example.com"
 		backendIP          = "127.0.0.35"
 		httpPort, tlsPort  = 18080, 18443
+		mtlsPort           = 18444
 		gwSA               = "secure-gateway"
 		secretName         = "secure-credential"
 		secretNS           = "istio-system"
@@ -77,6 +79,20 @@ metadata: {name: `+gwSA+`, namespace: istio-system}
 	if _, err := core.Secrets(secretNS).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// MUTUAL: the server certificate in one Secret, the CA that signs
+	// client certificates in `<name>-cacert` (key ca.crt), as Istio reads them.
+	mutualCert, mutualKey := selfSignedCert(t, host)
+	clientCA, clientCAKey := selfSignedCert(t, "client-ca")
+	for _, sec := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "mutual-credential", Namespace: secretNS}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": mutualCert, "tls.key": mutualKey}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "mutual-credential-cacert", Namespace: secretNS}, Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{"ca.crt": clientCA}},
+	} {
+		if _, err := core.Secrets(secretNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	api.Apply(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: secure-backend, namespace: istio-system}
@@ -101,6 +117,9 @@ spec:
   - port: {number: %[4]d, name: https, protocol: HTTPS}
     hosts: [%[5]s]
     tls: {mode: SIMPLE, credentialName: %[6]s}
+  - port: {number: %[7]d, name: https-mutual, protocol: HTTPS}
+    hosts: [%[5]s]
+    tls: {mode: MUTUAL, credentialName: mutual-credential}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -111,7 +130,7 @@ spec:
   http:
   - route:
     - destination: {host: backend.secure.test, port: {number: 80}}
-`, backendPort, backendIP, httpPort, tlsPort, host, secretName))
+`, backendPort, backendIP, httpPort, tlsPort, host, secretName, mtlsPort))
 
 	// The gateway's identity: a TokenRequest token for its ServiceAccount
 	// (audience istio-ca) and the mesh root mizzen publishes, as files.
@@ -226,6 +245,52 @@ spec:
 		}
 	})
 
+	t.Run("MUTUAL: a client certificate from the -cacert CA is required", func(t *testing.T) {
+		clientCert, clientKey := signedBy(t, "client", clientCA, clientCAKey)
+		pair, err := tls.X509KeyPair(clientCert, clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(mutualCert)
+		mtlsAddr := net.JoinHostPort(gwIP, strconv.Itoa(mtlsPort))
+		do := func(ctx context.Context, certs []tls.Certificate) (int, error) {
+			c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+				TLSClientConfig:   &tls.Config{ServerName: host, RootCAs: pool, Certificates: certs},
+				DisableKeepAlives: true,
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", mtlsAddr)
+				},
+			}}
+			req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+host+"/mutual", nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			st, err := do(ctx, []tls.Certificate{pair})
+			if err == nil && st != 200 {
+				err = fmt.Errorf("status %d", st)
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("with a client certificate: %v", err)
+		}
+		if st, err := do(ctx, nil); err == nil {
+			t.Errorf("without a client certificate: %d, want a refused handshake", st)
+		}
+		// A certificate from another CA is refused too.
+		otherCA, otherKey := selfSignedCert(t, "other-ca")
+		oc, ok := signedBy(t, "client", otherCA, otherKey)
+		otherPair, _ := tls.X509KeyPair(oc, ok)
+		if st, err := do(ctx, []tls.Certificate{otherPair}); err == nil {
+			t.Errorf("with a client certificate of another CA: %d, want a refused handshake", st)
+		}
+	})
+
 	t.Run("httpsRedirect answers 301 to https", func(t *testing.T) {
 		c := &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		url := "http://" + net.JoinHostPort(gwIP, strconv.Itoa(httpPort)) + "/hello"
@@ -272,4 +337,38 @@ func selfSignedCert(t testing.TB, host string) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// signedBy makes a client certificate for cn signed by the CA caPEM/caKeyPEM.
+func signedBy(t testing.TB, cn string, caPEM, caKeyPEM []byte) (certPEM, keyPEM []byte) {
+	t.Helper()
+	cb, _ := pem.Decode(caPEM)
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := pem.Decode(caKeyPEM)
+	caKey, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: k})
 }
