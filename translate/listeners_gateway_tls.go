@@ -65,7 +65,7 @@ func gatewayTLSChains(snap *model.Snapshot, proxy *model.Proxy) []gatewayTLSChai
 			if !model.IsTLSTerminating(s) || !snap.ServerCredentialUsable(proxy.Namespace, s) || len(plain[port]) > 0 {
 				continue
 			}
-			names := serverNames(s.GetHosts())
+			names := model.SNINames(s.GetHosts())
 			mk := fmt.Sprintf("%d|%s", port, strings.Join(names, ","))
 			if seenMatch[mk] {
 				continue
@@ -84,28 +84,6 @@ func gatewayTLSChains(snap *model.Snapshot, proxy *model.Proxy) []gatewayTLSChai
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].port < out[j].port })
-	return out
-}
-
-// serverNames is a server's SNI match, Istio's rule: the hosts without their
-// namespace part; any `*` host matches every SNI (and connections without
-// one), so no server_names at all.
-func serverNames(hosts []string) []string {
-	set := map[string]bool{}
-	for _, h := range hosts {
-		if i := strings.Index(h, "/"); i >= 0 {
-			h = h[i+1:]
-		}
-		if h == "*" {
-			return nil
-		}
-		set[h] = true
-	}
-	out := make([]string, 0, len(set))
-	for h := range set {
-		out = append(out, h)
-	}
-	sort.Strings(out)
 	return out
 }
 

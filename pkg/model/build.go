@@ -230,8 +230,9 @@ func (s *Snapshot) buildDestinationRules(in *Inputs) {
 
 func (s *Snapshot) buildGateways(in *Inputs) {
 	for _, gw := range byCreation(in.Gateways) {
-		if errs := ValidateGateway(gw); hasErrors(errs) {
-			s.Errors = append(s.Errors, errs...)
+		errs := ValidateGateway(gw)
+		s.Errors = append(s.Errors, errs...) // warnings too: the Gateway applies, minus what they name
+		if hasErrors(errs) {
 			continue
 		}
 		s.Gateways = append(s.Gateways, gw)

@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 	"regexp"
+	"sort"
+	"strings"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
@@ -52,7 +54,65 @@ func ValidateGateway(gw *networking.Gateway) []ConfigError {
 			v.fail(f+".hosts", "MissingHosts", "at least one host is required")
 		}
 	}
+	v.gatewayPortConflicts(gw.Spec.GetServers())
 	return v.errs
+}
+
+// gatewayPortConflicts warns about the servers of one Gateway that the
+// gateway's listeners cannot carry, which translation skips: an HTTPS server
+// on a port that also has plain-HTTP servers (both would be the port's one
+// listener), and an HTTPS server whose SNI match repeats an earlier one on
+// the same port (Envoy refuses two identical filter chain matches).
+func (v *validator) gatewayPortConflicts(servers []*networkingapi.Server) {
+	plain := map[uint32]int{} // port -> index of its first plain-HTTP server
+	for i, s := range servers {
+		if ParseProtocol(s.GetPort().GetProtocol()).IsHTTP() {
+			if _, ok := plain[s.GetPort().GetNumber()]; !ok {
+				plain[s.GetPort().GetNumber()] = i
+			}
+		}
+	}
+	seen := map[string]int{}
+	for i, s := range servers {
+		if !IsTLSTerminating(s) {
+			continue
+		}
+		port := s.GetPort().GetNumber()
+		f := fmt.Sprintf("spec.servers[%d]", i)
+		if j, ok := plain[port]; ok {
+			v.warn(f+".port.number", "GatewayPortConflict", fmt.Sprintf(
+				"port %d also has a plain-HTTP server (spec.servers[%d]); a port has one listener, so this HTTPS server is ignored: use another port", port, j))
+			continue
+		}
+		key := fmt.Sprintf("%d|%s", port, strings.Join(SNINames(s.GetHosts()), ","))
+		if j, ok := seen[key]; ok {
+			v.warn(f+".hosts", "GatewayPortConflict", fmt.Sprintf(
+				"same hosts on port %d as spec.servers[%d]; Envoy cannot tell their connections apart, so this server is ignored", port, j))
+			continue
+		}
+		seen[key] = i
+	}
+}
+
+// SNINames is an HTTPS server's SNI match (filter_chain_match.server_names): hosts
+// without their namespace part; a "*" host matches every name (none listed).
+func SNINames(hosts []string) []string {
+	set := map[string]bool{}
+	for _, h := range hosts {
+		if i := strings.Index(h, "/"); i >= 0 {
+			h = h[i+1:]
+		}
+		if h == "*" {
+			return nil
+		}
+		set[h] = true
+	}
+	out := make([]string, 0, len(set))
+	for h := range set {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
 }
 
 type validator struct {
