@@ -217,11 +217,18 @@ spec:
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
+	// policy applies an AuthorizationPolicy for one subtest: it is deleted
+	// when the subtest ends, so the next starts without it.
+	policy := func(t *testing.T, yaml string) {
+		t.Helper()
+		m.API.Apply(t, yaml)
+		t.Cleanup(func() { m.API.Delete(t, yaml) })
+	}
 	grpcURL := "grpc://" + grpcSvc.ClusterIP + ":7070"
 	bearer := map[string]string{"Authorization": "Bearer " + token}
 
 	t.Run("DENY notRequestPrincipals *: no token 403, a valid token passes", func(t *testing.T) {
-		m.API.Apply(t, `apiVersion: security.istio.io/v1
+		policy(t, `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: require-jwt, namespace: default}
 spec:
@@ -233,14 +240,10 @@ spec:
 		expect(t,
 			call{from: sleep, method: "GET", url: web.URL("/headers"), want: 403},
 			call{from: sleep, method: "GET", url: web.URL("/headers"), headers: bearer, want: 200})
-		m.API.Delete(t, `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: require-jwt, namespace: default}
-`)
 	})
 
 	t.Run("ALLOW gRPC paths + POST + port: the gRPC call passes, anything else 403", func(t *testing.T) {
-		m.API.Apply(t, `apiVersion: security.istio.io/v1
+		policy(t, `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: grpc-health, namespace: default}
 spec:
@@ -257,14 +260,10 @@ spec:
 			call{from: sleep, url: grpcURL, want: 200},
 			call{from: sleep, method: "POST", url: web.URL("/grpc.health.v1.Health/Check"), want: 403}, // right path and method, wrong port
 			call{from: sleep, method: "GET", url: web.URL("/"), want: 403})
-		m.API.Delete(t, `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: grpc-health, namespace: default}
-`)
 	})
 
 	t.Run("ALLOW principal + POST + path prefix: only that caller passes", func(t *testing.T) {
-		m.API.Apply(t, `apiVersion: security.istio.io/v1
+		policy(t, `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: sleep-posts, namespace: default}
 spec:
