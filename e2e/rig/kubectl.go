@@ -26,7 +26,6 @@ import (
 const (
 	kubectlModuleDir   = "e2e/kubectl"
 	kubectlBuildRecipe = "go build -ldflags=-s -w v1"
-	kubectlBuildLimit  = 15 * time.Minute
 )
 
 var (
@@ -61,7 +60,7 @@ func KubectlBinary(t testing.TB) string {
 // test` pays the cold build before the e2e timeouts start.
 func BuildKubectl(logf func(string, ...any)) (string, error) {
 	return goTool{name: "kubectl", moduleDir: kubectlModuleDir, recipe: kubectlBuildRecipe,
-		limit: kubectlBuildLimit, coldNote: "a few minutes"}.build(logf)
+		coldNote: "a few minutes"}.build(logf)
 }
 
 // KubectlResult is the outcome of one kubectl run.
