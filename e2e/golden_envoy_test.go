@@ -52,7 +52,7 @@ func TestGoldenCasesAcceptedByEnvoy(t *testing.T) {
 			mz := rig.StartMizzen(t, "--config-dir", dir)
 			var withID []testProxy
 			for _, tp := range proxies {
-				checkProxyAcks(t, mz, tp.ID, tp.Metadata)
+				checkProxyAcks(t, mz, tp.ID, tp.Metadata, "")
 				if tp.Identity != "" {
 					withID = append(withID, tp)
 				}
@@ -63,19 +63,28 @@ func TestGoldenCasesAcceptedByEnvoy(t *testing.T) {
 			if len(withID) > 0 {
 				mzID := rig.StartMizzen(t, "--config-dir", dir, "--insecure-dev-identity")
 				for _, tp := range withID {
-					checkProxyAcks(t, mzID, tp.ID, tp.Metadata)
+					sds := ""
+					if _, agent := tp.Metadata["ISTIO_VERSION"]; agent {
+						sds = startAgentSDSStub(t, tp.ID, tp.Identity)
+					}
+					checkProxyAcks(t, mzID, tp.ID, tp.Metadata, sds)
 				}
 			}
 		})
 	}
 }
 
-func checkProxyAcks(t *testing.T, mz *rig.Mizzen, id string, meta map[string]any) {
+// checkProxyAcks runs an Envoy for node id and waits until mizzen reports it
+// SYNCED; agentSDS is the istio-agent SDS stand-in for an agent node.
+func checkProxyAcks(t *testing.T, mz *rig.Mizzen, id string, meta map[string]any, agentSDS string) {
 	t.Helper()
 	if meta == nil {
 		meta = map[string]any{}
 	}
-	env := rig.StartEnvoy(t, rig.EnvoyOptions{NodeID: id, Metadata: meta, XDSAddr: mz.XDSAddr})
+	// istio-agent's proxies (ISTIO_VERSION) speak delta xDS, as pilot-agent
+	// does by default (ISTIO_DELTA_XDS); the others state of the world.
+	_, agent := meta["ISTIO_VERSION"]
+	env := rig.StartEnvoy(t, rig.EnvoyOptions{NodeID: id, Metadata: meta, XDSAddr: mz.XDSAddr, Delta: agent, AgentSDSAddr: agentSDS})
 	defer env.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

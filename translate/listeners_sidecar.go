@@ -210,7 +210,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 			}
 			fc := &listenerv3.FilterChain{Name: v.chainName(cluster), FilterChainMatch: v.match(in.targetPort)}
 			if v.mtls {
-				fc.TransportSocket = downstreamMTLS(http)
+				fc.TransportSocket = downstreamMTLS(http, workloadSDSOf(proxy.AgentSDS()))
 			}
 			if http {
 				fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
@@ -231,7 +231,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 			Filters:          append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)),
 		}
 		if v.mtls {
-			fc.TransportSocket = downstreamMTLS(false)
+			fc.TransportSocket = downstreamMTLS(false, workloadSDSOf(proxy.AgentSDS()))
 		}
 		return fc
 	}

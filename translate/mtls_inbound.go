@@ -7,6 +7,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
@@ -123,13 +124,13 @@ func (v inboundVariant) match(port uint32) *listenerv3.FilterChainMatch {
 // downstreamMTLS is the server side of Istio mTLS: the proxy's certificate,
 // peers validated against the mesh root, a client certificate required. HTTP
 // ports offer h2 and http/1.1 so the codec can follow what the client speaks.
-func downstreamMTLS(http bool) *corev3.TransportSocket {
+func downstreamMTLS(http bool, src workloadSDS) *corev3.TransportSocket {
 	ctx := &tlsv3.DownstreamTlsContext{
-		CommonTlsContext:         istioCommonTLSContext(),
+		CommonTlsContext:         istioCommonTLSContext(src),
 		RequireClientCertificate: boolv(true),
 	}
 	ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-		ValidationContextSdsSecretConfig: sdsSecret(SDSRootCASecret),
+		ValidationContextSdsSecretConfig: src.secret(SDSRootCASecret),
 	}
 	if http {
 		ctx.CommonTlsContext.AlpnProtocols = []string{"h2", "http/1.1"}
@@ -138,8 +139,44 @@ func downstreamMTLS(http bool) *corev3.TransportSocket {
 }
 
 // istioCommonTLSContext carries the proxy's own certificate (SDS `default`).
-func istioCommonTLSContext() *tlsv3.CommonTlsContext {
-	return &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(SDSDefaultSecret)}}
+func istioCommonTLSContext(src workloadSDS) *tlsv3.CommonTlsContext {
+	return &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{src.secret(SDSDefaultSecret)}}
+}
+
+// workloadSDS says where a proxy's `default` and `ROOTCA` come from: over the
+// ADS stream from mizzen (an Envoy mizzen bootstrapped), or from istio-agent's
+// own SDS server, the bootstrap's sds-grpc cluster (a stock Istio proxy: the
+// agent made the key and holds it; mizzen never sees it). Gateway credentials
+// (credentialName) come over ADS either way, as from istiod.
+type workloadSDS bool
+
+const (
+	sdsOverADS   workloadSDS = false
+	sdsFromAgent workloadSDS = true
+)
+
+func workloadSDSOf(agent bool) workloadSDS { return workloadSDS(agent) }
+
+// AgentSDSCluster is the cluster of istio-agent's bootstrap that reaches its SDS server.
+const AgentSDSCluster = "sds-grpc"
+
+func (src workloadSDS) secret(name string) *tlsv3.SdsSecretConfig {
+	if src == sdsOverADS {
+		return sdsSecret(name)
+	}
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
+			ApiType:                   corev3.ApiConfigSource_GRPC,
+			SetNodeOnFirstMessageOnly: true,
+			TransportApiVersion:       corev3.ApiVersion_V3,
+			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: AgentSDSCluster},
+			}}},
+		}},
+		// As istiod: no fetch timeout; the agent answers once it has the certificate.
+		InitialFetchTimeout: durationpb.New(0),
+		ResourceApiVersion:  corev3.ApiVersion_V3,
+	}}
 }
 
 func sdsSecret(name string) *tlsv3.SdsSecretConfig {

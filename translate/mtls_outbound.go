@@ -69,7 +69,7 @@ func applyClusterTLS(snap *model.Snapshot, c *clusterv3.Cluster, svc *model.Serv
 		{
 			Name:            "tlsMode-" + tlsModeIstio,
 			Match:           &structpb.Struct{Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue(tlsModeIstio)}},
-			TransportSocket: tlsSocket(istioMTLSUpstream(sni, snap.ServiceIdentities(svc.Hostname), http2)),
+			TransportSocket: tlsSocket(istioMTLSUpstream(sni, snap.ServiceIdentities(svc.Hostname), http2, workloadSDSOf(snap.AgentSDS()))),
 		},
 		{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: rawBufferSocket()},
 	}
@@ -90,7 +90,7 @@ func applyDestinationRuleTLS(snap *model.Snapshot, c *clusterv3.Cluster, svc *mo
 			c.TransportSocket = tlsSocket(istioMTLSWithoutIdentity(sni, http2))
 			return
 		}
-		c.TransportSocket = tlsSocket(istioMTLSUpstream(sni, sans, http2))
+		c.TransportSocket = tlsSocket(istioMTLSUpstream(sni, sans, http2, workloadSDSOf(snap.AgentSDS())))
 	case networkingapi.ClientTLSSettings_SIMPLE, networkingapi.ClientTLSSettings_MUTUAL:
 		if tls.GetCredentialName() == "" {
 			c.TransportSocket = tlsSocket(fileTLSUpstream(tls, http2))
@@ -102,22 +102,22 @@ func applyDestinationRuleTLS(snap *model.Snapshot, c *clusterv3.Cluster, svc *mo
 // istioMTLSUpstream is the client side of Istio mTLS: the proxy's certificate
 // (SDS `default`), the server validated against the mesh root (SDS `ROOTCA`)
 // and, when known, required to be one of sans.
-func istioMTLSUpstream(sni string, sans []string, http2 bool) *tlsv3.UpstreamTlsContext {
-	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: istioCommonTLSContext(), Sni: sni}
+func istioMTLSUpstream(sni string, sans []string, http2 bool, src workloadSDS) *tlsv3.UpstreamTlsContext {
+	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: istioCommonTLSContext(src), Sni: sni}
 	ctx.CommonTlsContext.AlpnProtocols = alpnInMesh
 	if http2 {
 		ctx.CommonTlsContext.AlpnProtocols = alpnInMeshH2
 	}
 	if len(sans) == 0 {
 		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-			ValidationContextSdsSecretConfig: sdsSecret(SDSRootCASecret),
+			ValidationContextSdsSecretConfig: src.secret(SDSRootCASecret),
 		}
 		return ctx
 	}
 	ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 		CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(sans)},
-			ValidationContextSdsSecretConfig: sdsSecret(SDSRootCASecret),
+			ValidationContextSdsSecretConfig: src.secret(SDSRootCASecret),
 		},
 	}
 	return ctx

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -49,7 +50,9 @@ type typeState struct {
 	ackedVersion  string
 	nackedVersion string
 	nackMessage   string
-	acks, nacks   int
+	// nackedNames: the resources of the rejected response Envoy's message names.
+	nackedNames []string
+	acks, nacks int
 	// queued: a response was handed to the stream and not yet written (see
 	// responseWritten). A request of this type arriving meanwhile makes
 	// go-control-plane drop it. writtenVersion is the version of the last
@@ -59,9 +62,14 @@ type typeState struct {
 	// resendAll: the last response was dropped; answer the next request in full
 	// even if it names the version that response carried.
 	resendAll bool
+	// dstate is the delta protocol state when the type is on a delta stream.
+	dstate *deltaState
 }
 
 type watch struct {
+	// delta is set for a watch of a delta stream (delta.go); the rest is SotW.
+	delta *deltaWatch
+
 	req *cache.Request
 	sub cache.Subscription
 	ch  chan cache.Response
@@ -131,10 +139,10 @@ func (c *proxyCache) snapshotConns() []*conn {
 // its config. A proxy with a proven identity must claim the same namespace
 // and service account in its node metadata, and a node ID already connected
 // under another identity is refused: config and secrets are kept per node ID.
-func (c *proxyCache) streamOpened(node *discovery.DiscoveryRequest, ident identityCheck) (*conn, error) {
-	id := node.GetNode().GetId()
+func (c *proxyCache) streamOpened(node *core.Node, ident identityCheck) (*conn, error) {
+	id := node.GetId()
 	meta := map[string]any{}
-	if md := node.GetNode().GetMetadata(); md != nil {
+	if md := node.GetMetadata(); md != nil {
 		meta = md.AsMap()
 	}
 	p, err := model.ParseProxy(id, meta)
@@ -214,6 +222,7 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 	}
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
+	cn.types[t].dstate = nil // SotW from now on (a proxy may switch on reconnect)
 	c.recordRequest(cn, t, req)
 	ts := &cn.types[t]
 	ts.watch = w
@@ -251,23 +260,18 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 		return
 	}
 	if req.GetErrorDetail() != nil {
-		ts.nacks++
-		ts.nackedVersion = ts.writtenVersion
-		if ts.nackedVersion == "" {
-			ts.nackedVersion = ts.sentVersion
+		version := ts.writtenVersion
+		if version == "" {
+			version = ts.sentVersion
 		}
-		ts.nackMessage = req.GetErrorDetail().GetMessage()
-		c.metrics.rejects.WithLabelValues(typeLabels[t]).Inc()
-		c.log.Warn("proxy rejected config (NACK); keeping its last good config",
-			"proxy", cn.id, "type", typeLabels[t], "version", ts.nackedVersion, "error", ts.nackMessage)
-		delete(cn.changePending, t)
-		cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
-			if v, ok := pc.pending[t]; ok && v == ts.nackedVersion {
-				c.changes.nacked(pc.ch, cn.id, t, ts.nackMessage)
-				return true
+		var sent []string
+		if ts.sentSet != nil {
+			for _, it := range ts.sentSet.all() {
+				sent = append(sent, it.name)
 			}
-			return false
-		})
+		}
+		msg := req.GetErrorDetail().GetMessage()
+		c.recordNACK(cn, t, version, msg, blamedNames(sent, msg))
 		return
 	}
 	if req.GetVersionInfo() != ts.sentVersion {
@@ -282,13 +286,41 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 		ts.sentVersion = ""
 		return
 	}
+	c.recordACK(cn, t, req.GetVersionInfo())
+}
+
+// recordNACK notes that the proxy rejected version of type t; names are the
+// resources Envoy's message blames, when known. Called with cn.mu held.
+func (c *proxyCache) recordNACK(cn *conn, t typeIndex, version, msg string, names []string) {
+	ts := &cn.types[t]
+	ts.nacks++
+	ts.nackedVersion = version
+	ts.nackMessage = msg
+	ts.nackedNames = names
+	c.metrics.rejects.WithLabelValues(typeLabels[t]).Inc()
+	c.log.Warn("proxy rejected config (NACK); keeping its last good config",
+		"proxy", cn.id, "type", typeLabels[t], "version", version, "resources", names, "error", msg)
+	delete(cn.changePending, t)
+	cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
+		if v, ok := pc.pending[t]; ok && v == version {
+			c.changes.nacked(pc.ch, cn.id, t, msg, names)
+			return true
+		}
+		return false
+	})
+}
+
+// recordACK notes that the proxy applied version of type t. Called with cn.mu held.
+func (c *proxyCache) recordACK(cn *conn, t typeIndex, version string) {
+	ts := &cn.types[t]
 	ts.acks++
-	ts.ackedVersion = req.GetVersionInfo()
+	ts.ackedVersion = version
 	ts.nackMessage = ""
+	ts.nackedNames = nil
 	if len(cn.outstanding) > 0 {
 		now := time.Now()
 		cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
-			if v, ok := pc.pending[t]; ok && v == ts.ackedVersion {
+			if v, ok := pc.pending[t]; ok && v == version {
 				delete(pc.pending, t)
 			}
 			if len(pc.pending) == 0 {
@@ -298,7 +330,7 @@ func (c *proxyCache) recordRequest(cn *conn, t typeIndex, req *cache.Request) {
 			return false
 		})
 	}
-	if v, ok := cn.changePending[t]; ok && v == ts.ackedVersion {
+	if v, ok := cn.changePending[t]; ok && v == version {
 		delete(cn.changePending, t)
 		if len(cn.changePending) == 0 && !cn.changeAt.IsZero() {
 			c.metrics.convergence.Observe(time.Since(cn.changeAt).Seconds())
@@ -313,6 +345,10 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	ts := &cn.types[t]
 	w, set := ts.watch, ts.set
 	if w == nil || set == nil {
+		return
+	}
+	if w.delta != nil {
+		c.respondDelta(cn, t)
 		return
 	}
 	if (t == ldsType || t == rdsType) && c.holding(cn) {
@@ -581,12 +617,16 @@ func (c *proxyCache) maybeReleaseRoutes(cn *conn) {
 	if eds.watch == nil {
 		return
 	}
-	asked := map[string]bool{}
-	for _, n := range eds.watch.req.GetResourceNames() {
-		asked[n] = true
+	asked := func(n string) bool { return eds.deltaWatched(n) }
+	if eds.watch.delta == nil {
+		names := map[string]bool{}
+		for _, n := range eds.watch.req.GetResourceNames() {
+			names[n] = true
+		}
+		asked = func(n string) bool { return names[n] }
 	}
 	for name := range cn.holdRoutes {
-		if !asked[name] || eds.sentSet.lookup(name) == nil {
+		if !asked(name) || eds.sentSet.lookup(name) == nil {
 			return
 		}
 	}
@@ -674,11 +714,6 @@ func credsOf(s *resourceSet) *part {
 		return nil
 	}
 	return s.parts[0]
-}
-
-// CreateDeltaWatch: mizzen serves state-of-the-world first; delta streams are refused.
-func (c *proxyCache) CreateDeltaWatch(*cache.DeltaRequest, cache.Subscription, chan cache.DeltaResponse) (func(), error) {
-	return nil, errors.New("incremental (delta) xDS is not supported yet; use state-of-the-world ADS")
 }
 
 // Fetch: REST polling is not served.

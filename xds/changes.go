@@ -33,6 +33,8 @@ type proxyChange struct {
 	Latency     time.Duration `json:"latency_ns,omitempty"` // AckedAt - change.At
 	NackType    string        `json:"nack_type,omitempty"`
 	NackMessage string        `json:"nack_message,omitempty"`
+	// NackResources: the resources of the rejected response Envoy's message names.
+	NackResources []string `json:"nack_resources,omitempty"`
 }
 
 // pendingChange is the part of a change a proxy has not ACKed yet (kept on the conn).
@@ -102,11 +104,11 @@ func (l *changeLog) acked(ch *change, proxyID string, at time.Time) {
 	}
 }
 
-func (l *changeLog) nacked(ch *change, proxyID string, t typeIndex, msg string) {
+func (l *changeLog) nacked(ch *change, proxyID string, t typeIndex, msg string, names []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if pc := ch.Proxies[proxyID]; pc != nil && pc.State == "PENDING" {
-		pc.State, pc.NackType, pc.NackMessage = "NACKED", typeLabels[t], msg
+		pc.State, pc.NackType, pc.NackMessage, pc.NackResources = "NACKED", typeLabels[t], msg, names
 	}
 }
 

@@ -86,3 +86,47 @@ func TestCodecSplicesPreEncodedParts(t *testing.T) {
 		t.Error("pre-encoded part does not splice into the same bytes as its items")
 	}
 }
+
+// A delta response with pre-encoded items decodes to exactly what the items
+// are: name, version and resource, plus removals, nonce and type.
+func TestCodecDeltaResponse(t *testing.T) {
+	p, err := newPart([]*clusterv3.Cluster{{Name: "a"}, {Name: "outbound|80||b.default.svc.cluster.local"}}, clusterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := anypb.New(&clusterv3.Cluster{Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &discovery.DeltaDiscoveryResponse{
+		SystemVersionInfo: "v9", TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster", Nonce: "3",
+		Resources:        []*discovery.Resource{p.items[0].deltaResource(), {Name: "c", Version: "1", Resource: plain}, p.items[1].deltaResource()},
+		RemovedResources: []string{"gone", "also-gone"},
+	}
+	bufs, err := Codec{}.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got discovery.DeltaDiscoveryResponse
+	if err := proto.Unmarshal(bufs.Materialize(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := &discovery.DeltaDiscoveryResponse{
+		SystemVersionInfo: "v9", TypeUrl: resp.TypeUrl, Nonce: "3", RemovedResources: resp.RemovedResources,
+		Resources: []*discovery.Resource{
+			{Name: "a", Version: p.items[0].version(), Resource: p.items[0].any},
+			{Name: "c", Version: "1", Resource: plain},
+			{Name: "outbound|80||b.default.svc.cluster.local", Version: p.items[1].version(), Resource: p.items[1].any},
+		},
+	}
+	if !proto.Equal(&got, want) {
+		t.Errorf("decoded:\n%v\nwant:\n%v", &got, want)
+	}
+	wire, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bufs.Materialize(), wire) {
+		t.Error("the codec's bytes differ from proto.Marshal's")
+	}
+}

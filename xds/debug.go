@@ -24,6 +24,8 @@ type ProxySyncStatus struct {
 	Type      string `json:"type"`
 	Namespace string `json:"namespace"`
 	Identity  string `json:"identity,omitempty"` // SPIFFE ID the stream proved
+	// Protocol is the stream's flavour of xDS: "sotw" or "delta".
+	Protocol string `json:"protocol"`
 	// LastChange is the latest config change (see /debug/changes) that gave
 	// this proxy new config, and whether it ACKed it.
 	LastChange  *ChangeRef            `json:"last_change,omitempty"`
@@ -41,8 +43,11 @@ type TypeStatus struct {
 	Acked       string `json:"acked_version"`
 	Resources   int    `json:"resources"`
 	NackMessage string `json:"nack_message,omitempty"`
-	Acks        int    `json:"acks"`
-	Nacks       int    `json:"nacks"`
+	// NackedResources are the resources of the rejected response that Envoy's
+	// message names (delta: of that response; SotW: of the whole set).
+	NackedResources []string `json:"nacked_resources,omitempty"`
+	Acks            int      `json:"acks"`
+	Nacks           int      `json:"nacks"`
 }
 
 // SyncStatus reports every connected proxy's per-type sync state.
@@ -50,13 +55,18 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 	var out []ProxySyncStatus
 	for _, cn := range s.cache.snapshotConns() {
 		cn.mu.Lock()
-		ps := ProxySyncStatus{ProxyID: cn.id, Type: string(cn.proxy.Type), Namespace: cn.proxy.Namespace, Identity: cn.identity, ConnectedAt: cn.connectedAt, Types: map[string]TypeStatus{}}
+		ps := ProxySyncStatus{ProxyID: cn.id, Type: string(cn.proxy.Type), Namespace: cn.proxy.Namespace, Identity: cn.identity, ConnectedAt: cn.connectedAt, Types: map[string]TypeStatus{}, Protocol: "sotw"}
 		for t := cdsType; t < numTypes; t++ {
-			if t == sdsType && cn.identity == "" {
-				continue // no identity, no secrets: nothing to be in sync with
+			if t == sdsType && (cn.identity == "" || (cn.proxy.AgentSDS() && cn.types[t].set == nil)) {
+				// No identity, no secrets; or istio-agent's proxy, whose
+				// certificate the agent serves: nothing to be in sync with.
+				continue
 			}
 			ts := cn.types[t]
-			st := TypeStatus{Sent: ts.sentVersion, Acked: ts.ackedVersion, NackMessage: ts.nackMessage, Acks: ts.acks, Nacks: ts.nacks}
+			if ts.dstate != nil {
+				ps.Protocol = "delta"
+			}
+			st := TypeStatus{Sent: ts.sentVersion, Acked: ts.ackedVersion, NackMessage: ts.nackMessage, NackedResources: ts.nackedNames, Acks: ts.acks, Nacks: ts.nacks}
 			if ts.set != nil {
 				st.Current = ts.set.version
 				st.Resources = ts.set.len()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -54,6 +55,23 @@ type item struct {
 	hash uint64
 	// warms: an EDS cluster, which Envoy keeps warming until its endpoints arrive.
 	warms bool
+	// ver is hash as the delta protocol's per-resource version.
+	ver string
+
+	// deltaBytes is the item as one encoded DeltaDiscoveryResponse.resources
+	// field, built on first use and shared by every delta stream (see Codec).
+	deltaOnce  sync.Once
+	deltaBytes []byte
+}
+
+// version is the item's delta resource version: its content hash, so equal
+// content has an equal version across generations, restarts and replicas.
+func (it *item) version() string { return it.ver }
+
+// deltaEncoded returns the item as an encoded DeltaDiscoveryResponse.resources field.
+func (it *item) deltaEncoded() []byte {
+	it.deltaOnce.Do(func() { it.deltaBytes = appendDeltaResourceField(nil, it.name, it.ver, it.any) })
+	return it.deltaBytes
 }
 
 // part is a set of items built together (say, all outbound clusters of a
@@ -75,6 +93,7 @@ type part struct {
 	diffMu   sync.Mutex
 	diffFrom *part
 	diff     []*item
+	removed  []string
 }
 
 // allNames is the nameSum of every item's name.
@@ -97,10 +116,24 @@ func (p *part) changedSince(prev *part) []*item {
 	if prev == nil {
 		return p.items
 	}
+	changed, _ := p.diffSince(prev)
+	return changed
+}
+
+// removedSince lists the names of prev's items that p no longer has.
+func (p *part) removedSince(prev *part) []string {
+	if p == prev || prev == nil {
+		return nil
+	}
+	_, removed := p.diffSince(prev)
+	return removed
+}
+
+func (p *part) diffSince(prev *part) ([]*item, []string) {
 	p.diffMu.Lock()
 	defer p.diffMu.Unlock()
 	if p.diffFrom == prev {
-		return p.diff
+		return p.diff, p.removed
 	}
 	var out []*item
 	for _, it := range p.items {
@@ -108,8 +141,14 @@ func (p *part) changedSince(prev *part) []*item {
 			out = append(out, it)
 		}
 	}
-	p.diffFrom, p.diff = prev, out
-	return out
+	var removed []string
+	for _, it := range prev.items {
+		if p.byName[it.name] == nil {
+			removed = append(removed, it.name)
+		}
+	}
+	p.diffFrom, p.diff, p.removed = prev, out, removed
+	return out, removed
 }
 
 // encodedAll returns the part's items as consecutive, ready-to-send
@@ -140,6 +179,7 @@ func newPart[M proto.Message](msgs []M, name func(M) string) (*part, error) {
 		ih := fnv.New64a()
 		_, _ = ih.Write(b)
 		it := &item{name: name(m), any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
+		it.ver = strconv.FormatUint(it.hash, 16)
 		if c, ok := any(m).(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
 			it.warms = true
 		}

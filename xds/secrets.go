@@ -139,7 +139,7 @@ func (s *Server) runRotation(ctx context.Context) {
 		}
 		for _, cn := range s.cache.snapshotConns() {
 			cn.mu.Lock()
-			need := cn.identity != "" && (cn.secret == nil || !now.Before(cn.secret.rotateAt) ||
+			need := cn.identity != "" && !cn.proxy.AgentSDS() && (cn.secret == nil || !now.Before(cn.secret.rotateAt) ||
 				(rootPEM != nil && string(rootPEM) != string(cn.secret.rootPEM)))
 			id := cn.identity
 			cn.mu.Unlock()

@@ -223,80 +223,115 @@ func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resou
 	return gen, sets, err
 }
 
+// Stream IDs: the SotW and delta servers number their streams separately, so
+// delta streams are kept under the negated ID.
+func deltaKey(id int64) int64 { return -id }
+
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			if ident, ok := authn.FromContext(ctx); ok {
-				s.streamsMu.Lock()
-				s.proven[id] = ident
-				s.streamsMu.Unlock()
-			}
+			s.streamOpen(ctx, id)
 			return nil
 		},
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
-			s.streamsMu.Lock()
-			_, known := s.streams[id]
-			s.streamsMu.Unlock()
-			if known {
-				return nil
-			}
-			if req.GetNode().GetId() == "" {
-				return fmt.Errorf("first request on stream %d carries no node ID", id)
-			}
-			s.streamsMu.Lock()
-			proven, hasProof := s.proven[id]
-			delete(s.proven, id)
-			s.streamsMu.Unlock()
-			cn, err := s.cache.streamOpened(req, s.identityCheck(proven, hasProof))
-			if err != nil {
-				s.metrics.identityRefusals.WithLabelValues(refusalReason(err)).Inc()
-				s.log.Warn("refusing proxy", "node", req.GetNode().GetId(), "err", err)
-				if _, ok := err.(*refusal); ok {
-					return status.Error(codes.PermissionDenied, err.Error())
-				}
-				return err
-			}
-			s.streamsMu.Lock()
-			s.streams[id] = req.GetNode().GetId()
-			s.streamsMu.Unlock()
-			if cn.identity != "" && s.secrets != nil {
-				cn.mu.Lock()
-				fresh := cn.secret == nil
-				cn.mu.Unlock()
-				if fresh {
-					s.renewSecret(cn, cn.identity, time.Now())
-				}
-			}
-			if cn.identity == "" && cn.proxy.Type == model.RouterProxy {
-				// istiod's rule: gateway credentials only to a proven identity.
-				s.log.Info("gateway proxy proved no identity: it is served no credential secrets, so its HTTPS (credentialName) servers are left out", "proxy", req.GetNode().GetId())
-			}
-			s.metrics.connected.WithLabelValues(proxyVersion(req.GetNode())).Inc()
-			s.log.Info("proxy connected", "proxy", req.GetNode().GetId(), "stream", id)
-			return nil
+			return s.streamRequest(id, req.GetNode())
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
-			s.streamsMu.Lock()
-			nodeID, known := s.streams[id]
-			s.streamsMu.Unlock()
-			if known {
+			if nodeID, known := s.streamNode(id); known {
 				s.cache.responseWritten(nodeID, resp)
 			}
 		},
-		StreamClosedFunc: func(id int64, node *core.Node) {
-			s.streamsMu.Lock()
-			nodeID, known := s.streams[id]
-			delete(s.streams, id)
-			delete(s.proven, id)
-			s.streamsMu.Unlock()
-			if !known {
-				return
-			}
-			s.cache.streamClosed(nodeID)
-			s.metrics.connected.WithLabelValues(proxyVersion(node)).Dec()
-			s.log.Info("proxy disconnected", "proxy", nodeID, "stream", id)
+		StreamClosedFunc: func(id int64, node *core.Node) { s.streamClosed(id, node) },
+
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.streamOpen(ctx, deltaKey(id))
+			return nil
 		},
+		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
+			return s.streamRequest(deltaKey(id), req.GetNode())
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+			if nodeID, known := s.streamNode(deltaKey(id)); known {
+				s.cache.deltaResponseWritten(nodeID, resp)
+			}
+		},
+		DeltaStreamClosedFunc: func(id int64, node *core.Node) { s.streamClosed(deltaKey(id), node) },
 	}
+}
+
+func (s *Server) streamOpen(ctx context.Context, key int64) {
+	if ident, ok := authn.FromContext(ctx); ok {
+		s.streamsMu.Lock()
+		s.proven[key] = ident
+		s.streamsMu.Unlock()
+	}
+}
+
+func (s *Server) streamNode(key int64) (string, bool) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	nodeID, known := s.streams[key]
+	return nodeID, known
+}
+
+// streamRequest registers the stream's proxy on its first request (which must
+// name the node); later requests pass.
+func (s *Server) streamRequest(key int64, node *core.Node) error {
+	if _, known := s.streamNode(key); known {
+		return nil
+	}
+	if node.GetId() == "" {
+		return fmt.Errorf("first request on stream %d carries no node ID", key)
+	}
+	s.streamsMu.Lock()
+	proven, hasProof := s.proven[key]
+	delete(s.proven, key)
+	s.streamsMu.Unlock()
+	cn, err := s.cache.streamOpened(node, s.identityCheck(proven, hasProof))
+	if err != nil {
+		s.metrics.identityRefusals.WithLabelValues(refusalReason(err)).Inc()
+		s.log.Warn("refusing proxy", "node", node.GetId(), "err", err)
+		if _, ok := err.(*refusal); ok {
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
+		return err
+	}
+	s.streamsMu.Lock()
+	s.streams[key] = node.GetId()
+	s.streamsMu.Unlock()
+	if cn.identity != "" && s.secrets != nil && !cn.proxy.AgentSDS() {
+		cn.mu.Lock()
+		fresh := cn.secret == nil
+		cn.mu.Unlock()
+		if fresh {
+			s.renewSecret(cn, cn.identity, time.Now())
+		}
+	}
+	if cn.identity == "" && cn.proxy.Type == model.RouterProxy {
+		// istiod's rule: gateway credentials only to a proven identity.
+		s.log.Info("gateway proxy proved no identity: it is served no credential secrets, so its HTTPS (credentialName) servers are left out", "proxy", node.GetId())
+	}
+	s.metrics.connected.WithLabelValues(proxyVersion(node)).Inc()
+	protocol := "sotw"
+	if key < 0 {
+		protocol = "delta"
+	}
+	s.log.Info("proxy connected", "proxy", node.GetId(), "stream", key, "protocol", protocol)
+	return nil
+}
+
+func (s *Server) streamClosed(key int64, node *core.Node) {
+	s.streamsMu.Lock()
+	nodeID, known := s.streams[key]
+	delete(s.streams, key)
+	delete(s.proven, key)
+	s.streamsMu.Unlock()
+	if !known {
+		return
+	}
+	s.cache.streamClosed(nodeID)
+	s.metrics.connected.WithLabelValues(proxyVersion(node)).Dec()
+	s.log.Info("proxy disconnected", "proxy", nodeID, "stream", key)
 }
 
 // identityCheck decides the identity of a proxy from what its stream proved.

@@ -86,6 +86,10 @@ type EnvoyOptions struct {
 	// --secure-xds-addr) the way an injected sidecar does: TLS verified with
 	// the mesh root, and the service-account token sent with every stream.
 	Secure *SecureXDS
+	// AgentSDSAddr ("ip:port"), for an istio-agent node (metadata
+	// ISTIO_VERSION), is where its bootstrap's sds-grpc cluster leads: the
+	// agent's SDS server, which serves `default` and `ROOTCA`. Empty: XDSAddr.
+	AgentSDSAddr string
 	// UID and GID, when non-zero, run Envoy as that user and group (like Istio's
 	// istio-proxy, 1337), through setpriv. Its files then live in a directory
 	// that user can read and write, and the binary is linked into a 0755 one.
@@ -390,6 +394,37 @@ func EnvoyBootstrap(opts EnvoyOptions) ([]byte, error) {
 				},
 			},
 		},
+	}
+	if v, _ := metadata["ISTIO_VERSION"].(string); v != "" {
+		// istio-agent's node (ISTIO_VERSION) expects its bootstrap's sds-grpc
+		// cluster, where the agent serves the workload certificate: mizzen
+		// points mTLS at it. It leads to AgentSDSAddr (a stand-in for the
+		// agent), else to the xDS address, which serves no SDS.
+		statics := b["static_resources"].(map[string]any)
+		xds := statics["clusters"].([]any)[0].(map[string]any)
+		sds := map[string]any{}
+		for k, v := range xds {
+			sds[k] = v
+		}
+		sdsHost, sdsPort := xdsHost, xdsPort
+		if opts.AgentSDSAddr != "" {
+			h, p, err := net.SplitHostPort(opts.AgentSDSAddr)
+			if err != nil {
+				return nil, fmt.Errorf("AgentSDSAddr %q: %v", opts.AgentSDSAddr, err)
+			}
+			sdsHost = h
+			if sdsPort, err = strconv.Atoi(p); err != nil {
+				return nil, fmt.Errorf("AgentSDSAddr %q: %v", opts.AgentSDSAddr, err)
+			}
+		}
+		sds["name"] = "sds-grpc"
+		sds["load_assignment"] = map[string]any{
+			"cluster_name": "sds-grpc",
+			"endpoints": []any{map[string]any{"lb_endpoints": []any{map[string]any{
+				"endpoint": map[string]any{"address": sock(sdsHost, sdsPort)},
+			}}}},
+		}
+		statics["clusters"] = append(statics["clusters"].([]any), sds)
 	}
 	return json.MarshalIndent(b, "", "  ")
 }

@@ -48,6 +48,12 @@ type Proxy struct {
 	IstioVersion string
 }
 
+// AgentSDS reports whether the proxy's workload certificate comes from
+// istio-agent (whose bootstrap has the sds-grpc cluster, served by the agent,
+// which holds the key) rather than from mizzen over ADS. istio-agent is the
+// one to set ISTIO_VERSION.
+func (p *Proxy) AgentSDS() bool { return p.IstioVersion != "" }
+
 // Node metadata keys mizzen reads.
 const (
 	MetaNamespace      = "NAMESPACE"

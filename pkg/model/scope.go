@@ -24,18 +24,30 @@ type Scope struct {
 	// cluster waiting for a secret that never comes would never warm. Part of
 	// Key ("|mtls").
 	ClientMTLS bool
+	// AgentSDS: with ClientMTLS, the proxy's `default` and `ROOTCA` come from
+	// istio-agent (the bootstrap's sds-grpc cluster), not over ADS, so its
+	// clusters name another SDS source. Part of Key ("|agent").
+	AgentSDS bool
 }
 
-// scopeKeyMTLS marks the scopes of proxies with an identity.
-const scopeKeyMTLS = "|mtls"
+// Suffixes of Scope.Key for what only changes how mTLS is originated.
+const (
+	scopeKeyMTLS  = "|mtls"
+	scopeKeyAgent = "|agent"
+)
 
 // WithoutClientMTLS is the scope for what does not depend on whether the
 // proxy originates mTLS (endpoints), so proxies with and without an identity
 // share it.
 func (sc Scope) WithoutClientMTLS() Scope {
-	sc.ClientMTLS = false
-	sc.Key = strings.TrimSuffix(sc.Key, scopeKeyMTLS)
+	sc.ClientMTLS, sc.AgentSDS = false, false
+	sc.Key = sc.visibilityKey()
 	return sc
+}
+
+// visibilityKey is Key without the mTLS suffixes: what decides what the scope sees.
+func (sc Scope) visibilityKey() string {
+	return strings.TrimSuffix(strings.TrimSuffix(sc.Key, scopeKeyAgent), scopeKeyMTLS)
 }
 
 // ScopeFor picks the proxy's scope the way Istio picks its Sidecar: a Sidecar in
@@ -64,6 +76,10 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 	if p.Identity != "" {
 		sc.ClientMTLS = true
 		sc.Key += scopeKeyMTLS
+		if p.AgentSDS() {
+			sc.AgentSDS = true
+			sc.Key += scopeKeyAgent
+		}
 	}
 	return sc
 }
@@ -117,7 +133,8 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 	v := *s
 	v.Errors = nil
 	v.clientMTLS = sc.ClientMTLS
-	if strings.TrimSuffix(sc.Key, scopeKeyMTLS) == "" {
+	v.agentSDS = sc.AgentSDS
+	if sc.visibilityKey() == "" {
 		// Sees everything, only originates mTLS: the shared view plus the flag.
 		return &v
 	}
@@ -153,6 +170,10 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 // ClientMTLS reports whether the view is for proxies with an identity, whose
 // outbound clusters originate Istio mTLS (Scope.ClientMTLS).
 func (s *Snapshot) ClientMTLS() bool { return s.clientMTLS }
+
+// AgentSDS reports whether the view's proxies get their certificates from
+// istio-agent's SDS (Scope.AgentSDS).
+func (s *Snapshot) AgentSDS() bool { return s.agentSDS }
 
 // sidecarAllows applies the Sidecar's egress hosts ("ns/dnsName") to an object
 // of namespace ns with the given hosts. No Sidecar, or one without egress,

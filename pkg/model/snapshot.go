@@ -117,6 +117,8 @@ type Snapshot struct {
 	// clientMTLS: the view is for proxies that hold a workload certificate, so
 	// their outbound clusters may originate Istio mTLS (Scope.ClientMTLS).
 	clientMTLS bool
+	// agentSDS: those certificates come from istio-agent's SDS (Scope.AgentSDS).
+	agentSDS bool
 	// exportRestricted: some object limits its visibility (exportTo), so what a
 	// proxy sees depends on its namespace.
 	exportRestricted bool

@@ -13,10 +13,11 @@ type changeRecord struct {
 	Changed map[string][]string `json:"changed"`
 	Counts  map[string]int      `json:"counts"`
 	Proxies map[string]struct {
-		State       string   `json:"state"`
-		Types       []string `json:"types"`
-		LatencyNS   int64    `json:"latency_ns"`
-		NackMessage string   `json:"nack_message"`
+		State         string   `json:"state"`
+		Types         []string `json:"types"`
+		LatencyNS     int64    `json:"latency_ns"`
+		NackMessage   string   `json:"nack_message"`
+		NackResources []string `json:"nack_resources"`
 	} `json:"proxies"`
 }
 

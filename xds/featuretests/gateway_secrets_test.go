@@ -101,7 +101,8 @@ func TestGatewayCredentialsServedToProvenGateway(t *testing.T) {
 	})
 	in := secureGatewayInputs(t)
 	h.start(in)
-	gw := h.connect(node("router", "127.0.0.30", "gw-0", "istio-system", map[string]string{"istio": "ingressgateway"}))
+	// A gateway mizzen bootstrapped: its own certificate comes over ADS too.
+	gw := h.connect(mizzenNode("router", "127.0.0.30", "gw-0", "istio-system", map[string]string{"istio": "ingressgateway"}, "127.0.0.1:15000"))
 	gw.subscribe(resourcev3.ListenerType)
 	gw.syncUntil("the HTTPS listener", func() bool { return gw.has(resourcev3.ListenerType, "0.0.0.0_443") })
 	gw.subscribe(resourcev3.SecretType, "default", "ROOTCA", "kubernetes://secure-cred", "kubernetes://other-cred")

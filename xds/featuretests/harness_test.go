@@ -206,12 +206,18 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // reference output for the proxy, as sets by name with proto.Equal.
 func expectConfig(t testing.TB, c *client, snap *model.Snapshot) {
 	t.Helper()
-	p, err := model.ParseProxy(c.node.GetId(), c.node.GetMetadata().AsMap())
+	expectConfigOf(t, c.node, c.config(), snap)
+}
+
+// expectConfigOf compares what a client of node holds (by type and name) with
+// translate.ForProxy.
+func expectConfigOf(t testing.TB, n *core.Node, got map[string]map[string]proto.Message, snap *model.Snapshot) {
+	t.Helper()
+	p, err := model.ParseProxy(n.GetId(), n.GetMetadata().AsMap())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := translate.ForProxy(snap, p)
-	got := c.config()
 	compareSet(t, "clusters", got[CDS], byName(want.Clusters, func(m proto.Message) string { return m.(interface{ GetName() string }).GetName() }))
 	compareSet(t, "endpoints", got[EDS], byName(want.Endpoints, func(m proto.Message) string { return m.(interface{ GetClusterName() string }).GetClusterName() }))
 	compareSet(t, "listeners", got[LDS], byName(want.Listeners, func(m proto.Message) string { return m.(interface{ GetName() string }).GetName() }))
