@@ -98,12 +98,16 @@ func printProxyStatus(out io.Writer, format string, rows []xds.ProxySyncStatus) 
 		return fmt.Errorf("-o %s: want table, json or yaml", format)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tCDS\tLDS\tEDS\tRDS\tSDS\tLAST CHANGE\tNACK")
+	fmt.Fprintln(tw, "NAME\tTYPE\tCDS\tLDS\tEDS\tRDS\tSDS\tXDS\tLAST CHANGE\tNACK")
 	for _, r := range rows {
 		nack := ""
 		for _, t := range []string{"cds", "lds", "eds", "rds", "sds"} {
 			if m := r.Types[t].NackMessage; m != "" {
-				nack = t + ": " + m
+				nack = t
+				if names := r.Types[t].NackedResources; len(names) > 0 {
+					nack += " [" + strings.Join(names, ", ") + "]"
+				}
+				nack += ": " + m
 				break
 			}
 		}
@@ -111,8 +115,12 @@ func printProxyStatus(out io.Writer, format string, rows []xds.ProxySyncStatus) 
 		if st, ok := r.Types["sds"]; ok {
 			sds = st.State
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proxyName(r.ProxyID), r.Type,
-			r.Types["cds"].State, r.Types["lds"].State, r.Types["eds"].State, r.Types["rds"].State, sds, lastChange(r.LastChange), nack)
+		protocol := r.Protocol
+		if protocol == "" {
+			protocol = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proxyName(r.ProxyID), r.Type,
+			r.Types["cds"].State, r.Types["lds"].State, r.Types["eds"].State, r.Types["rds"].State, sds, protocol, lastChange(r.LastChange), nack)
 	}
 	return tw.Flush()
 }
