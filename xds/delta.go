@@ -52,6 +52,14 @@ type deltaState struct {
 	responses []sentResponse
 }
 
+// dropResponses forgets the n oldest responses (an ACK of one answers the
+// older ones too), clearing what the backing array still references.
+func (ds *deltaState) dropResponses(n int) {
+	kept := copy(ds.responses, ds.responses[n:])
+	clear(ds.responses[kept:])
+	ds.responses = ds.responses[:kept]
+}
+
 // deltaWatch is a parked delta request.
 type deltaWatch struct {
 	req *cache.DeltaRequest
@@ -138,7 +146,7 @@ func (c *proxyCache) recordDeltaRequest(cn *conn, t typeIndex, req *cache.DeltaR
 		return // too old to matter, or not ours
 	}
 	r := ds.responses[i]
-	ds.responses = append(ds.responses[:0], ds.responses[i+1:]...)
+	ds.dropResponses(i + 1)
 	if req.GetErrorDetail() != nil {
 		msg := req.GetErrorDetail().GetMessage()
 		c.recordNACK(cn, t, r.version, msg, blamedNames(r.names, msg))
@@ -269,7 +277,7 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 		cn.rewarm = nil
 	}
 	if len(ds.responses) >= maxNonces {
-		ds.responses = append(ds.responses[:0], ds.responses[1:]...)
+		ds.dropResponses(1)
 	}
 	ds.responses = append(ds.responses, sentResponse{version: set.version, set: set, names: names})
 	ds.fresh, ds.initial = false, nil

@@ -79,12 +79,19 @@ type AgentSpec struct {
 	// ProxyMetadata is added to PROXY_CONFIG's proxyMetadata and, as the
 	// injector renders it, to the container's env.
 	ProxyMetadata map[string]string
+	// Env is more of the container's env, after the injector's (e.g.
+	// ISTIO_META_UNPRIVILEGED_POD, which Istio's gateway chart sets).
+	Env map[string]string
 	// AgentLogLevel is --log_output_level (default "default:info");
 	// ProxyLogLevel is --proxyLogLevel (Envoy's, default "warning").
 	AgentLogLevel, ProxyLogLevel string
 	// WorkloadName is the Deployment the pod stands for (ISTIO_META_WORKLOAD_NAME,
 	// ISTIO_META_OWNER); default the "app" label, else the pod name.
 	WorkloadName string
+	// Sysctls are the pod's securityContext.sysctls, set in its network
+	// namespace (e.g. net.ipv4.ip_unprivileged_port_start=0, as Istio's
+	// gateway chart sets so a gateway as uid 1337 binds 80 and 443).
+	Sysctls map[string]string
 	// ReadyTimeout bounds the wait for readiness and SYNCED (default the
 	// mesh's SyncTimeout, at least 60 s: the first CSR and warming take a while).
 	ReadyTimeout time.Duration
@@ -196,6 +203,11 @@ func (m *Mesh) AddAgent(t testing.TB, spec AgentSpec) *Agent {
 			t.Fatalf("rig: pod %s: route for %s: %v: %s", spec.Name, cidr, err, out)
 		}
 	}
+	for _, k := range sortedKeys(spec.Sysctls) {
+		if out, err := w.Pod.Command("sysctl", "-w", k+"="+spec.Sysctls[k]).CombinedOutput(); err != nil {
+			t.Fatalf("rig: pod %s: sysctl %s=%s: %v: %s", spec.Name, k, spec.Sysctls[k], err, out)
+		}
+	}
 	if len(spec.App.ports()) > 0 {
 		w.startApp(t)
 	}
@@ -257,6 +269,16 @@ func (m *Mesh) AddAgent(t testing.TB, spec AgentSpec) *Agent {
 		client:    w.Pod.HTTPClientInside(10 * time.Second),
 	}
 	if err := a.waitReady(ctx); err != nil {
+		// Say what mizzen saw too: a NACK names the config Envoy refused.
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ps, perr := m.Mizzen.ProxySync(sctx, w.ProxyID); perr == nil {
+			for _, typ := range []string{"cds", "lds", "eds", "rds"} {
+				if st := ps.Types[typ]; st.NackMessage != "" {
+					err = fmt.Errorf("%v; mizzen: %s NACKED: %s", err, typ, st.NackMessage)
+				}
+			}
+		}
+		scancel()
 		t.Fatalf("rig: agent pod %s/%s (%s) not ready after %s: %v\n%s", spec.Namespace, spec.Name, a.mode(), time.Since(start).Round(time.Millisecond), err, TailFile(a.LogPath, 60))
 	}
 	t.Logf("rig: agent pod %s/%s (%s, %s) ready and SYNCED in %s", spec.Namespace, spec.Name, a.kind(), a.mode(), time.Since(start).Round(time.Millisecond))
@@ -443,6 +465,9 @@ func (m *Mesh) agentPod(spec AgentSpec, envoyBin string) *corev1.Pod {
 	for _, k := range keys {
 		env = append(env, val(k, proxyMetadata[k]))
 	}
+	for _, k := range sortedKeys(spec.Env) {
+		env = append(env, val(k, spec.Env[k]))
+	}
 	proxy := corev1.Container{
 		Name:  "istio-proxy",
 		Image: AgentProxyImage,
@@ -491,9 +516,13 @@ func (m *Mesh) agentPod(spec AgentSpec, envoyBin string) *corev1.Pod {
 			LocalObjectReference: corev1.LocalObjectReference{Name: "istio-ca-crl"}, Optional: ptr(true)}}},
 	}
 	podSpec := corev1.PodSpec{
+		SecurityContext:    &corev1.PodSecurityContext{},
 		ServiceAccountName: spec.ServiceAccount,
 		NodeName:           spec.NodeName,
 		Volumes:            podVolumes,
+	}
+	for _, k := range sortedKeys(spec.Sysctls) {
+		podSpec.SecurityContext.Sysctls = append(podSpec.SecurityContext.Sysctls, corev1.Sysctl{Name: k, Value: spec.Sysctls[k]})
 	}
 	if !spec.Router {
 		podSpec.InitContainers = []corev1.Container{{
