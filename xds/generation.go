@@ -125,10 +125,11 @@ func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
 	return p, nil
 }
 
-// proxyKey is what a sidecar's outbound routes and L4 listeners depend on: its
-// namespace (for short-name domains and sourceNamespace) and labels (for
-// sourceLabels); for gateways also whether it proved an identity.
-func proxyKey(p *model.Proxy) string {
+// gatewayKey is what a gateway's listeners, routes and JWT clusters depend
+// on: its namespace, labels (Gateway selectors, RequestAuthentication), bind
+// address and whether it proved an identity (it terminates TLS only then,
+// translate's gatewayTLSChains). Gateways are few: the full label set is fine.
+func gatewayKey(p *model.Proxy) string {
 	keys := make([]string, 0, len(p.Labels))
 	for k := range p.Labels {
 		keys = append(keys, k)
@@ -137,8 +138,6 @@ func proxyKey(p *model.Proxy) string {
 	var b strings.Builder
 	b.WriteString(string(p.Type))
 	b.WriteString("|" + p.Namespace + "|" + p.GatewayBindIP)
-	// Gateways terminate TLS only with a proven identity (translate's
-	// gatewayTLSChains): with and without one, their listeners differ.
 	if p.Identity != "" {
 		b.WriteString("|id")
 	}
@@ -148,8 +147,19 @@ func proxyKey(p *model.Proxy) string {
 	return b.String()
 }
 
+// sidecarKey is what a sidecar's outbound routes and L4 listeners depend on
+// beyond its scope: its namespace (short-name domains, sourceNamespace) and
+// which sourceLabels selectors its labels match, not the labels themselves.
+// Every workload has labels of its own (app, version, pod-template-hash), so
+// keying by them made one copy of every route table per workload; keyed so, a
+// mesh without sourceLabels has one per namespace, and a VirtualService with
+// sourceLabels adds one variant for the workloads it selects.
+func sidecarKey(view *model.Snapshot, p *model.Proxy) string {
+	return p.Namespace + "|" + view.SourceLabelKey(p.Labels)
+}
+
 func (sp *scopeParts) sidecar(p *model.Proxy) (*sidecarParts, error) {
-	key := proxyKey(p)
+	key := sidecarKey(sp.view, p)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sc, ok := sp.sidecars[key]; ok {
@@ -169,7 +179,7 @@ func (sp *scopeParts) sidecar(p *model.Proxy) (*sidecarParts, error) {
 }
 
 func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
-	key := proxyKey(p)
+	key := gatewayKey(p)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if gp, ok := sp.gateways[key]; ok {

@@ -33,6 +33,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
+	s.buildSourceSelectors()
 	s.buildSidecars(in)
 	s.buildAuthorizationPolicies(in)
 	s.buildRequestAuthentications(in)

@@ -119,6 +119,8 @@ type Snapshot struct {
 	clientMTLS bool
 	// agentSDS: those certificates come from istio-agent's SDS (Scope.AgentSDS).
 	agentSDS bool
+	// sources: the sourceLabels selectors of VirtualService matches (source_selectors.go).
+	sources sourceSelectors
 	// exportRestricted: some object limits its visibility (exportTo), so what a
 	// proxy sees depends on its namespace.
 	exportRestricted bool
