@@ -207,11 +207,13 @@ spec:
 		for _, g := range gws {
 			names = append(names, agentPodName(g.Workload))
 		}
-		table, err := waitProxyStatusSynced(ctx, t, m.Mizzen, names, func(name, st string) error {
-			if st != "SYNCED" {
-				return fmt.Errorf("%s: SDS %s (the credential)", name, st)
-			}
-			return nil
+		checks := map[string]func(map[string]string) error{}
+		for _, g := range gws {
+			// SDS SYNCED: the credential, from mizzen through the agent.
+			checks[agentPodName(g.Workload)] = agentRowCheck(g, "SYNCED")
+		}
+		table, err := waitProxyStatusSynced(ctx, t, m.Mizzen, names, func(name string, row map[string]string) error {
+			return checks[name](row)
 		})
 		t.Logf("mizzen proxy-status:\n%s", table)
 		if err != nil {

@@ -30,8 +30,10 @@ var (
 )
 
 // proxyStatusTable runs `mizzen proxy-status` (the CLI) and returns its output
-// and its rows by NAME (pod.namespace): NAME TYPE CDS LDS EDS RDS SDS LAST… NACK.
-func proxyStatusTable(ctx context.Context, t *testing.T, mz *rig.Mizzen) (string, map[string][]string, error) {
+// and its rows by NAME (pod.namespace), each a map from column (NAME, TYPE,
+// CDS, LDS, EDS, RDS, SDS, XDS, …: the single-word columns before LAST
+// CHANGE) to its cell.
+func proxyStatusTable(ctx context.Context, t *testing.T, mz *rig.Mizzen) (string, map[string]map[string]string, error) {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -39,20 +41,33 @@ func proxyStatusTable(ctx context.Context, t *testing.T, mz *rig.Mizzen) (string
 	if err != nil {
 		return string(out), nil, fmt.Errorf("mizzen proxy-status: %v: %s", err, out)
 	}
-	rows := map[string][]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
-		if f := strings.Fields(line); len(f) >= 7 {
-			rows[f[0]] = f
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var cols []string
+	for _, h := range strings.Fields(lines[0]) {
+		if h == "LAST" {
+			break
 		}
+		cols = append(cols, h)
+	}
+	rows := map[string]map[string]string{}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if len(f) < len(cols) {
+			continue
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[c] = f[i]
+		}
+		rows[row["NAME"]] = row
 	}
 	return string(out), rows, nil
 }
 
 // waitProxyStatusSynced waits until `mizzen proxy-status` lists every named
-// proxy (pod.namespace) with CDS, LDS, EDS and RDS SYNCED, and SDS as sds
-// says (nil: SYNCED or "-", i.e. no secrets from mizzen). It returns the last
-// table.
-func waitProxyStatusSynced(ctx context.Context, t *testing.T, mz *rig.Mizzen, names []string, sds func(name, state string) error) (string, error) {
+// proxy (pod.namespace) with CDS, LDS, EDS and RDS SYNCED and the row passing
+// check (e.g. its SDS and XDS columns). It returns the last table.
+func waitProxyStatusSynced(ctx context.Context, t *testing.T, mz *rig.Mizzen, names []string, check func(name string, row map[string]string) error) (string, error) {
 	t.Helper()
 	var table string
 	err := rig.Eventually(ctx, 250*time.Millisecond, func(ctx context.Context) error {
@@ -62,26 +77,40 @@ func waitProxyStatusSynced(ctx context.Context, t *testing.T, mz *rig.Mizzen, na
 			return err
 		}
 		for _, n := range names {
-			f, ok := rows[n]
+			row, ok := rows[n]
 			if !ok {
 				return fmt.Errorf("%s not listed", n)
 			}
-			for i, typ := range []string{"CDS", "LDS", "EDS", "RDS"} {
-				if f[2+i] != "SYNCED" {
-					return fmt.Errorf("%s: %s %s", n, typ, f[2+i])
+			for _, typ := range []string{"CDS", "LDS", "EDS", "RDS"} {
+				if row[typ] != "SYNCED" {
+					return fmt.Errorf("%s: %s %s", n, typ, row[typ])
 				}
 			}
-			if sds != nil {
-				if err := sds(n, f[6]); err != nil {
+			if check != nil {
+				if err := check(n, row); err != nil {
 					return err
 				}
-			} else if f[6] != "SYNCED" && f[6] != "-" {
-				return fmt.Errorf("%s: SDS %s", n, f[6])
 			}
 		}
 		return nil
 	})
 	return table, err
+}
+
+// agentRowCheck is the proxy-status row an agent's proxy must have: SDS "-"
+// (mizzen serves it no secrets: the agent does), or SYNCED when it also gets
+// credentials (a gateway's credentialName) from mizzen; XDS its protocol.
+func agentRowCheck(a *rig.Agent, sds string) func(map[string]string) error {
+	return func(row map[string]string) error {
+		xds := "sotw"
+		if a.Delta {
+			xds = "delta"
+		}
+		if row["SDS"] != sds || row["XDS"] != xds {
+			return fmt.Errorf("%s: SDS %s XDS %s, want SDS %s XDS %s", a.Name, row["SDS"], row["XDS"], sds, xds)
+		}
+		return nil
+	}
 }
 
 // envoyRejects returns Envoy's nonzero *.update_rejected counters (CDS, LDS,

@@ -65,15 +65,18 @@ func TestAgentMesh(t *testing.T) {
 		for _, a := range agents {
 			names = append(names, agentPodName(a.Workload))
 		}
-		isAgent := map[string]bool{}
-		for _, a := range agents {
-			isAgent[agentPodName(a.Workload)] = true
-		}
 		// mizzen serves an agent's proxy no secrets (the agent does): its SDS
 		// column is "-"; the sidecars mizzen bootstraps get theirs from mizzen.
-		table, err := waitProxyStatusSynced(ctx, t, m.Mizzen, names, func(name, st string) error {
-			if want := map[bool]string{true: "-", false: "SYNCED"}[isAgent[name]]; st != want {
-				return fmt.Errorf("%s: SDS %s, want %s", name, st, want)
+		checks := map[string]func(map[string]string) error{}
+		for _, a := range agents {
+			checks[agentPodName(a.Workload)] = agentRowCheck(a, "-")
+		}
+		table, err := waitProxyStatusSynced(ctx, t, m.Mizzen, names, func(name string, row map[string]string) error {
+			if c := checks[name]; c != nil {
+				return c(row)
+			}
+			if row["SDS"] != "SYNCED" || row["XDS"] != "sotw" {
+				return fmt.Errorf("%s: SDS %s XDS %s, want SYNCED sotw", name, row["SDS"], row["XDS"])
 			}
 			return nil
 		})
