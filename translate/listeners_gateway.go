@@ -12,6 +12,31 @@ import (
 // (and per HTTPS port: listeners_gateway_tls.go) of the Gateways that select the proxy, routing through RDS `http.<port>`, with
 // the RequestAuthentication (jwt.go) and AuthorizationPolicy (rbac.go) filters
 // that select the gateway workload.
+// GatewayBindPort is the port a gateway listens on for a Gateway server
+// port: the targetPort of the gateway's own Service port of that number (80 →
+// 8080 and 443 → 8443 in Istio's gateway charts, so the proxy needs no
+// privileged port), found through the Service instances at the proxy's IPs;
+// else the server port itself. Listener and HTTP route names use it too, as
+// istiod's (http.8080).
+func GatewayBindPort(snap *model.Snapshot, proxy *model.Proxy, serverPort uint32) uint32 {
+	for _, ip := range proxy.InstanceIPs {
+		for _, in := range snap.InstancesAt(ip) {
+			if in.Service.Namespace != proxy.Namespace {
+				continue
+			}
+			for _, p := range in.Service.Ports {
+				if p.Port != serverPort {
+					continue
+				}
+				if target, ok := in.Endpoint.Ports[p.Name]; ok && target != 0 {
+					return target
+				}
+			}
+		}
+	}
+	return serverPort
+}
+
 func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
 	bindIP := "0.0.0.0"
 	if proxy.GatewayBindIP != "" {
@@ -33,13 +58,14 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 		authz = inboundRBAC(orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels)), false).httpFilters()
 	}
 	for _, port := range ports {
-		name := OutboundHTTPListenerName(port)
+		bind := GatewayBindPort(snap, proxy, port)
+		name := OutboundHTTPListenerName(bind)
 		out = append(out, &listenerv3.Listener{
 			Name:             name,
-			Address:          socketAddress(bindIP, port),
+			Address:          socketAddress(bindIP, bind),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(port), gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(bind), gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
 			}}},
 		})
 	}

@@ -97,10 +97,11 @@ func gatewayTLSListeners(snap *model.Snapshot, proxy *model.Proxy, bindIP string
 	for _, c := range gatewayTLSChains(snap, proxy) {
 		l := byPort[c.port]
 		if l == nil {
-			name := OutboundHTTPListenerName(c.port)
+			bind := GatewayBindPort(snap, proxy, c.port)
+			name := OutboundHTTPListenerName(bind)
 			l = &listenerv3.Listener{
 				Name:             name,
-				Address:          socketAddress(bindIP, c.port),
+				Address:          socketAddress(bindIP, bind),
 				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 				ListenerFilters:  []*listenerv3.ListenerFilter{tlsInspectorFilter()},
 			}

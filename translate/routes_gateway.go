@@ -58,7 +58,7 @@ func GatewayRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteCon
 	sortU32(ports)
 	var out []*routev3.RouteConfiguration
 	for _, port := range ports {
-		out = append(out, gatewayRouteConfig(snap, proxy, GatewayHTTPRouteName(port), port, byPort[port]))
+		out = append(out, gatewayRouteConfig(snap, proxy, GatewayHTTPRouteName(GatewayBindPort(snap, proxy, port)), port, byPort[port]))
 	}
 	for _, c := range gatewayTLSChains(snap, proxy) {
 		out = append(out, gatewayRouteConfig(snap, proxy, c.routeName, c.port, []gatewayServer{c.server}))
