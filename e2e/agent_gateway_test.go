@@ -42,13 +42,16 @@ import (
 // ISTIO_META_UNPRIVILEGED_POD=true — istiod binds the Service's targetPorts
 // there (model.resolvePorts), so must mizzen.
 func TestAgentGateway(t *testing.T) {
-	began := time.Now()
 	const (
 		host       = "secure.example.com"
 		secretName = "agent-gateway-credential"
 		gwNS       = "istio-system"
 		gwSA       = "istio-ingressgateway-service-account"
 	)
+	// Istio's build first (cached; cold it takes long), so the test's own
+	// deadlines measure the test.
+	rig.IstioBinary(t, "pilot-agent")
+	began := time.Now()
 	m := rig.StartMesh(t, rig.MeshOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

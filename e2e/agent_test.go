@@ -29,6 +29,9 @@ const agentSecretTTL = 30 * time.Second
 //	plain-client  198.18.20.21  mizzen-bootstrapped sidecar, sa plain-client
 //	legacy        198.18.20.30  no sidecar
 func TestAgentMesh(t *testing.T) {
+	// Istio's build first (cached; cold it takes long), so the test's own
+	// deadlines measure the test.
+	rig.IstioBinary(t, "pilot-agent")
 	began := time.Now()
 	m := rig.StartMesh(t, rig.MeshOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
