@@ -8,12 +8,20 @@
 //	DIR/mesh/namespace.yaml       the Namespace
 //	DIR/mesh/svc-NNNNN.yaml       Service + EndpointSlice (+ VirtualService + DestinationRule)
 //	DIR/mesh/vs-svc-0.yaml        svc-0's VirtualService, initially the content of b.yaml
+//	DIR/mesh/eps-svc-1.yaml       svc-1's EndpointSlice (not in svc-1's file), initially eds-b.yaml
 //	DIR/variants/a.yaml           svc-0's VirtualService with weights 90/10
 //	DIR/variants/b.yaml           svc-0's VirtualService with weights 80/20
+//	DIR/variants/eds-a.yaml       svc-1's EndpointSlice with one more endpoint (the next free address)
+//	DIR/variants/eds-b.yaml       svc-1's EndpointSlice as generated
 //
-// Point the control plane at DIR/mesh and xdsload at the variants:
+// Point the control plane at DIR/mesh and xdsload at the variants: a route
+// (weight) change
 //
 //	xdsload --change-file DIR/mesh/vs-svc-0.yaml --change-file-a DIR/variants/a.yaml --change-file-b DIR/variants/b.yaml
+//
+// or an endpoint change
+//
+//	xdsload --change-file DIR/mesh/eps-svc-1.yaml --change-file-a DIR/variants/eds-a.yaml --change-file-b DIR/variants/eds-b.yaml
 //
 // The Services have no selector: their EndpointSlices are written by hand (as
 // the e2e rig does), so a Kubernetes EndpointSlice controller leaves them alone.
@@ -59,6 +67,10 @@ func main() {
 	fmt.Printf("wrote %d services to %s\n  control plane: %s\n  xdsload: --change-file %s --change-file-a %s --change-file-b %s\n",
 		c.Services, *out, filepath.Join(*out, "mesh"),
 		filepath.Join(*out, "mesh", "vs-svc-0.yaml"), filepath.Join(*out, "variants", "a.yaml"), filepath.Join(*out, "variants", "b.yaml"))
+	if c.Services > 1 {
+		fmt.Printf("  endpoint change: --change-file %s --change-file-a %s --change-file-b %s\n",
+			filepath.Join(*out, "mesh", "eps-svc-1.yaml"), filepath.Join(*out, "variants", "eds-a.yaml"), filepath.Join(*out, "variants", "eds-b.yaml"))
+	}
 }
 
 func (c config) validate() error {
@@ -68,8 +80,8 @@ func (c config) validate() error {
 	if c.Services > 65534 {
 		return fmt.Errorf("at most 65534 services fit in %s.0.0/16", c.ClusterIPPrefix)
 	}
-	if c.Services*c.Endpoints > 65534 {
-		return fmt.Errorf("at most 65534 endpoints fit in %s.0.0/16", c.EndpointPrefix)
+	if c.Services*c.Endpoints > 65533 { // and one more for the endpoint change
+		return fmt.Errorf("at most 65533 endpoints fit in %s.0.0/16", c.EndpointPrefix)
 	}
 	for _, p := range []string{c.ClusterIPPrefix, c.EndpointPrefix} {
 		if _, err := netip.ParseAddr(p + ".0.1"); err != nil {
@@ -101,12 +113,20 @@ func generate(c config, out string) error {
 		// Starts as b, so that xdsload's first change (to a) changes something.
 		filepath.Join(mesh, "vs-svc-0.yaml"): []byte(virtualServiceYAML(c.Namespace, 0, 80, 20)),
 	}
+	if c.Services > 1 {
+		// svc-1 has no VirtualService: a plain endpoint change.
+		files[filepath.Join(variants, "eds-a.yaml")] = []byte(endpointSliceYAML(c, 1, ip(c.EndpointPrefix, c.Services*c.Endpoints+1)))
+		files[filepath.Join(variants, "eds-b.yaml")] = []byte(endpointSliceYAML(c, 1))
+		files[filepath.Join(mesh, "eps-svc-1.yaml")] = []byte(endpointSliceYAML(c, 1))
+	}
 	width := len(fmt.Sprint(c.Services - 1))
 	for i := range c.Services {
 		var b bytes.Buffer
 		b.WriteString(serviceYAML(c, i))
-		b.WriteString("---\n")
-		b.WriteString(endpointSliceYAML(c, i))
+		if i != 1 { // svc-1's EndpointSlice lives in eps-svc-1.yaml
+			b.WriteString("---\n")
+			b.WriteString(endpointSliceYAML(c, i))
+		}
 		if c.VSEvery > 0 && i%c.VSEvery == 0 {
 			if i != 0 { // svc-0's VirtualService lives in vs-svc-0.yaml
 				b.WriteString("---\n")
@@ -174,13 +194,18 @@ spec:
 `, i, c.Namespace, ip(c.ClusterIPPrefix, i+1))
 }
 
-func endpointSliceYAML(c config, i int) string {
+// endpointSliceYAML is service i's slice: its c.Endpoints addresses, then extra.
+func endpointSliceYAML(c config, i int, extra ...string) string {
 	var eps strings.Builder
+	addrs := make([]string, 0, c.Endpoints+len(extra))
 	for j := range c.Endpoints {
-		fmt.Fprintf(&eps, "- addresses:\n  - %s\n  conditions:\n    ready: true\n", ip(c.EndpointPrefix, i*c.Endpoints+j+1))
+		addrs = append(addrs, ip(c.EndpointPrefix, i*c.Endpoints+j+1))
+	}
+	for _, a := range append(addrs, extra...) {
+		fmt.Fprintf(&eps, "- addresses:\n  - %s\n  conditions:\n    ready: true\n", a)
 	}
 	list := "\n" + eps.String()
-	if c.Endpoints == 0 {
+	if eps.Len() == 0 {
 		list = " []\n"
 	}
 	return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1

@@ -157,6 +157,22 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 
+	// The endpoint change: svc-1's slice, as generated in mesh/ and eds-b,
+	// one more endpoint (the next free address) in eds-a.
+	slice := func(file string) *discoveryv1.EndpointSlice {
+		var v parsed
+		v.add(t, file)
+		if len(v.slices) != 1 || v.slices[0].Name != "svc-1-gen" || len(v.services)+len(v.vss)+len(v.drs) != 0 {
+			t.Fatalf("%s: want svc-1's EndpointSlice alone", file)
+		}
+		return v.slices[0]
+	}
+	cur, a, b := slice(filepath.Join(out, "mesh", "eps-svc-1.yaml")), slice(filepath.Join(out, "variants", "eds-a.yaml")), slice(filepath.Join(out, "variants", "eds-b.yaml"))
+	if len(cur.Endpoints) != 5 || len(b.Endpoints) != 5 || len(a.Endpoints) != 6 || a.Endpoints[5].Addresses[0] != "10.200.0.126" ||
+		a.Endpoints[0].Addresses[0] != cur.Endpoints[0].Addresses[0] || b.Endpoints[4].Addresses[0] != cur.Endpoints[4].Addresses[0] {
+		t.Errorf("endpoint variants: mesh %v, a %v, b %v", cur.Endpoints, a.Endpoints, b.Endpoints)
+	}
+
 	// A second, smaller run replaces mesh/ (no stale services).
 	c.Services = 3
 	if err := generate(c, out); err != nil {

@@ -1,5 +1,5 @@
-// Command xdsload simulates N Envoy proxies with Istio node IDs on plain SotW
-// ADS streams and measures how fast a control plane converges them: the time to
+// Command xdsload simulates N Envoy proxies with Istio node IDs on plain ADS
+// streams, state of the world (default) or incremental (--mode delta), and measures how fast a control plane converges them: the time to
 // a first full config (CDS, LDS, EDS, RDS ACKed), and for each of K config changes
 // the time until every proxy ACKed a new version, plus the control plane's CPU
 // and RSS when given its pid. It speaks only standard xDS, so it drives mizzen
@@ -43,6 +43,8 @@ type options struct {
 	conns          int
 	ramp           time.Duration
 	maxRecvBytes   int
+	mode           string
+	delta          bool
 
 	duration       time.Duration
 	initialTimeout time.Duration
@@ -55,6 +57,7 @@ type options struct {
 	changeCmd      string
 	changeCount    int
 	changeInterval time.Duration
+	settle         time.Duration
 
 	pid            int
 	sampleInterval time.Duration
@@ -79,8 +82,11 @@ func newCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "xdsload",
 		Short: "Simulate N Envoy proxies on ADS and measure xDS convergence, CPU and RSS of a control plane",
-		Long: `xdsload opens N SotW ADS streams (plaintext gRPC) as N simulated Istio proxies that
-subscribe and ACK like Envoy (CDS+LDS wildcard, then EDS and RDS for what they name).
+		Long: `xdsload opens N ADS streams (plaintext gRPC) as N simulated Istio proxies that
+subscribe and ACK like Envoy (CDS+LDS wildcard, then EDS and RDS for what they name):
+state of the world (--mode sotw, the default) or incremental (--mode delta, or --delta:
+DeltaAggregatedResources, per-resource versions and removals, ACK by nonce, EDS/RDS
+names (un)subscribed as clusters and listeners come and go).
 
 It reports the initial convergence (all proxies have CDS, LDS, EDS and RDS ACKed) and,
 with --change-file or --change-cmd, K changes: for each, the time from the change until
@@ -113,6 +119,8 @@ Exit status: 0 all converged, 2 some proxy did not (report still printed), 1 err
 	f.IntVar(&o.conns, "conns", 0, "gRPC connections to spread the streams over (0: one per proxy, like real Envoys)")
 	f.DurationVar(&o.ramp, "ramp", 0, "spread the stream starts evenly over this duration (0: all at once)")
 	f.IntVar(&o.maxRecvBytes, "max-recv-bytes", 256<<20, "largest accepted xDS response message, in bytes")
+	f.StringVar(&o.mode, "mode", "sotw", "xDS protocol of the proxies: sotw (StreamAggregatedResources) or delta (DeltaAggregatedResources)")
+	f.BoolVar(&o.delta, "delta", false, "same as --mode delta")
 
 	f.DurationVar(&o.duration, "duration", 10*time.Minute, "hard limit on the whole run; what was measured by then is reported")
 	f.DurationVar(&o.initialTimeout, "initial-timeout", 2*time.Minute, "how long to wait for every proxy's first full config")
@@ -125,6 +133,7 @@ Exit status: 0 all converged, 2 some proxy did not (report still printed), 1 err
 	f.StringVar(&o.changeCmd, "change-cmd", "", "shell command that makes one change (alternative to --change-file); gets XDSLOAD_CHANGE and XDSLOAD_VARIANT")
 	f.IntVar(&o.changeCount, "change-count", 5, "number of changes to make (with --change-file or --change-cmd)")
 	f.DurationVar(&o.changeInterval, "change-interval", 2*time.Second, "quiet time before each change")
+	f.DurationVar(&o.settle, "settle", 500*time.Millisecond, "with --pid: a change's CPU is measured from the trigger until no response arrived for this long")
 
 	f.IntVar(&o.pid, "pid", 0, "control plane process to measure CPU seconds and RSS of (Linux /proc); 0: don't")
 	f.DurationVar(&o.sampleInterval, "sample-interval", 100*time.Millisecond, "RSS sampling interval for --pid")
@@ -143,6 +152,14 @@ func (o *options) validate() (triggerFunc, error) {
 	}
 	if o.timeout <= 0 || o.initialTimeout <= 0 || o.duration <= 0 {
 		return nil, fmt.Errorf("--timeout, --initial-timeout and --duration must be > 0")
+	}
+	switch {
+	case o.delta && o.mode != "sotw" && o.mode != "delta":
+		return nil, fmt.Errorf("--mode %q: want sotw or delta", o.mode)
+	case o.delta:
+		o.mode = "delta"
+	case o.mode != "sotw" && o.mode != "delta":
+		return nil, fmt.Errorf("--mode %q: want sotw or delta", o.mode)
 	}
 	switch {
 	case o.changeFile != "" && o.changeCmd != "":
@@ -193,6 +210,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Conns:          o.conns,
 		Ramp:           o.ramp,
 		MaxRecvBytes:   o.maxRecvBytes,
+		Delta:          o.mode == "delta",
 		Logger:         log,
 	})
 	if err != nil {
@@ -216,9 +234,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
-	log.Info("streams started", "proxies", o.proxies, "xds_addr", o.xdsAddr)
+	log.Info("streams started", "proxies", o.proxies, "xds_addr", o.xdsAddr, "mode", o.mode)
 
-	m := measurement{n: o.proxies}
+	m := measurement{n: o.proxies, mode: o.mode}
 	m.initial = client.WaitInitial(ctx, o.initialTimeout)
 	log.Info("initial config", "converged", m.initial.Converged, "of", o.proxies, "took", m.initial.All)
 	if sampler != nil {
@@ -229,16 +247,30 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	var runErr error
 	if trigger != nil {
 		for k := 1; k <= o.changeCount; k++ {
+			idle0, idleAt := cpuNanos(o.pid), time.Now()
 			if !sleep(ctx, o.changeInterval) {
 				break
+			}
+			cpu0, at0 := cpuNanos(o.pid), time.Now()
+			if o.pid > 0 && idle0 >= 0 && cpu0 >= idle0 {
+				m.idleCPU += float64(cpu0-idle0) / 1e9
+				m.idleTime += at0.Sub(idleAt)
 			}
 			res, err := client.MeasureChange(ctx, trigger(k), o.timeout)
 			if err != nil {
 				runErr = fmt.Errorf("change %d: %w", k, err)
 				break
 			}
-			log.Info("change", "k", k, "variant", loadclient.Variant(k), "converged", res.Converged, "failed", len(res.Failed), "all_acked", res.AllAcked)
+			cc := changeCPU{seconds: -1}
+			if o.pid > 0 {
+				client.WaitQuiet(ctx, o.settle, o.timeout)
+				if cpu1 := cpuNanos(o.pid); cpu0 >= 0 && cpu1 >= cpu0 {
+					cc = changeCPU{seconds: float64(cpu1-cpu0) / 1e9, window: time.Since(at0)}
+				}
+			}
+			log.Info("change", "k", k, "variant", loadclient.Variant(k), "converged", res.Converged, "failed", len(res.Failed), "all_acked", res.AllAcked, "cpu_s", cc.seconds)
 			m.changes = append(m.changes, res)
+			m.changeCPU = append(m.changeCPU, cc)
 		}
 	}
 	if o.hold > 0 {
@@ -256,6 +288,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	m.counters = client.Counters()
 	if selfCPU, err := loadclient.CPUSeconds(os.Getpid()); err == nil {
 		m.selfCPU = selfCPU - selfCPU0
+	}
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		_, m.selfHWM = loadclient.ParseStatusMemory(string(data))
 	}
 
 	rep := m.report()
@@ -278,6 +313,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return errNotConverged
 	}
 	return nil
+}
+
+// cpuNanos is the precise CPU time of pid so far, -1 without a pid or on errors.
+func cpuNanos(pid int) int64 {
+	if pid <= 0 {
+		return -1
+	}
+	n, err := loadclient.CPUNanos(pid)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -15,8 +15,8 @@ import (
 	"github.com/mizzenmesh/mizzen/cmd/xdsload/internal/xdstest"
 )
 
-// serveFile makes srv publish a new snapshot version whenever path's content
-// changes: a stand-in for a control plane watching a YAML directory.
+// serveFile makes srv publish a new snapshot (a cluster more or less) whenever
+// path's content changes: a stand-in for a control plane watching a YAML directory.
 func serveFile(t *testing.T, srv *xdstest.Server, path string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -33,7 +33,9 @@ func serveFile(t *testing.T, srv *xdstest.Server, path string) {
 			}
 			last = cur
 			version++
-			if err := srv.Set(strconv.Itoa(version), 2); err != nil {
+			// 3 clusters, then 2, …: content changes, as delta proxies
+			// are sent only what changed.
+			if err := srv.Set(strconv.Itoa(version), 3-version%2); err != nil {
 				t.Error(err)
 				return
 			}
@@ -42,6 +44,12 @@ func serveFile(t *testing.T, srv *xdstest.Server, path string) {
 }
 
 func TestRunChangeFileJSON(t *testing.T) {
+	for _, mode := range []string{"sotw", "delta"} {
+		t.Run(mode, func(t *testing.T) { testRunChangeFileJSON(t, mode) })
+	}
+}
+
+func testRunChangeFileJSON(t *testing.T, mode string) {
 	dir := t.TempDir()
 	a, b, target := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml"), filepath.Join(dir, "vs.yaml")
 	for p, s := range map[string]string{a: "weight: 90\n", b: "weight: 80\n", target: "weight: 80\n"} {
@@ -60,7 +68,7 @@ func TestRunChangeFileJSON(t *testing.T) {
 		"--change-file", target, "--change-file-a", a, "--change-file-b", b,
 		"--change-count", "2", "--change-interval", "50ms", "--timeout", "3s",
 		"--initial-timeout", "5s", "--duration", "20s",
-		"--pid", strconv.Itoa(os.Getpid()), "--json", "--log-level", "warn",
+		"--pid", strconv.Itoa(os.Getpid()), "--json", "--log-level", "warn", "--mode", mode, "--settle", "50ms",
 	})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatalf("run: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())
@@ -70,12 +78,13 @@ func TestRunChangeFileJSON(t *testing.T) {
 		t.Fatalf("%v: %s", err, stdout.String())
 	}
 	for _, k := range []string{"n", "initial_convergence_ms", "changes", "p50_ms", "p99_ms", "cpu_seconds",
-		"rss_bytes_peak", "rss_bytes_final", "responses_received", "bytes_received"} {
+		"rss_bytes_peak", "rss_bytes_final", "responses_received", "bytes_received", "mode", "cpu_seconds_per_change",
+		"idle_cpu_seconds_per_s", "client_rss_bytes_peak"} {
 		if _, ok := rep[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, stdout.String())
 		}
 	}
-	if rep["n"] != 5.0 || rep["all_converged"] != true || rep["initial_convergence_ms"] == nil {
+	if rep["n"] != 5.0 || rep["all_converged"] != true || rep["initial_convergence_ms"] == nil || rep["mode"] != mode {
 		t.Errorf("report: %s", stdout.String())
 	}
 	changes, _ := rep["changes"].([]any)
@@ -84,7 +93,7 @@ func TestRunChangeFileJSON(t *testing.T) {
 	}
 	for _, c := range changes {
 		c := c.(map[string]any)
-		if c["converged"] != 5.0 || c["failed"] != 0.0 || c["all_acked_ms"] == nil {
+		if c["converged"] != 5.0 || c["failed"] != 0.0 || c["all_acked_ms"] == nil || c["cpu_seconds"] == nil || c["cpu_window_ms"] == nil {
 			t.Errorf("change %v", c)
 		}
 	}
@@ -119,6 +128,8 @@ func TestFlagValidation(t *testing.T) {
 		{"-n", "0"},
 		{"--timeout", "0s"},
 		{"--log-level", "loud"},
+		{"--mode", "incremental"},
+		{"--mode", "incremental", "--delta"},
 	} {
 		var stdout, stderr bytes.Buffer
 		cmd := newCommand(&stdout, &stderr)

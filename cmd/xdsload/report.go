@@ -15,6 +15,8 @@ const maxListedFailures = 20
 // Report is the machine-readable result (--json).
 type Report struct {
 	N int `json:"n"`
+	// Mode is the proxies' xDS protocol: sotw or delta.
+	Mode string `json:"mode"`
 	// InitialConvergenceMs is the time from the streams' start until the last
 	// proxy had CDS, LDS, EDS and RDS ACKed; null if some never did.
 	InitialConvergenceMs *float64 `json:"initial_convergence_ms"`
@@ -36,6 +38,12 @@ type Report struct {
 	RSSBytesFinal     *uint64  `json:"rss_bytes_final,omitempty"`
 	VmHWMBytes        *uint64  `json:"vm_hwm_bytes,omitempty"`
 	ProcessExited     bool     `json:"process_exited,omitempty"`
+	// CPUSecondsPerChange is the mean of the changes' cpu_seconds (from each
+	// trigger until the proxies were quiet for --settle; exact, from schedstat).
+	CPUSecondsPerChange *float64 `json:"cpu_seconds_per_change,omitempty"`
+	// IdleCPUPerS is the control plane's CPU seconds per second during the
+	// quiet intervals before the changes: what a change window costs anyway.
+	IdleCPUPerS *float64 `json:"idle_cpu_seconds_per_s,omitempty"`
 
 	ResponsesReceived int64 `json:"responses_received"`
 	BytesReceived     int64 `json:"bytes_received"`
@@ -46,6 +54,8 @@ type Report struct {
 	// ClientCPUSeconds is xdsload's own CPU time: on a shared machine it competes
 	// with the control plane.
 	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	// ClientRSSPeakBytes is xdsload's own VmHWM.
+	ClientRSSPeakBytes uint64 `json:"client_rss_bytes_peak"`
 
 	DurationMs   float64 `json:"duration_ms"`
 	AllConverged bool    `json:"all_converged"`
@@ -66,10 +76,25 @@ type ChangeReport struct {
 	P50Ms         float64  `json:"p50_ms"`
 	P99Ms         float64  `json:"p99_ms"`
 	TriggerMs     float64  `json:"trigger_ms"`
+	// CPUSeconds (with --pid) is the control plane's CPU from the trigger
+	// until the proxies were quiet for --settle (WindowMs later).
+	CPUSeconds *float64 `json:"cpu_seconds,omitempty"`
+	WindowMs   *float64 `json:"cpu_window_ms,omitempty"`
+}
+
+// changeCPU is the control plane's CPU over one change's window; seconds < 0: unknown.
+type changeCPU struct {
+	seconds float64
+	window  time.Duration
 }
 
 type measurement struct {
 	n          int
+	mode       string
+	changeCPU  []changeCPU
+	idleCPU    float64
+	idleTime   time.Duration
+	selfHWM    uint64
 	initial    loadclient.InitialResult
 	changes    []loadclient.ChangeResult
 	cpuInitial *float64
@@ -93,20 +118,22 @@ func limit(ids []string) []string {
 
 func (m *measurement) report() Report {
 	r := Report{
-		N:                 m.n,
-		InitialConverged:  m.initial.Converged,
-		InitialFailed:     limit(m.initial.Failed),
-		InitialP50Ms:      ms(loadclient.Percentile(m.initial.PerProxy, 50)),
-		InitialP99Ms:      ms(loadclient.Percentile(m.initial.PerProxy, 99)),
-		Changes:           []ChangeReport{},
-		ResponsesReceived: m.counters.Responses,
-		BytesReceived:     m.counters.Bytes,
-		AcksSent:          m.counters.Acks,
-		StreamErrors:      m.counters.StreamErrors,
-		DecodeErrors:      m.counters.DecodeErrors,
-		ClientCPUSeconds:  m.selfCPU,
-		DurationMs:        ms(m.duration),
-		Truncated:         m.truncated,
+		N:                  m.n,
+		Mode:               m.mode,
+		ClientRSSPeakBytes: m.selfHWM,
+		InitialConverged:   m.initial.Converged,
+		InitialFailed:      limit(m.initial.Failed),
+		InitialP50Ms:       ms(loadclient.Percentile(m.initial.PerProxy, 50)),
+		InitialP99Ms:       ms(loadclient.Percentile(m.initial.PerProxy, 99)),
+		Changes:            []ChangeReport{},
+		ResponsesReceived:  m.counters.Responses,
+		BytesReceived:      m.counters.Bytes,
+		AcksSent:           m.counters.Acks,
+		StreamErrors:       m.counters.StreamErrors,
+		DecodeErrors:       m.counters.DecodeErrors,
+		ClientCPUSeconds:   m.selfCPU,
+		DurationMs:         ms(m.duration),
+		Truncated:          m.truncated,
 	}
 	r.AllConverged = len(m.initial.Failed) == 0 && m.initial.Converged == m.n
 	if r.AllConverged {
@@ -124,6 +151,10 @@ func (m *measurement) report() Report {
 			P99Ms:         ms(loadclient.Percentile(c.PerProxy, 99)),
 			TriggerMs:     ms(c.TriggerTook),
 		}
+		if i < len(m.changeCPU) && m.changeCPU[i].seconds >= 0 {
+			cpu := m.changeCPU[i].seconds
+			cr.CPUSeconds, cr.WindowMs = &cpu, msPtr(m.changeCPU[i].window)
+		}
 		if len(c.Failed) == 0 {
 			cr.AllAckedMs = msPtr(c.AllAcked)
 		} else {
@@ -139,6 +170,22 @@ func (m *measurement) report() Report {
 		r.CPUSeconds, r.RSSBytesPeak, r.RSSBytesFinal, r.VmHWMBytes = &cpu, &peak, &final, &hwm
 		r.CPUSecondsInitial = m.cpuInitial
 		r.ProcessExited = p.Exited
+		var sum float64
+		var n int
+		for _, c := range r.Changes {
+			if c.CPUSeconds != nil {
+				sum += *c.CPUSeconds
+				n++
+			}
+		}
+		if n > 0 {
+			mean := sum / float64(n)
+			r.CPUSecondsPerChange = &mean
+		}
+		if m.idleTime > 0 {
+			idle := m.idleCPU / m.idleTime.Seconds()
+			r.IdleCPUPerS = &idle
+		}
 	}
 	return r
 }
@@ -163,7 +210,7 @@ func mib(b uint64) string {
 }
 
 func writeTable(w io.Writer, addr string, r Report) {
-	fmt.Fprintf(w, "xdsload: %d proxies -> %s (%.1f s)\n\n", r.N, addr, r.DurationMs/1000)
+	fmt.Fprintf(w, "xdsload: %d %s proxies -> %s (%.1f s)\n\n", r.N, r.Mode, addr, r.DurationMs/1000)
 	fmt.Fprintf(w, "initial convergence: %s ms, %d/%d proxies; per proxy p50 %.1f ms, p99 %.1f ms\n",
 		fmtMs(r.InitialConvergenceMs), r.InitialConverged, r.N, r.InitialP50Ms, r.InitialP99Ms)
 	for _, id := range r.InitialFailed {
@@ -172,10 +219,14 @@ func writeTable(w io.Writer, addr string, r Report) {
 	if len(r.Changes) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "change\tvariant\tall acked (ms)\tconverged\tfailed\tp50 (ms)\tp99 (ms)\ttrigger (ms)\t")
+		fmt.Fprintln(tw, "change\tvariant\tall acked (ms)\tconverged\tfailed\tp50 (ms)\tp99 (ms)\ttrigger (ms)\tcpu (s)\t")
 		for _, c := range r.Changes {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t\n",
-				c.Change, c.Variant, fmtMs(c.AllAckedMs), c.Converged, c.Failed, c.P50Ms, c.P99Ms, c.TriggerMs)
+			cpu := "-"
+			if c.CPUSeconds != nil {
+				cpu = fmt.Sprintf("%.3f", *c.CPUSeconds)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%s\t\n",
+				c.Change, c.Variant, fmtMs(c.AllAckedMs), c.Converged, c.Failed, c.P50Ms, c.P99Ms, c.TriggerMs, cpu)
 		}
 		_ = tw.Flush()
 		for _, c := range r.Changes {
@@ -195,9 +246,16 @@ func writeTable(w io.Writer, addr string, r Report) {
 			fmt.Fprint(w, " (process exited during the run)")
 		}
 		fmt.Fprintln(w)
+		if r.CPUSecondsPerChange != nil {
+			fmt.Fprintf(w, "control plane cpu per change: %.3f s", *r.CPUSecondsPerChange)
+			if r.IdleCPUPerS != nil {
+				fmt.Fprintf(w, " (idle: %.3f s/s)", *r.IdleCPUPerS)
+			}
+			fmt.Fprintln(w)
+		}
 	}
-	fmt.Fprintf(w, "\nresponses %d, received %s, acks %d, stream errors %d, decode errors %d; xdsload's own cpu %.2f s\n",
-		r.ResponsesReceived, mib(uint64(r.BytesReceived)), r.AcksSent, r.StreamErrors, r.DecodeErrors, r.ClientCPUSeconds)
+	fmt.Fprintf(w, "\nresponses %d, received %s, acks %d, stream errors %d, decode errors %d; xdsload's own cpu %.2f s, rss peak %s\n",
+		r.ResponsesReceived, mib(uint64(r.BytesReceived)), r.AcksSent, r.StreamErrors, r.DecodeErrors, r.ClientCPUSeconds, mib(r.ClientRSSPeakBytes))
 	if r.Truncated {
 		fmt.Fprintln(w, "run ended early (--duration or signal): results are partial")
 	}

@@ -1,12 +1,15 @@
-// Package loadclient simulates many Envoy proxies on plain SotW ADS streams and
-// measures how fast a control plane converges them. It speaks only standard xDS
+// Package loadclient simulates many Envoy proxies on plain ADS streams, state of
+// the world or incremental (delta, Config.Delta), and measures how fast a
+// control plane converges them. It speaks only standard xDS
 // (envoy.service.discovery.v3.AggregatedDiscoveryService), so it can drive any
 // control plane: mizzen, istiod, or a go-control-plane test server.
 //
 // Every simulated proxy behaves like Envoy on ADS: it subscribes to CDS and LDS
 // (wildcard), ACKs every response (it never NACKs), subscribes to EDS for the EDS
 // clusters of each CDS response and to RDS for the route configurations named by
-// the HTTP connection managers of each LDS response.
+// the HTTP connection managers of each LDS response. In delta mode it holds
+// what it was sent and (un)subscribes by name as clusters and listeners come
+// and go (delta.go).
 package loadclient
 
 import (
@@ -79,6 +82,10 @@ type Config struct {
 	Ramp time.Duration
 	// MaxRecvBytes bounds one response message (default 256 MiB).
 	MaxRecvBytes int
+	// Delta makes every proxy speak incremental xDS (DeltaAggregatedResources)
+	// instead of state of the world, as Envoy does with a DELTA_GRPC ADS
+	// config source (istio-agent's default since Istio 1.22).
+	Delta bool
 	// Logger receives debug and warning logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -374,6 +381,25 @@ func (r *round) snapshot() []time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]time.Time(nil), r.at...)
+}
+
+// WaitQuiet waits until the proxies received no response for quiet, at most
+// max; it reports whether they went quiet.
+func (c *Client) WaitQuiet(ctx context.Context, quiet, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	last, since := c.responses.Load(), time.Now()
+	tick := min(quiet/10, 50*time.Millisecond)
+	for time.Now().Before(deadline) {
+		if !sleepCtx(ctx, tick) {
+			return false
+		}
+		if n := c.responses.Load(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= quiet {
+			return true
+		}
+	}
+	return false
 }
 
 // Percentile returns the nearest-rank p-th percentile (0 < p <= 100) of ds, 0 if empty.

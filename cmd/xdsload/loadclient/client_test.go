@@ -7,14 +7,21 @@ import (
 	"testing"
 	"time"
 
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
 	"github.com/mizzenmesh/mizzen/cmd/xdsload/internal/xdstest"
 	"github.com/mizzenmesh/mizzen/cmd/xdsload/loadclient"
 )
 
 func startClient(t *testing.T, addr string, n int) *loadclient.Client {
 	t.Helper()
+	return startClientMode(t, addr, n, false)
+}
+
+func startClientMode(t *testing.T, addr string, n int, delta bool) *loadclient.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	c, err := loadclient.New(loadclient.Config{Addr: addr, Proxies: n, Conns: 2})
+	c, err := loadclient.New(loadclient.Config{Addr: addr, Proxies: n, Conns: 2, Delta: delta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +45,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestConvergenceAgainstGoControlPlane(t *testing.T) {
+	for _, mode := range []string{"sotw", "delta"} {
+		t.Run(mode, func(t *testing.T) { testConvergenceAgainstGoControlPlane(t, mode == "delta") })
+	}
+}
+
+func testConvergenceAgainstGoControlPlane(t *testing.T, delta bool) {
 	srv := xdstest.Start(t)
 	srv.SetSnapshot(t, "1", 2)
 	const n = 5
-	c := startClient(t, srv.Addr, n)
+	c := startClientMode(t, srv.Addr, n, delta)
 
 	ctx := context.Background()
 	init := c.WaitInitial(ctx, 5*time.Second)
@@ -59,7 +72,7 @@ func TestConvergenceAgainstGoControlPlane(t *testing.T) {
 		}
 		for _, typ := range loadclient.Types {
 			ts := st.Types[typ]
-			if ts.Acks == 0 || ts.Version != "1" {
+			if ts.Acks == 0 || (!delta && ts.Version != "1") {
 				t.Errorf("%s: %s acks %d version %q, want version 1 ACKed", st.ID, loadclient.ShortType(typ), ts.Acks, ts.Version)
 			}
 		}
@@ -92,7 +105,7 @@ func TestConvergenceAgainstGoControlPlane(t *testing.T) {
 	waitFor(t, "EDS of the third cluster", func() bool {
 		for _, st := range c.Status() {
 			eds := st.Types[loadclient.TypeEDS]
-			if len(eds.Names) != 3 || eds.Version != "2" {
+			if len(eds.Names) != 3 || (!delta && eds.Version != "2") || (delta && eds.Held != 3) {
 				return false
 			}
 		}
@@ -108,10 +121,59 @@ func TestConvergenceAgainstGoControlPlane(t *testing.T) {
 		t.Fatalf("no-op change: converged %d, failed %v", res.Converged, res.Failed)
 	}
 
-	// The server saw only ACKs (no NACK), the node on each stream's first request,
-	// and ACKs carrying the versions it sent.
+	if delta {
+		checkDeltaRequests(t, srv.DeltaRequests(), n)
+		if len(srv.Requests()) != 0 {
+			t.Errorf("delta proxies sent %d SotW requests", len(srv.Requests()))
+		}
+	} else {
+		checkSotWRequests(t, srv.Requests())
+	}
+	cnt := c.Counters()
+	if cnt.Responses < 4*n || cnt.Bytes == 0 || cnt.Acks != cnt.Responses || cnt.DecodeErrors != 0 {
+		t.Errorf("counters %+v", cnt)
+	}
+}
+
+// checkDeltaRequests: every stream starts with wildcard CDS and LDS requests
+// (go-control-plane's delta server copies the node into every request it hands
+// the callbacks, so where the node was sent is not checked here); EDS is subscribed by name; every response
+// is ACKed by nonce alone, never NACKed.
+func checkDeltaRequests(t *testing.T, reqs []*discovery.DeltaDiscoveryRequest, n int) {
+	t.Helper()
+	var edsSubs, acks int
+	wildcard := map[string]int{}
+	for _, r := range reqs {
+		if r.GetErrorDetail() != nil {
+			t.Errorf("NACK: %v", r)
+		}
+		switch {
+		case r.GetResponseNonce() != "":
+			acks++
+			if len(r.GetResourceNamesSubscribe())+len(r.GetResourceNamesUnsubscribe()) > 0 {
+				t.Errorf("ACK carrying a subscription change: %v", r)
+			}
+		case len(r.GetResourceNamesSubscribe()) == 0 && len(r.GetResourceNamesUnsubscribe()) == 0:
+			wildcard[loadclient.ShortType(r.GetTypeUrl())]++
+		case r.GetTypeUrl() == loadclient.TypeEDS:
+			edsSubs++
+		}
+	}
+	if wildcard["CDS"] != n || wildcard["LDS"] != n || len(wildcard) != 2 {
+		t.Errorf("wildcard requests %v; want CDS and LDS %d each", wildcard, n)
+	}
+	// Each proxy subscribes the first two clusters, then the third.
+	if edsSubs != 2*n || acks == 0 {
+		t.Errorf("%d EDS subscriptions (want %d), %d ACKs", edsSubs, 2*n, acks)
+	}
+}
+
+// checkSotWRequests: the server saw only ACKs (no NACK), EDS subscriptions by
+// name, and ACKs carrying the versions it sent.
+func checkSotWRequests(t *testing.T, reqs []*discovery.DiscoveryRequest) {
+	t.Helper()
 	var sawEDSRequest, sawAck bool
-	for _, r := range srv.Requests() {
+	for _, r := range reqs {
 		if r.GetErrorDetail() != nil {
 			t.Errorf("NACK: %v", r)
 		}
@@ -124,10 +186,6 @@ func TestConvergenceAgainstGoControlPlane(t *testing.T) {
 	}
 	if !sawEDSRequest || !sawAck {
 		t.Errorf("requests: EDS subscription %v, ACK of version 2 %v", sawEDSRequest, sawAck)
-	}
-	cnt := c.Counters()
-	if cnt.Responses < 4*n || cnt.Bytes == 0 || cnt.Acks != cnt.Responses || cnt.DecodeErrors != 0 {
-		t.Errorf("counters %+v", cnt)
 	}
 }
 

@@ -37,27 +37,38 @@ func EDSClusterNames(resources []*anypb.Any) ([]string, error) {
 	var names []string
 	var errs []error
 	for _, a := range resources {
-		a, err := unwrap(a)
+		name, ok, err := EDSNameOf(a)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		var c clusterv3.Cluster
-		if err := a.UnmarshalTo(&c); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: %w", err))
-			continue
+		if ok {
+			names = append(names, name)
 		}
-		if c.GetType() != clusterv3.Cluster_EDS {
-			continue
-		}
-		name := c.GetEdsClusterConfig().GetServiceName()
-		if name == "" {
-			name = c.GetName()
-		}
-		names = append(names, name)
 	}
 	slices.Sort(names)
 	return slices.Compact(names), errors.Join(errs...)
+}
+
+// EDSNameOf decodes one CDS resource: ok is false for a cluster that is not
+// of type EDS; name is its EDS service name (the cluster name if unset).
+func EDSNameOf(a *anypb.Any) (name string, ok bool, err error) {
+	a, err = unwrap(a)
+	if err != nil {
+		return "", false, err
+	}
+	var c clusterv3.Cluster
+	if err := a.UnmarshalTo(&c); err != nil {
+		return "", false, fmt.Errorf("cluster: %w", err)
+	}
+	if c.GetType() != clusterv3.Cluster_EDS {
+		return "", false, nil
+	}
+	name = c.GetEdsClusterConfig().GetServiceName()
+	if name == "" {
+		name = c.GetName()
+	}
+	return name, true, nil
 }
 
 // RDSRouteNames returns, sorted and de-duplicated, the route_config_name of
@@ -67,37 +78,50 @@ func RDSRouteNames(resources []*anypb.Any) ([]string, error) {
 	var names []string
 	var errs []error
 	for _, a := range resources {
-		a, err := unwrap(a)
+		ns, err := RDSNamesOf(a)
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		var l listenerv3.Listener
-		if err := a.UnmarshalTo(&l); err != nil {
-			errs = append(errs, fmt.Errorf("listener: %w", err))
-			continue
-		}
-		chains := l.GetFilterChains()
-		if dc := l.GetDefaultFilterChain(); dc != nil {
-			chains = append(slices.Clip(chains), dc)
-		}
-		for _, fc := range chains {
-			for _, f := range fc.GetFilters() {
-				tc := f.GetTypedConfig()
-				if tc == nil || !(tc.MessageIs(&hcmv3.HttpConnectionManager{}) || f.GetName() == wellknown.HTTPConnectionManager) {
-					continue
-				}
-				var h hcmv3.HttpConnectionManager
-				if err := tc.UnmarshalTo(&h); err != nil {
-					errs = append(errs, fmt.Errorf("listener %q: http_connection_manager: %w", l.GetName(), err))
-					continue
-				}
-				if n := h.GetRds().GetRouteConfigName(); n != "" {
-					names = append(names, n)
-				}
-			}
-		}
+		names = append(names, ns...)
 	}
 	slices.Sort(names)
 	return slices.Compact(names), errors.Join(errs...)
+}
+
+// RDSNamesOf decodes one LDS resource: the route_config_name of each of its
+// HttpConnectionManagers that use RDS, in filter chain order (not
+// de-duplicated). An HCM that fails to decode is reported in the error, the
+// names of the others are still returned.
+func RDSNamesOf(a *anypb.Any) ([]string, error) {
+	a, err := unwrap(a)
+	if err != nil {
+		return nil, err
+	}
+	var l listenerv3.Listener
+	if err := a.UnmarshalTo(&l); err != nil {
+		return nil, fmt.Errorf("listener: %w", err)
+	}
+	var names []string
+	var errs []error
+	chains := l.GetFilterChains()
+	if dc := l.GetDefaultFilterChain(); dc != nil {
+		chains = append(slices.Clip(chains), dc)
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil || !(tc.MessageIs(&hcmv3.HttpConnectionManager{}) || f.GetName() == wellknown.HTTPConnectionManager) {
+				continue
+			}
+			var h hcmv3.HttpConnectionManager
+			if err := tc.UnmarshalTo(&h); err != nil {
+				errs = append(errs, fmt.Errorf("listener %q: http_connection_manager: %w", l.GetName(), err))
+				continue
+			}
+			if n := h.GetRds().GetRouteConfigName(); n != "" {
+				names = append(names, n)
+			}
+		}
+	}
+	return names, errors.Join(errs...)
 }

@@ -114,6 +114,44 @@ func (s *ProcSampler) Stop() ProcStats {
 	return st
 }
 
+// CPUNanos returns the CPU time of the process's live threads so far, in
+// nanoseconds: the sum of the first field of /proc/<pid>/task/*/schedstat. It
+// is exact where utime+stime counts clock ticks (10 ms), so the difference of
+// two readings measures short windows such as one config change; threads that
+// exit in between are lost (Go's runtime rarely ends one). Without schedstat
+// it falls back to utime+stime.
+func CPUNanos(pid int) (int64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err == nil {
+		var sum int64
+		n := 0
+		for _, t := range tasks {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				continue // the thread ended
+			}
+			f := strings.Fields(string(data))
+			if len(f) == 0 {
+				continue
+			}
+			v, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				continue
+			}
+			sum += v
+			n++
+		}
+		if n > 0 {
+			return sum, nil
+		}
+	}
+	ticks, err := readCPUTicks(pid)
+	if err != nil {
+		return 0, err
+	}
+	return int64(float64(ticks) / ClockTicks() * 1e9), nil
+}
+
 // CPUSeconds returns the utime+stime of a process so far, in seconds.
 func CPUSeconds(pid int) (float64, error) {
 	t, err := readCPUTicks(pid)

@@ -35,8 +35,12 @@ type ProxyStatus struct {
 
 // TypeStatus is what a proxy ACKed of one type.
 type TypeStatus struct {
-	Version    string
-	Names      []string // current subscription; empty is wildcard for CDS/LDS
+	// Version is the version_info (delta: system_version_info) of the last ACKed response.
+	Version string
+	// Names is the current subscription; empty is wildcard for CDS/LDS.
+	Names []string
+	// Held (delta only) counts the resources held.
+	Held       int
 	Acks       int64
 	FirstAckAt time.Time
 	LastAckAt  time.Time
@@ -74,6 +78,8 @@ type proxy struct {
 	fullConfigAt  time.Time
 	streams       int
 	history       []AckRecord
+	// dtypes is the delta state by type index (delta mode only).
+	dtypes [4]*deltaTypeState
 }
 
 func newProxy(c *Client, i int) *proxy {
@@ -136,6 +142,10 @@ func (p *proxy) status() ProxyStatus {
 		Types:         make(map[string]TypeStatus, len(p.types)),
 		History:       slices.Clone(p.history),
 	}
+	if p.c.cfg.Delta {
+		p.deltaStatusLocked(&st)
+		return st
+	}
 	for typ, ts := range p.types {
 		st.Types[typ] = TypeStatus{
 			Version:    ts.lastVer,
@@ -148,12 +158,18 @@ func (p *proxy) status() ProxyStatus {
 	return st
 }
 
-// run keeps one ADS stream open until ctx is done, re-opening it with backoff.
+// run keeps one ADS stream (SotW or delta) open until ctx is done, re-opening
+// it with backoff.
 func (p *proxy) run(ctx context.Context, ads discovery.AggregatedDiscoveryServiceClient) {
 	log := p.c.cfg.Logger
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
-		err := p.stream(ctx, ads)
+		var err error
+		if p.c.cfg.Delta {
+			err = p.deltaStream(ctx, ads)
+		} else {
+			err = p.stream(ctx, ads)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -279,6 +295,17 @@ func (p *proxy) handle(st adsStream, resp *discovery.DiscoveryResponse, recvAt t
 	}
 	p.mu.Unlock()
 
+	p.acked(becameFull, newVersion, recvAt, ackAt)
+	if sub != nil {
+		return st.Send(sub)
+	}
+	return nil
+}
+
+// acked does the fleet-wide bookkeeping of one ACK: the first full config,
+// and the convergence of the measured change if the response came after it.
+func (p *proxy) acked(becameFull, newVersion bool, recvAt, ackAt time.Time) {
+	c := p.c
 	if becameFull {
 		c.fullCount.Add(1)
 		select {
@@ -291,10 +318,6 @@ func (p *proxy) handle(st adsStream, resp *discovery.DiscoveryResponse, recvAt t
 			r.observe(p.idx, ackAt)
 		}
 	}
-	if sub != nil {
-		return st.Send(sub)
-	}
-	return nil
 }
 
 // hasFullConfigLocked: CDS and LDS ACKed on this stream, and EDS/RDS ACKed if

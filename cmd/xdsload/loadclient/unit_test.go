@@ -139,3 +139,149 @@ func TestTriggers(t *testing.T) {
 		t.Errorf("failing command: %v", err)
 	}
 }
+
+// fakeDelta records what a delta proxy sends.
+type fakeDelta struct {
+	deltaStream
+	sent []*discovery.DeltaDiscoveryRequest
+}
+
+func (f *fakeDelta) Send(r *discovery.DeltaDiscoveryRequest) error {
+	f.sent = append(f.sent, r)
+	return nil
+}
+
+func (f *fakeDelta) take() []*discovery.DeltaDiscoveryRequest {
+	s := f.sent
+	f.sent = nil
+	return s
+}
+
+func deltaResp(t *testing.T, typ, nonce string, rs map[string]types.Resource, version string, removed ...string) *discovery.DeltaDiscoveryResponse {
+	t.Helper()
+	resp := &discovery.DeltaDiscoveryResponse{TypeUrl: typ, Nonce: nonce, SystemVersionInfo: version, RemovedResources: removed}
+	names := make([]string, 0, len(rs))
+	for n := range rs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		a, err := anypb.New(rs[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Resources = append(resp.Resources, &discovery.Resource{Name: n, Version: version + "-" + n, Resource: a})
+	}
+	return resp
+}
+
+// The delta protocol of one proxy, step by step: ACK by nonce, EDS/RDS
+// subscriptions following the clusters and listeners held, removals, and the
+// requests of a re-opened stream.
+func TestDeltaProxySteps(t *testing.T) {
+	c, err := New(Config{Addr: "x", Proxies: 1, Delta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.proxies[0]
+	p.mu.Lock()
+	open := p.deltaOpenRequestsLocked()
+	p.mu.Unlock()
+	if len(open) != 2 || open[0].GetTypeUrl() != TypeCDS || open[1].GetTypeUrl() != TypeLDS ||
+		len(open[0].GetResourceNamesSubscribe()) != 0 || len(open[0].GetInitialResourceVersions()) != 0 {
+		t.Fatalf("first requests %v", open)
+	}
+	snap, err := xdstest.Snapshot("1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeDelta{}
+	handle := func(resp *discovery.DeltaDiscoveryResponse) []*discovery.DeltaDiscoveryRequest {
+		t.Helper()
+		if err := p.handleDelta(f, resp, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		sent := f.take()
+		if len(sent) == 0 || sent[0].GetResponseNonce() != resp.GetNonce() || sent[0].GetTypeUrl() != resp.GetTypeUrl() ||
+			len(sent[0].GetResourceNamesSubscribe())+len(sent[0].GetResourceNamesUnsubscribe()) != 0 || sent[0].GetErrorDetail() != nil {
+			t.Fatalf("first request after %s is not its ACK: %v", resp.GetNonce(), sent)
+		}
+		return sent[1:]
+	}
+	full := func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.deltaFullLocked() }
+
+	cds := snap.GetResources(TypeCDS)
+	sub := handle(deltaResp(t, TypeCDS, "n1", cds, "1"))
+	want := []string{xdstest.EDSName(0), xdstest.EDSName(1), xdstest.EDSName(2)}
+	slices.Sort(want)
+	if len(sub) != 1 || sub[0].GetTypeUrl() != TypeEDS || !slices.Equal(sub[0].GetResourceNamesSubscribe(), want) {
+		t.Fatalf("after CDS: %v, want an EDS subscription of %v", sub, want)
+	}
+	if sub := handle(deltaResp(t, TypeLDS, "n2", snap.GetResources(TypeLDS), "1")); len(sub) != 1 ||
+		sub[0].GetTypeUrl() != TypeRDS || !slices.Equal(sub[0].GetResourceNamesSubscribe(), []string{xdstest.RouteName}) {
+		t.Fatalf("after LDS: %v, want an RDS subscription of [80]", sub)
+	}
+	if full() {
+		t.Fatal("full config before EDS and RDS")
+	}
+	eds := snap.GetResources(TypeEDS)
+	// Part of the endpoints, plus one never subscribed (ignored).
+	part := map[string]types.Resource{xdstest.EDSName(0): eds[xdstest.EDSName(0)], "not-subscribed": eds[xdstest.EDSName(1)]}
+	if sub := handle(deltaResp(t, TypeEDS, "n3", part, "1")); len(sub) != 0 || full() {
+		t.Fatalf("after part of EDS: %v, full %v", sub, full())
+	}
+	handle(deltaResp(t, TypeRDS, "n4", snap.GetResources(TypeRDS), "1"))
+	// One subscribed name does not exist: removed_resources answers it.
+	delete(eds, xdstest.EDSName(0))
+	delete(eds, xdstest.EDSName(2))
+	handle(deltaResp(t, TypeEDS, "n5", eds, "1", xdstest.EDSName(2)))
+	if !full() {
+		t.Fatalf("not full after every subscribed name was answered: %+v", p.status().Types)
+	}
+
+	// Cluster 2 goes away: its EDS name is unsubscribed.
+	sub = handle(deltaResp(t, TypeCDS, "n6", nil, "2", xdstest.ClusterName(2)))
+	if len(sub) != 1 || !slices.Equal(sub[0].GetResourceNamesUnsubscribe(), []string{xdstest.EDSName(2)}) || len(sub[0].GetResourceNamesSubscribe()) != 0 {
+		t.Fatalf("after removing cluster 2: %v", sub)
+	}
+	// Cluster 1 redefined with the same EDS name: no subscription change.
+	if sub := handle(deltaResp(t, TypeCDS, "n7", map[string]types.Resource{xdstest.ClusterName(1): cds[xdstest.ClusterName(1)]}, "3")); len(sub) != 0 {
+		t.Fatalf("after redefining cluster 1: %v", sub)
+	}
+	st := p.status()
+	if got := st.Types[TypeEDS].Names; len(got) != 2 || st.Types[TypeCDS].Held != 3 || st.Types[TypeEDS].Held != 2 || st.Types[TypeCDS].Version != "3" {
+		t.Errorf("status %+v", st.Types)
+	}
+	var hist []string
+	for _, h := range st.History {
+		hist = append(hist, ShortType(h.Type)+h.Version)
+	}
+	if want := "CDS1,LDS1,EDS1,RDS1,EDS1,CDS2,CDS3"; strings.Join(hist, ",") != want {
+		t.Errorf("history %v, want %s", hist, want)
+	}
+
+	// A re-opened stream tells what is held and re-subscribes EDS and RDS.
+	p.mu.Lock()
+	open = p.deltaOpenRequestsLocked()
+	full2 := p.deltaFullLocked()
+	p.mu.Unlock()
+	if full2 {
+		t.Error("full config on a new stream before CDS and LDS are ACKed")
+	}
+	byType := map[string]*discovery.DeltaDiscoveryRequest{}
+	for _, r := range open {
+		byType[ShortType(r.GetTypeUrl())] = r
+	}
+	if len(open) != 4 || open[0].GetTypeUrl() != TypeCDS || len(byType["CDS"].GetResourceNamesSubscribe()) != 0 ||
+		byType["CDS"].GetInitialResourceVersions()[xdstest.ClusterName(1)] != "3-"+xdstest.ClusterName(1) ||
+		len(byType["CDS"].GetInitialResourceVersions()) != 3 {
+		t.Fatalf("reconnect requests %v", open)
+	}
+	if r := byType["EDS"]; len(r.GetResourceNamesSubscribe()) != 2 || len(r.GetInitialResourceVersions()) != 2 ||
+		r.GetInitialResourceVersions()[xdstest.EDSName(1)] != "1-"+xdstest.EDSName(1) {
+		t.Errorf("EDS on reconnect: %v", r)
+	}
+	if r := byType["RDS"]; !slices.Equal(r.GetResourceNamesSubscribe(), []string{xdstest.RouteName}) || len(r.GetInitialResourceVersions()) != 1 {
+		t.Errorf("RDS on reconnect: %v", r)
+	}
+}

@@ -36,6 +36,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	requests []*discovery.DiscoveryRequest
+	deltas   []*discovery.DeltaDiscoveryRequest
 }
 
 type oneHash struct{}
@@ -47,12 +48,20 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cache: cachev3.NewSnapshotCache(true, oneHash{}, nil)}
-	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, r *discovery.DiscoveryRequest) error {
-		s.mu.Lock()
-		s.requests = append(s.requests, r)
-		s.mu.Unlock()
-		return nil
-	}}
+	cb := serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, r *discovery.DiscoveryRequest) error {
+			s.mu.Lock()
+			s.requests = append(s.requests, r)
+			s.mu.Unlock()
+			return nil
+		},
+		StreamDeltaRequestFunc: func(_ int64, r *discovery.DeltaDiscoveryRequest) error {
+			s.mu.Lock()
+			s.deltas = append(s.deltas, r)
+			s.mu.Unlock()
+			return nil
+		},
+	}
 	xds := serverv3.NewServer(ctx, s.cache, cb)
 	gs := grpc.NewServer()
 	discovery.RegisterAggregatedDiscoveryServiceServer(gs, xds)
@@ -77,6 +86,13 @@ func (s *Server) Requests() []*discovery.DiscoveryRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*discovery.DiscoveryRequest(nil), s.requests...)
+}
+
+// DeltaRequests returns every delta request the server received so far.
+func (s *Server) DeltaRequests() []*discovery.DeltaDiscoveryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discovery.DeltaDiscoveryRequest(nil), s.deltas...)
 }
 
 // EDSName is the EDS service name of test cluster i: cluster 0 has none (its
