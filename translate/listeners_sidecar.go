@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -148,6 +149,19 @@ type inboundPort struct {
 	// endpoint is a Sidecar ingress listener's defaultEndpoint as host:port
 	// ("127.0.0.1:8080"); empty means the pod's own address (original destination).
 	endpoint string
+}
+
+// InboundKey is everything a sidecar's inbound clusters and virtualInbound
+// take from endpoints (the ports of its own service instances, or its Sidecar's
+// ingress listeners); the rest comes from config and the proxy itself. Equal
+// keys under the same config give equal inbound config, so an endpoint change
+// elsewhere in the mesh does not rebuild (or re-marshal) any proxy's inbound side.
+func InboundKey(snap *model.Snapshot, proxy *model.Proxy) string {
+	var b strings.Builder
+	for _, in := range inboundPorts(snap, proxy) {
+		fmt.Fprintf(&b, "%s/%d/%s/%d/%s;", in.port.Name, in.port.Port, in.port.Protocol, in.targetPort, in.endpoint)
+	}
+	return b.String()
 }
 
 // inboundPorts finds the proxy's own service instances: endpoints at one of its

@@ -28,7 +28,7 @@ type proxyCache struct {
 	log     *slog.Logger
 	metrics *Metrics
 	// builder gives a newly connected proxy its config from the current generation.
-	builder func(*model.Proxy) (*generation, [numTypes]*resourceSet, error)
+	builder func(*model.Proxy) (*generation, [numTypes]*resourceSet, *inboundParts, error)
 	changes *changeLog
 
 	mu    sync.Mutex
@@ -86,6 +86,8 @@ type conn struct {
 	types       [numTypes]typeState
 	gen         *generation
 	connectedAt time.Time
+	// inbound: the sidecar's own inbound parts, reused while valid (generation.inbound).
+	inbound *inboundParts
 
 	// identity is the SPIFFE ID the proxy's stream proved ("" for none);
 	// secret is the certificate issued for it.
@@ -166,13 +168,14 @@ func (c *proxyCache) streamOpened(node *core.Node, ident identityCheck) (*conn, 
 	cn.streams++
 	c.mu.Unlock()
 	if !ok {
-		gen, sets, err := c.builder(p)
+		gen, sets, inbound, err := c.builder(p)
 		if err != nil {
 			c.log.Error("building config for new proxy", "proxy", id, "err", err)
 		}
 		cn.mu.Lock()
 		if err == nil && gen != nil && cn.gen == nil {
 			cn.gen = gen
+			cn.inbound = inbound
 			for t := range sets {
 				if typeIndex(t) == sdsType {
 					cn.creds = credsOf(sets[t])
@@ -639,7 +642,7 @@ func (c *proxyCache) maybeReleaseRoutes(cn *conn) {
 // CDS, EDS, LDS, RDS order. New clusters hold back listeners and routes until
 // their endpoints are in (make before break), so a route never points at a
 // cluster Envoy is still warming.
-func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resourceSet, ch *change) {
+func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resourceSet, inbound *inboundParts, ch *change) {
 	changeAt := ch.At
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
@@ -681,6 +684,7 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 		cn.types[t].set = sets[t]
 	}
 	cn.gen = gen
+	cn.inbound = inbound
 	if len(pending) > 0 {
 		if cn.changeAt.IsZero() {
 			cn.changeAt = changeAt

@@ -86,7 +86,7 @@ func TestRewarmSurvivesADroppedResponse(t *testing.T) {
 	none("after the ACKs")
 
 	// Cluster a is redefined; no endpoint changes.
-	c.install(cn, nil, [numTypes]*resourceSet{clusters(2 * time.Second), cn.types[edsType].set, newResourceSet(), newResourceSet()}, &change{At: time.Now(), Proxies: map[string]*proxyChange{}})
+	c.install(cn, nil, [numTypes]*resourceSet{clusters(2 * time.Second), cn.types[edsType].set, newResourceSet(), newResourceSet()}, nil, &change{At: time.Now(), Proxies: map[string]*proxyChange{}})
 	cds2 := next(true)
 	eds2 := next(false) // dropped: the proxy's re-warming request overtakes it
 	if eds2.GetVersionInfo() != eds.GetVersionInfo() || len(eds2.GetResources()) != 1 {

@@ -203,28 +203,54 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 	return gp, nil
 }
 
+// inboundParts is a sidecar's own inbound clusters and virtualInbound, kept on
+// its conn: they depend on config and on the proxy's own service instances
+// only (translate.InboundKey), so a push that changes neither reuses them.
+type inboundParts struct {
+	config              *configParts
+	key                 string
+	clusters, listeners *part
+}
+
+// inbound returns p's inbound parts, prev's when still valid.
+func (g *generation) inbound(p *model.Proxy, prev *inboundParts) (*inboundParts, error) {
+	key := translate.InboundKey(g.snap, p)
+	if prev != nil && prev.config == g.config && prev.key == key {
+		return prev, nil
+	}
+	c, err := newPart(append(translate.InboundClusters(g.snap, p), translate.JWTClusters(g.snap, p)...), clusterName)
+	if err != nil {
+		return nil, fmt.Errorf("inbound clusters: %w", err)
+	}
+	l, err := newPart(translate.SidecarInboundListeners(g.snap, p), listenerName)
+	if err != nil {
+		return nil, fmt.Errorf("inbound listeners: %w", err)
+	}
+	return &inboundParts{config: g.config, key: key, clusters: c, listeners: l}, nil
+}
+
 // build returns the resource sets of one proxy; SDS holds only the
-// generation's share of it (see conn.sdsSet).
-func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
-	var out [numTypes]*resourceSet
+// generation's share of it (see conn.sdsSet). prevInbound is what the last
+// build returned for the proxy (nil: none), reused when still valid.
+func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numTypes]*resourceSet, inbound *inboundParts, err error) {
 	sc := g.config.snap.ScopeFor(p)
 	sp, err := g.config.scope(sc)
 	if err != nil {
-		return out, err
+		return out, nil, err
 	}
 	// Endpoints do not depend on the proxy's identity: shared by both kinds.
 	eps, err := g.scopeEndpoints(sc.WithoutClientMTLS())
 	if err != nil {
-		return out, err
+		return out, nil, err
 	}
 	tp, err := g.config.telemetryFor(p)
 	if err != nil {
-		return out, err
+		return out, nil, err
 	}
 	if p.Type == model.RouterProxy {
 		gp, err := sp.gateway(p)
 		if err != nil {
-			return out, fmt.Errorf("gateway config: %w", err)
+			return out, nil, fmt.Errorf("gateway config: %w", err)
 		}
 		out[cdsType] = newResourceSet(sp.clusters, gp.clusters, tp.clusters)
 		out[ldsType] = newResourceSet(gp.listeners, tp.listeners)
@@ -232,18 +258,15 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	} else {
 		sc, err := sp.sidecar(p)
 		if err != nil {
-			return out, fmt.Errorf("outbound routes and listeners: %w", err)
+			return out, nil, fmt.Errorf("outbound routes and listeners: %w", err)
 		}
-		inClusters, err := newPart(append(translate.InboundClusters(g.snap, p), translate.JWTClusters(g.snap, p)...), clusterName)
+		in, err := g.inbound(p, prevInbound)
 		if err != nil {
-			return out, fmt.Errorf("inbound clusters: %w", err)
+			return out, nil, err
 		}
-		inListeners, err := newPart(translate.SidecarInboundListeners(g.snap, p), listenerName)
-		if err != nil {
-			return out, fmt.Errorf("inbound listeners: %w", err)
-		}
-		out[cdsType] = newResourceSet(sp.clusters, inClusters, tp.clusters)
-		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, inListeners, tp.listeners)
+		inbound = in
+		out[cdsType] = newResourceSet(sp.clusters, in.clusters, tp.clusters)
+		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, in.listeners, tp.listeners)
 		out[rdsType] = newResourceSet(sc.routes)
 	}
 	out[edsType] = newResourceSet(eps)
@@ -251,10 +274,10 @@ func (g *generation) build(p *model.Proxy) ([numTypes]*resourceSet, error) {
 	// install adds the proxy's own certificate (conn.sdsSet).
 	creds, err := g.gatewayCredentials(p)
 	if err != nil {
-		return out, fmt.Errorf("gateway credentials: %w", err)
+		return out, nil, fmt.Errorf("gateway credentials: %w", err)
 	}
 	out[sdsType] = newResourceSet(creds)
-	return out, nil
+	return out, inbound, nil
 }
 
 // maxChangedNames bounds how many names per type a change record lists.

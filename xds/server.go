@@ -188,13 +188,16 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 		go func() {
 			defer wg.Done()
 			for cn := range work {
-				sets, err := gen.build(cn.proxy)
+				cn.mu.Lock()
+				prevInbound := cn.inbound
+				cn.mu.Unlock()
+				sets, inbound, err := gen.build(cn.proxy, prevInbound)
 				if err != nil {
 					s.metrics.internalErrors.Inc()
 					s.log.Error("building proxy config failed; it keeps its last good config", "proxy", cn.id, "err", err)
 					continue
 				}
-				s.cache.install(cn, gen, sets, ch)
+				s.cache.install(cn, gen, sets, inbound, ch)
 			}
 		}()
 	}
@@ -212,15 +215,15 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 	s.log.Debug("pushed", "version", snap.Version, "trigger", trigger, "proxies", len(conns), "took", time.Since(start))
 }
 
-func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resourceSet, error) {
+func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resourceSet, *inboundParts, error) {
 	s.mu.Lock()
 	gen := s.gen
 	s.mu.Unlock()
 	if gen == nil {
-		return nil, [numTypes]*resourceSet{}, nil
+		return nil, [numTypes]*resourceSet{}, nil, nil
 	}
-	sets, err := gen.build(p)
-	return gen, sets, err
+	sets, inbound, err := gen.build(p, nil)
+	return gen, sets, inbound, err
 }
 
 // Stream IDs: the SotW and delta servers number their streams separately, so

@@ -53,7 +53,7 @@ func distinctRouteParts(t *testing.T, in *model.Inputs) (routes, listeners int) 
 	}
 	rs, ls := map[*part]bool{}, map[*part]bool{}
 	for i := 0; i < 1000; i++ {
-		sets, err := g.build(workload(i))
+		sets, _, err := g.build(workload(i), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
