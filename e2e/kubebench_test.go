@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,46 +28,72 @@ import (
 )
 
 // BenchmarkKubeConvergence is the Kubernetes run of `make bench` (DESIGN.md §3.4,
-// the Kubernetes-mode issue): a real kube-apiserver holding MIZZEN_BENCH_SERVICES
-// (1,000) Services in namespace bench, each with an EndpointSlice of 5 ready
-// endpoints, every 10th with a DestinationRule (subsets v1/v2) and a
-// VirtualService (90/10), all created through the API; mizzen watching it with
-// --kubeconfig; MIZZEN_BENCH_PROXIES (1,000) simulated sidecars on ADS. It
-// reports the initial convergence, the convergence of one EndpointSlice change
-// and of one VirtualService weight change (time until every proxy ACKed a new
-// version, p50/p99 over proxies), which xDS types each change pushed, and
-// mizzen's CPU seconds and RSS over the measured run.
+// the Kubernetes-mode issue, and the delta xDS issue): a real kube-apiserver
+// holding MIZZEN_BENCH_SERVICES (1,000) Services in namespace bench, each with
+// an EndpointSlice of 5 ready endpoints, every 10th with a DestinationRule
+// (subsets v1/v2) and a VirtualService (90/10), all created through the API;
+// then, for each xDS mode of MIZZEN_BENCH_MODES ("sotw delta"), a fresh mizzen
+// watching it with --kubeconfig and MIZZEN_BENCH_PROXIES (1,000) simulated
+// sidecars speaking that mode on ADS. Per mode it reports the initial
+// convergence, the convergence of EndpointSlice changes and of VirtualService
+// weight changes (time until every proxy ACKed a new version, p50/p99 over
+// proxies), which xDS types each change pushed, mizzen's CPU seconds per EDS
+// change and per VS change (exact, from schedstat, trigger until quiet) and
+// its CPU seconds and RSS over the measured run.
 //
 // The scenario runs once per benchmark run whatever b.N is (use -benchtime 1x):
 //
-//	go test -run '^$' -bench BenchmarkKubeConvergence -benchtime 1x -timeout 30m ./e2e/
+//	go test -run '^$' -bench BenchmarkKubeConvergence -benchtime 1x -timeout 60m ./e2e/
 //
-// It prints one "kube-bench" line per figure, reports each as a benchmark metric
-// and appends a JSON line to bench/out/results-kube-<stamp>.jsonl
-// (MIZZEN_BENCH_STAMP overrides the stamp, so `make bench` can group its runs).
-// MIZZEN_BENCH_CHANGES (1) repeats each change, alternating add/remove and
-// 90/10 ↔ 80/20; the percentiles are then over proxies × changes.
+// It prints one "kube-bench <mode>" line per figure, reports each as a metric
+// of the sub-benchmark mode=<mode> and appends one JSON line per mode to
+// bench/out/results-kube-<stamp>.jsonl (MIZZEN_BENCH_STAMP overrides the stamp,
+// so `make bench` can group its runs). MIZZEN_BENCH_CHANGES (1) repeats each
+// change, alternating add/remove and 90/10 ↔ 80/20; the percentiles are then
+// over proxies × changes. MIZZEN_BENCH_PPROF=1 also saves a CPU profile of
+// mizzen over each mode's EDS rounds and over its VS rounds in bench/out/.
 func BenchmarkKubeConvergence(b *testing.B) {
-	// The framework calls a benchmark with b.N = 1 first; a later call with a
-	// larger b.N (a -benchtime other than 1x) reports the same run again.
-	if b.N > 1 && lastKubeBench != nil {
-		lastKubeBench.report(b)
-		return
+	modes := strings.Fields(os.Getenv("MIZZEN_BENCH_MODES"))
+	if len(modes) == 0 {
+		modes = []string{"sotw", "delta"}
 	}
-	r := runKubeBench(b)
-	lastKubeBench = r
-	r.report(b)
+	for _, m := range modes {
+		if m != "sotw" && m != "delta" {
+			b.Fatalf("kube-bench: MIZZEN_BENCH_MODES: %q is neither sotw nor delta", m)
+		}
+	}
+	env := kbSetup(b)
+	var results []*kubeBenchResult
+	for _, mode := range modes {
+		b.Run("mode="+mode, func(b *testing.B) {
+			// The framework calls a benchmark with b.N = 1 first; a later call with a
+			// larger b.N (a -benchtime other than 1x) reports the same run again.
+			if r := lastKubeBench[mode]; b.N > 1 && r != nil {
+				r.report(b)
+				return
+			}
+			r := runKubeBench(b, env, mode)
+			lastKubeBench[mode] = r
+			results = append(results, r)
+			r.report(b)
+		})
+	}
+	kbSideBySide(env, results)
 }
 
-var lastKubeBench *kubeBenchResult
+var lastKubeBench = map[string]*kubeBenchResult{}
 
 const (
 	kubeBenchNS       = "bench"
 	kubeBenchPort     = 8080
 	kubeBenchVSEvery  = 10
-	kubeBenchLimit    = 10 * time.Minute // the whole scenario
+	kubeBenchLimit    = 10 * time.Minute // one mode's scenario
 	kubeBenchQuiet    = time.Second      // no xDS response for this long = the push is over
 	kubeBenchQuietMax = 30 * time.Second
+	// kubeBenchSettle: a change's CPU window ends once no response came for this long.
+	kubeBenchSettle = 500 * time.Millisecond
+	kubeBenchEDSSvc = "svc-1" // no VirtualService/DestinationRule: a plain endpoint change
+	kubeBenchVSName = "svc-0" // has the 90/10 VirtualService
 )
 
 type kubeBenchChange struct {
@@ -82,14 +110,20 @@ type kubeBenchChange struct {
 	Responses    int64            `json:"responses"`     // responses the proxies received for the change
 	Bytes        int64            `json:"bytes"`         // their size
 	ExtraProxies int              `json:"extra_proxies"` // proxies that got more than one new version
-	perProxy     []time.Duration
+	// CPUSeconds is mizzen's CPU from the write until no response came for
+	// kubeBenchSettle (CPUWindowMS later): schedstat, exact.
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	CPUWindowMS float64 `json:"cpu_window_ms"`
+	perProxy    []time.Duration
 }
 
 type kubeBenchResult struct {
 	Run        string  `json:"run"`
+	Mode       string  `json:"mode"` // the proxies' xDS protocol: sotw or delta
 	Commit     string  `json:"commit,omitempty"`
 	Time       string  `json:"time"`
 	Cores      int     `json:"cores"`
+	LoadAvg    string  `json:"loadavg,omitempty"` // /proc/loadavg when the mode started
 	Services   int     `json:"services"`
 	Endpoints  int     `json:"endpoints"`
 	VSs        int     `json:"virtual_services"`
@@ -112,56 +146,95 @@ type kubeBenchResult struct {
 	VSAllMS  float64 `json:"vs_change_all_ms"`
 	VSP50MS  float64 `json:"vs_change_p50_ms"`
 	VSP99MS  float64 `json:"vs_change_p99_ms"`
+	// Mean CPU seconds of mizzen per change of each kind (see kubeBenchChange.CPUSeconds),
+	// and its CPU seconds per second while nothing changed (what a window costs anyway).
+	EDSCPUPerChange float64 `json:"eds_cpu_seconds_per_change"`
+	VSCPUPerChange  float64 `json:"vs_cpu_seconds_per_change"`
+	IdleCPUPerS     float64 `json:"idle_cpu_seconds_per_s"`
 
-	CPUSeconds        float64 `json:"cpu_seconds"`
-	CPUSecondsInitial float64 `json:"cpu_seconds_initial"`
-	RSSPeak           uint64  `json:"rss_bytes_peak"`
-	RSSFinal          uint64  `json:"rss_bytes_final"`
-	VmHWM             uint64  `json:"vm_hwm_bytes"`
-	ClientCPUSeconds  float64 `json:"client_cpu_seconds"`
-	StreamErrors      int64   `json:"stream_errors"`
-	AllConverged      bool    `json:"all_converged"`
-	DurationMS        float64 `json:"duration_ms"`
+	CPUSeconds        float64  `json:"cpu_seconds"`
+	CPUSecondsInitial float64  `json:"cpu_seconds_initial"`
+	RSSPeak           uint64   `json:"rss_bytes_peak"`
+	RSSFinal          uint64   `json:"rss_bytes_final"`
+	VmHWM             uint64   `json:"vm_hwm_bytes"`
+	ClientCPUSeconds  float64  `json:"client_cpu_seconds"`
+	StreamErrors      int64    `json:"stream_errors"`
+	AllConverged      bool     `json:"all_converged"`
+	DurationMS        float64  `json:"duration_ms"`
+	Profiles          []string `json:"profiles,omitempty"`
 }
 
-func runKubeBench(b *testing.B) *kubeBenchResult {
-	begin := time.Now()
-	services := kbEnvInt(b, "MIZZEN_BENCH_SERVICES", 1000)
-	proxies := kbEnvInt(b, "MIZZEN_BENCH_PROXIES", 1000)
-	rounds := kbEnvInt(b, "MIZZEN_BENCH_CHANGES", 1)
-	const endpoints = 5
-	if services < 2 || services*endpoints >= 60000 || proxies < 1 || rounds < 1 {
-		b.Fatalf("kube-bench: need 2 ≤ services < %d, proxies ≥ 1, changes ≥ 1 (got %d, %d, %d)", 60000/endpoints, services, proxies, rounds)
+// kubeBenchEnv is the cluster every mode runs against.
+type kubeBenchEnv struct {
+	api               *rig.APIServer
+	services, proxies int
+	rounds            int
+	created           int
+	createS           float64
+	commit            string
+	pprof             bool
+}
+
+// kbSetup starts the apiserver and creates the mesh, once for every mode.
+func kbSetup(b *testing.B) *kubeBenchEnv {
+	env := &kubeBenchEnv{
+		services: kbEnvInt(b, "MIZZEN_BENCH_SERVICES", 1000),
+		proxies:  kbEnvInt(b, "MIZZEN_BENCH_PROXIES", 1000),
+		rounds:   kbEnvInt(b, "MIZZEN_BENCH_CHANGES", 1),
+		commit:   kbGitCommit(),
+		pprof:    os.Getenv("MIZZEN_BENCH_PPROF") == "1",
 	}
+	const endpoints = 5
+	if env.services < 2 || env.services*endpoints >= 60000 || env.proxies < 1 || env.rounds < 1 {
+		b.Fatalf("kube-bench: need 2 ≤ services < %d, proxies ≥ 1, changes ≥ 1 (got %d, %d, %d)", 60000/endpoints, env.services, env.proxies, env.rounds)
+	}
+	fmt.Printf("kube-bench services=%d endpoints=%d proxies=%d changes=%d commit=%s (%d cores; load average %s; figures are wall-clock on a machine that may be shared)\n",
+		env.services, env.services*endpoints, env.proxies, env.rounds, env.commit, runtime.NumCPU(), kbLoadAvg())
+
+	// The cluster: a real apiserver filled through the API.
+	env.api = rig.StartAPIServer(b)
 	ctx, cancel := context.WithTimeout(context.Background(), kubeBenchLimit)
 	defer cancel()
-	res := &kubeBenchResult{
-		Run: "kube", Time: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(),
-		Services: services, Endpoints: services * endpoints, Proxies: proxies, Commit: kbGitCommit(),
-	}
-	logf := func(format string, args ...any) {
-		line := fmt.Sprintf("kube-bench "+format, args...)
-		fmt.Println(line)
-	}
-	logf("services=%d endpoints=%d proxies=%d changes=%d commit=%s (%d cores; figures are wall-clock on a machine that may be shared)",
-		services, services*endpoints, proxies, rounds, res.Commit, res.Cores)
-
-	// 1. The cluster: a real apiserver filled through the API.
-	api := rig.StartAPIServer(b)
 	start := time.Now()
-	n, err := kbCreateMesh(ctx, api, services, endpoints)
+	n, err := kbCreateMesh(ctx, env.api, env.services, endpoints)
 	if err != nil {
 		b.Fatalf("kube-bench: creating the mesh: %v", err)
 	}
-	res.Objects, res.CreateS = n, time.Since(start).Seconds()
-	res.VSs = (services + kubeBenchVSEvery - 1) / kubeBenchVSEvery
-	logf("create: %d objects (%d Services, %d EndpointSlices, %d DestinationRules, %d VirtualServices) in %.1fs",
-		n, services, services, res.VSs, res.VSs, res.CreateS)
+	env.created, env.createS = n, time.Since(start).Seconds()
+	vss := (env.services + kubeBenchVSEvery - 1) / kubeBenchVSEvery
+	fmt.Printf("kube-bench create: %d objects (%d Services, %d EndpointSlices, %d DestinationRules, %d VirtualServices) in %.1fs\n",
+		n, env.services, env.services, vss, vss, env.createS)
+	rig.MizzenBinary(b) // built first, so the ready time is mizzen's own
+	return env
+}
 
-	// 2. mizzen on it (built first, so the ready time is mizzen's own).
-	rig.MizzenBinary(b)
-	start = time.Now()
-	mz := rig.StartMizzen(b, "--kubeconfig", api.Kubeconfig, "--log-level", "warn")
+func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult {
+	begin := time.Now()
+	services, proxies, rounds := env.services, env.proxies, env.rounds
+	const endpoints = 5
+	ctx, cancel := context.WithTimeout(context.Background(), kubeBenchLimit)
+	defer cancel()
+	res := &kubeBenchResult{
+		Run: "kube", Mode: mode, Time: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), LoadAvg: kbLoadAvg(),
+		Services: services, Endpoints: services * endpoints, Proxies: proxies, Commit: env.commit,
+		Objects: env.created, CreateS: env.createS, VSs: (services + kubeBenchVSEvery - 1) / kubeBenchVSEvery,
+	}
+	logf := func(format string, args ...any) {
+		fmt.Printf("kube-bench %-5s "+format+"\n", append([]any{mode}, args...)...)
+	}
+	logf("start (load average %s)", res.LoadAvg)
+
+	// Every mode starts from the mesh as created (an earlier mode changed it).
+	if err := kbToggleEndpoint(ctx, env.api, kubeBenchEDSSvc, false); err != nil {
+		b.Fatalf("kube-bench: resetting %s's endpoints: %v", kubeBenchEDSSvc, err)
+	}
+	if err := kbSetVSWeights(ctx, env.api, kubeBenchVSName, 90, 10); err != nil {
+		b.Fatalf("kube-bench: resetting %s's weights: %v", kubeBenchVSName, err)
+	}
+
+	// 1. mizzen on the cluster.
+	start := time.Now()
+	mz := rig.StartMizzen(b, "--kubeconfig", env.api.Kubeconfig, "--log-level", "warn")
 	res.MizzenUpMS = kbMS(time.Since(start))
 	sampler, err := loadclient.StartProcSampler(ctx, mz.Pid(), 100*time.Millisecond)
 	if err != nil {
@@ -171,8 +244,8 @@ func runKubeBench(b *testing.B) *kubeBenchResult {
 	clientCPU0, _ := loadclient.CPUSeconds(os.Getpid())
 	logf("mizzen: ready %.0fms after start (pid %d)", res.MizzenUpMS, mz.Pid())
 
-	// 3. The proxies.
-	lc, err := loadclient.New(loadclient.Config{Addr: mz.XDSAddr, Proxies: proxies, Namespace: kubeBenchNS})
+	// 2. The proxies.
+	lc, err := loadclient.New(loadclient.Config{Addr: mz.XDSAddr, Proxies: proxies, Namespace: kubeBenchNS, Delta: mode == "delta"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -195,16 +268,22 @@ func runKubeBench(b *testing.B) *kubeBenchResult {
 	kbWaitQuiet(ctx, lc)
 	res.InitialBytes = lc.Counters().Bytes
 
-	// 4. The changes.
-	edsSvc := "svc-1" // no VirtualService/DestinationRule: a plain endpoint change
-	vsName := "svc-0" // has the 90/10 VirtualService
+	// mizzen's CPU while nothing changes: what any window costs anyway.
+	idle0, idleAt := kbCPUNanos(mz.Pid()), time.Now()
+	time.Sleep(2 * time.Second)
+	res.IdleCPUPerS = float64(kbCPUNanos(mz.Pid())-idle0) / 1e9 / time.Since(idleAt).Seconds()
+
+	// 3. The changes.
 	measure := func(kind string, round int, trigger func(context.Context) error) {
 		before := kbPushes(ctx, b, mz)
 		cnt0 := lc.Counters()
+		cpu0, at0 := kbCPUNanos(mz.Pid()), time.Now()
 		cr, err := lc.MeasureChange(ctx, trigger, time.Minute)
 		if err != nil {
 			b.Fatalf("kube-bench: %s change %d: %v", kind, round, err)
 		}
+		lc.WaitQuiet(ctx, kubeBenchSettle, kubeBenchQuietMax)
+		cpu1, at1 := kbCPUNanos(mz.Pid()), time.Now()
 		kbWaitQuiet(ctx, lc)
 		after := kbPushes(ctx, b, mz)
 		cnt1 := lc.Counters()
@@ -212,13 +291,14 @@ func runKubeBench(b *testing.B) *kubeBenchResult {
 			Kind: kind, Round: round, TriggerMS: kbMS(cr.TriggerTook), Converged: cr.Converged, Failed: len(cr.Failed),
 			P50MS: kbMS(loadclient.Percentile(cr.PerProxy, 50)), P99MS: kbMS(loadclient.Percentile(cr.PerProxy, 99)),
 			Pushes: map[string]int64{}, Responses: cnt1.Responses - cnt0.Responses, Bytes: cnt1.Bytes - cnt0.Bytes,
+			CPUSeconds: float64(cpu1-cpu0) / 1e9, CPUWindowMS: kbMS(at1.Sub(at0)),
 			perProxy: cr.PerProxy,
 		}
 		if len(cr.Failed) == 0 {
 			c.AllAckedMS = kbMS(cr.AllAcked)
 		} else {
 			res.AllConverged = false
-			b.Errorf("kube-bench: %s change %d: %d of %d proxies did not converge within 1m, e.g. %s", kind, round, len(cr.Failed), proxies, cr.Failed[0])
+			b.Errorf("kube-bench: %s %s change %d: %d of %d proxies did not converge within 1m, e.g. %s", mode, kind, round, len(cr.Failed), proxies, cr.Failed[0])
 		}
 		for typ, v := range after {
 			if d := int64(v - before[typ]); d != 0 {
@@ -227,24 +307,52 @@ func runKubeBench(b *testing.B) *kubeBenchResult {
 		}
 		c.NewVersions, c.ExtraProxies = kbNewVersionsSince(lc, cr.Start)
 		res.Changes = append(res.Changes, c)
-		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms converged=%d/%d trigger=%.0fms pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
-			kind, round, c.AllAckedMS, c.P50MS, c.P99MS, c.Converged, proxies, c.TriggerMS, kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
+		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms converged=%d/%d trigger=%.0fms mizzen_cpu=%.3fs (%.0fms window) pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
+			kind, round, c.AllAckedMS, c.P50MS, c.P99MS, c.Converged, proxies, c.TriggerMS, c.CPUSeconds, c.CPUWindowMS,
+			kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
 	}
-	for k := 1; k <= rounds; k++ {
-		add := k%2 == 1
-		measure("eds", k, func(ctx context.Context) error { return kbToggleEndpoint(ctx, api, edsSvc, add) })
-	}
-	for k := 1; k <= rounds; k++ {
-		w1, w2 := int32(80), int32(20)
-		if k%2 == 0 {
-			w1, w2 = 90, 10
+	profiled := func(kind string, run func()) {
+		if !env.pprof {
+			run()
+			return
 		}
-		measure("vs", k, func(ctx context.Context) error { return kbSetVSWeights(ctx, api, vsName, w1, w2) })
+		// Long enough for the rounds (each converges, then waits for 1 s of quiet).
+		secs := 2*rounds + 2
+		done := make(chan struct{})
+		var path string
+		var perr error
+		go func() {
+			defer close(done)
+			path, perr = kbProfile(ctx, mz, mode, kind, secs)
+		}()
+		run()
+		<-done
+		if perr != nil {
+			b.Errorf("kube-bench: profiling %s: %v", kind, perr)
+			return
+		}
+		res.Profiles = append(res.Profiles, path)
+		logf("%s: CPU profile of mizzen over the rounds (first %ds): %s", kind, secs, path)
 	}
-	res.EDSAllMS, res.EDSP50MS, res.EDSP99MS = kbAggregate(res.Changes, "eds")
-	res.VSAllMS, res.VSP50MS, res.VSP99MS = kbAggregate(res.Changes, "vs")
+	profiled("eds", func() {
+		for k := 1; k <= rounds; k++ {
+			add := k%2 == 1
+			measure("eds", k, func(ctx context.Context) error { return kbToggleEndpoint(ctx, env.api, kubeBenchEDSSvc, add) })
+		}
+	})
+	profiled("vs", func() {
+		for k := 1; k <= rounds; k++ {
+			w1, w2 := int32(80), int32(20)
+			if k%2 == 0 {
+				w1, w2 = 90, 10
+			}
+			measure("vs", k, func(ctx context.Context) error { return kbSetVSWeights(ctx, env.api, kubeBenchVSName, w1, w2) })
+		}
+	})
+	res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, res.EDSCPUPerChange = kbAggregate(res.Changes, "eds")
+	res.VSAllMS, res.VSP50MS, res.VSP99MS, res.VSCPUPerChange = kbAggregate(res.Changes, "vs")
 
-	// 5. Resources.
+	// 4. Resources.
 	st := sampler.Stop()
 	if mz.Exited() || st.Exited {
 		b.Fatalf("kube-bench: mizzen exited during the run; log:\n%s", rig.TailFile(mz.LogPath, 40))
@@ -255,8 +363,8 @@ func runKubeBench(b *testing.B) *kubeBenchResult {
 	}
 	res.StreamErrors = lc.Counters().StreamErrors
 	res.DurationMS = kbMS(time.Since(begin))
-	logf("eds: all=%.0fms p50=%.0fms p99=%.0fms   vs: all=%.0fms p50=%.0fms p99=%.0fms",
-		res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, res.VSAllMS, res.VSP50MS, res.VSP99MS)
+	logf("eds: all=%.0fms p50=%.0fms p99=%.0fms mizzen_cpu/change=%.3fs   vs: all=%.0fms p50=%.0fms p99=%.0fms mizzen_cpu/change=%.3fs   (idle %.3f cpu-s/s)",
+		res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, res.EDSCPUPerChange, res.VSAllMS, res.VSP50MS, res.VSP99MS, res.VSCPUPerChange, res.IdleCPUPerS)
 	logf("mizzen: cpu=%.2fs (initial %.2fs) rss_peak=%.0fMiB rss_final=%.0fMiB vm_hwm=%.0fMiB; load client cpu=%.2fs (same machine); stream_errors=%d; scenario %.0fs",
 		res.CPUSeconds, res.CPUSecondsInitial, kbMiB(res.RSSPeak), kbMiB(res.RSSFinal), kbMiB(res.VmHWM), res.ClientCPUSeconds, res.StreamErrors, res.DurationMS/1000)
 	if path, err := res.appendJSON(); err != nil {
@@ -267,8 +375,107 @@ func runKubeBench(b *testing.B) *kubeBenchResult {
 	return res
 }
 
+// kbSideBySide prints the modes' headline figures as one table.
+func kbSideBySide(env *kubeBenchEnv, rs []*kubeBenchResult) {
+	if len(rs) < 2 {
+		return
+	}
+	fmt.Printf("kube-bench side by side: %d services, %d proxies, %d round(s) per change kind\n", env.services, env.proxies, env.rounds)
+	row := func(name string, f func(*kubeBenchResult) string) {
+		line := fmt.Sprintf("kube-bench   %-28s", name)
+		for _, r := range rs {
+			line += fmt.Sprintf(" %14s", f(r))
+		}
+		fmt.Println(line)
+	}
+	row("", func(r *kubeBenchResult) string { return r.Mode })
+	ms := func(v float64) string { return fmt.Sprintf("%.0f ms", v) }
+	row("initial all / p99", func(r *kubeBenchResult) string { return fmt.Sprintf("%.0f/%.0f ms", r.InitialMS, r.InitialP99MS) })
+	row("eds change p50 / p99", func(r *kubeBenchResult) string { return fmt.Sprintf("%.0f/%.0f ms", r.EDSP50MS, r.EDSP99MS) })
+	row("vs change p50 / p99", func(r *kubeBenchResult) string { return fmt.Sprintf("%.0f/%.0f ms", r.VSP50MS, r.VSP99MS) })
+	row("eds all acked", func(r *kubeBenchResult) string { return ms(r.EDSAllMS) })
+	row("mizzen cpu per eds change", func(r *kubeBenchResult) string { return fmt.Sprintf("%.3f s", r.EDSCPUPerChange) })
+	row("mizzen cpu per vs change", func(r *kubeBenchResult) string { return fmt.Sprintf("%.3f s", r.VSCPUPerChange) })
+	row("mizzen cpu initial / total", func(r *kubeBenchResult) string { return fmt.Sprintf("%.1f/%.1f s", r.CPUSecondsInitial, r.CPUSeconds) })
+	row("mizzen rss peak / final", func(r *kubeBenchResult) string {
+		return fmt.Sprintf("%.0f/%.0f MiB", kbMiB(r.RSSPeak), kbMiB(r.RSSFinal))
+	})
+	row("load client cpu", func(r *kubeBenchResult) string { return fmt.Sprintf("%.1f s", r.ClientCPUSeconds) })
+	var sotw, delta *kubeBenchResult
+	for _, r := range rs {
+		switch r.Mode {
+		case "sotw":
+			sotw = r
+		case "delta":
+			delta = r
+		}
+	}
+	if sotw != nil && delta != nil && sotw.EDSCPUPerChange > 0 {
+		fmt.Printf("kube-bench   delta/sotw mizzen cpu per eds change: %.2f (target ≤ 0.20); delta eds p99 %.0f ms (target < 60 ms)\n",
+			delta.EDSCPUPerChange/sotw.EDSCPUPerChange, delta.EDSP99MS)
+	}
+}
+
+// kbProfile saves a CPU profile of mizzen over the next secs seconds.
+func kbProfile(ctx context.Context, mz *rig.Mizzen, mode, kind string, secs int) (string, error) {
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "bench", "out")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	stamp := os.Getenv("MIZZEN_BENCH_STAMP")
+	if stamp == "" {
+		stamp = time.Now().UTC().Format("20060102T150405Z")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", mz.MonitoringURL, secs), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Timeout: time.Duration(secs+30) * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("kube-%s-%s-%s.pprof", stamp, mode, kind))
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
+// kbCPUNanos is mizzen's CPU time so far (schedstat, exact); 0 if unreadable.
+func kbCPUNanos(pid int) int64 {
+	n, _ := loadclient.CPUNanos(pid)
+	return n
+}
+
+func kbLoadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func (r *kubeBenchResult) report(b *testing.B) {
 	b.ReportMetric(r.DurationMS*1e6, "ns/op") // the scenario, whatever b.N was
+	b.ReportMetric(r.EDSCPUPerChange, "eds_cpu_s/change")
+	b.ReportMetric(r.VSCPUPerChange, "vs_cpu_s/change")
 	b.ReportMetric(r.InitialMS, "initial_ms")
 	b.ReportMetric(r.InitialP50MS, "initial_p50_ms")
 	b.ReportMetric(r.InitialP99MS, "initial_p99_ms")
@@ -506,10 +713,12 @@ func kbNewVersionsSince(lc *loadclient.Client, start time.Time) (map[string]int,
 }
 
 // aggregate returns, over the changes of kind, the largest all-ACKed time (0 if
-// any round did not converge) and the p50/p99 over proxies × rounds.
-func kbAggregate(changes []kubeBenchChange, kind string) (all, p50, p99 float64) {
+// any round did not converge), the p50/p99 over proxies × rounds and the mean
+// CPU seconds per change.
+func kbAggregate(changes []kubeBenchChange, kind string) (all, p50, p99, cpu float64) {
 	var per []time.Duration
 	complete := true
+	n := 0
 	for _, c := range changes {
 		if c.Kind != kind {
 			continue
@@ -517,11 +726,16 @@ func kbAggregate(changes []kubeBenchChange, kind string) (all, p50, p99 float64)
 		per = append(per, c.perProxy...)
 		all = max(all, c.AllAckedMS)
 		complete = complete && c.Failed == 0
+		cpu += c.CPUSeconds
+		n++
 	}
 	if !complete {
 		all = 0
 	}
-	return all, kbMS(loadclient.Percentile(per, 50)), kbMS(loadclient.Percentile(per, 99))
+	if n > 0 {
+		cpu /= float64(n)
+	}
+	return all, kbMS(loadclient.Percentile(per, 50)), kbMS(loadclient.Percentile(per, 99)), cpu
 }
 
 func kbFmtCounts[V int | int64](m map[string]V) string {
