@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -62,8 +64,10 @@ type options struct {
 	pid            int
 	sampleInterval time.Duration
 
-	json     bool
-	logLevel string
+	json       bool
+	logLevel   string
+	cpuProfile string
+	memProfile string
 }
 
 func main() {
@@ -140,6 +144,8 @@ Exit status: 0 all converged, 2 some proxy did not (report still printed), 1 err
 
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of xdsload itself to this file")
+	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of xdsload itself (at the end, streams still open) to this file")
 	return cmd
 }
 
@@ -225,6 +231,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	selfCPU0, _ := loadclient.CPUSeconds(os.Getpid())
 	if err := client.Start(ctx); err != nil {
@@ -284,6 +301,16 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		m.proc = &st
 	}
 	m.duration = time.Since(start)
+	// What the proxies hold (live heap with every stream still open).
+	runtime.GC()
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	m.selfHeap = mem.HeapAlloc
+	if o.memProfile != "" {
+		if err := writeHeapProfile(o.memProfile); err != nil {
+			log.Warn("heap profile", "err", err)
+		}
+	}
 	client.Close()
 	m.counters = client.Counters()
 	if selfCPU, err := loadclient.CPUSeconds(os.Getpid()); err == nil {
@@ -313,6 +340,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return errNotConverged
 	}
 	return nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // cpuNanos is the precise CPU time of pid so far, -1 without a pid or on errors.

@@ -54,8 +54,12 @@ type Report struct {
 	// ClientCPUSeconds is xdsload's own CPU time: on a shared machine it competes
 	// with the control plane.
 	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
-	// ClientRSSPeakBytes is xdsload's own VmHWM.
+	// ClientRSSPeakBytes is xdsload's own VmHWM (initial config responses in
+	// flight on every stream at once dominate it).
 	ClientRSSPeakBytes uint64 `json:"client_rss_bytes_peak"`
+	// ClientHeapBytes is xdsload's live heap after a GC at the end, streams
+	// still open: what the simulated proxies hold.
+	ClientHeapBytes uint64 `json:"client_heap_bytes"`
 
 	DurationMs   float64 `json:"duration_ms"`
 	AllConverged bool    `json:"all_converged"`
@@ -95,6 +99,7 @@ type measurement struct {
 	idleCPU    float64
 	idleTime   time.Duration
 	selfHWM    uint64
+	selfHeap   uint64
 	initial    loadclient.InitialResult
 	changes    []loadclient.ChangeResult
 	cpuInitial *float64
@@ -121,6 +126,7 @@ func (m *measurement) report() Report {
 		N:                  m.n,
 		Mode:               m.mode,
 		ClientRSSPeakBytes: m.selfHWM,
+		ClientHeapBytes:    m.selfHeap,
 		InitialConverged:   m.initial.Converged,
 		InitialFailed:      limit(m.initial.Failed),
 		InitialP50Ms:       ms(loadclient.Percentile(m.initial.PerProxy, 50)),
@@ -254,8 +260,8 @@ func writeTable(w io.Writer, addr string, r Report) {
 			fmt.Fprintln(w)
 		}
 	}
-	fmt.Fprintf(w, "\nresponses %d, received %s, acks %d, stream errors %d, decode errors %d; xdsload's own cpu %.2f s, rss peak %s\n",
-		r.ResponsesReceived, mib(uint64(r.BytesReceived)), r.AcksSent, r.StreamErrors, r.DecodeErrors, r.ClientCPUSeconds, mib(r.ClientRSSPeakBytes))
+	fmt.Fprintf(w, "\nresponses %d, received %s, acks %d, stream errors %d, decode errors %d; xdsload's own cpu %.2f s, rss peak %s, live heap %s\n",
+		r.ResponsesReceived, mib(uint64(r.BytesReceived)), r.AcksSent, r.StreamErrors, r.DecodeErrors, r.ClientCPUSeconds, mib(r.ClientRSSPeakBytes), mib(r.ClientHeapBytes))
 	if r.Truncated {
 		fmt.Fprintln(w, "run ended early (--duration or signal): results are partial")
 	}

@@ -10,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -50,13 +51,29 @@ func EDSClusterNames(resources []*anypb.Any) ([]string, error) {
 	return slices.Compact(names), errors.Join(errs...)
 }
 
+// clusterTypeURL is the type URL of an envoy.config.cluster.v3.Cluster.
+const clusterTypeURL = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+
 // EDSNameOf decodes one CDS resource: ok is false for a cluster that is not
 // of type EDS; name is its EDS service name (the cluster name if unset).
+// Only the three fields that say so are read (scanEDSName): decoding 1,000
+// proxies × 1,000 whole clusters was a third of the load client's CPU.
 func EDSNameOf(a *anypb.Any) (name string, ok bool, err error) {
 	a, err = unwrap(a)
 	if err != nil {
 		return "", false, err
 	}
+	if a.GetTypeUrl() == clusterTypeURL {
+		if name, ok, err := scanEDSName(a.GetValue()); err == nil {
+			return name, ok, nil
+		}
+		// Malformed: the full decoder says why.
+	}
+	return decodeEDSName(a)
+}
+
+// decodeEDSName is EDSNameOf with the full decoder.
+func decodeEDSName(a *anypb.Any) (name string, ok bool, err error) {
 	var c clusterv3.Cluster
 	if err := a.UnmarshalTo(&c); err != nil {
 		return "", false, fmt.Errorf("cluster: %w", err)
@@ -124,4 +141,97 @@ func RDSNamesOf(a *anypb.Any) ([]string, error) {
 		}
 	}
 	return names, errors.Join(errs...)
+}
+
+// Field numbers of envoy.config.cluster.v3.Cluster read by scanEDSName.
+const (
+	clusterName       = 1  // string name
+	clusterType       = 2  // DiscoveryType type (oneof cluster_discovery_type)
+	clusterEDSConfig  = 3  // EdsClusterConfig eds_cluster_config
+	clusterCustomType = 38 // CustomClusterType cluster_type (oneof cluster_discovery_type)
+	edsConfigService  = 2  // EdsClusterConfig.service_name
+	discoveryTypeEDS  = 3  // Cluster.DiscoveryType EDS
+)
+
+// scanEDSName is EDSNameOf on the wire form of a Cluster, reading only name,
+// the discovery type and eds_cluster_config.service_name, with protobuf's
+// rules: the last value of a scalar wins, and so does the last member of a
+// oneof set; repeated occurrences of a message merge.
+func scanEDSName(b []byte) (name string, ok bool, err error) {
+	var service string
+	eds := false // the discovery type is EDS (an unset oneof is STATIC)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == clusterName && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", false, protowire.ParseError(n)
+			}
+			name, b = string(v), b[n:]
+			continue
+		case num == clusterType && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return "", false, protowire.ParseError(n)
+			}
+			eds, b = v == discoveryTypeEDS, b[n:]
+			continue
+		case num == clusterCustomType && typ == protowire.BytesType:
+			eds = false
+		case num == clusterEDSConfig && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", false, protowire.ParseError(n)
+			}
+			if s, found, err := scanString(v, edsConfigService); err != nil {
+				return "", false, err
+			} else if found {
+				service = s
+			}
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", false, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	if !eds {
+		return "", false, nil
+	}
+	if service != "" {
+		return service, true, nil
+	}
+	return name, true, nil
+}
+
+// scanString returns the last value of string field num in message b.
+func scanString(b []byte, num protowire.Number) (s string, found bool, err error) {
+	for len(b) > 0 {
+		n0, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if n0 == num && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", false, protowire.ParseError(n)
+			}
+			s, found, b = string(v), true, b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(n0, typ, b)
+		if n < 0 {
+			return "", false, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return s, found, nil
 }

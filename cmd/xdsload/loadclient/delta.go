@@ -25,8 +25,8 @@ import (
 //     re-subscribes the EDS/RDS names, as Envoy does after a reconnect.
 //
 // A proxy holds per resource only interned handles (name, version, the names
-// it depends on), so 1,000 proxies × 2,000 resources cost tens of MB, not a
-// copy of every name per proxy.
+// it depends on): no copy of any name or version per proxy; the map costs about
+// 80 bytes per resource (~160 MB for 1,000 proxies × 2,000 resources).
 
 type handle = unique.Handle[string]
 

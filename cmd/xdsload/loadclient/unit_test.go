@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mizzenmesh/mizzen/cmd/xdsload/internal/xdstest"
 )
@@ -283,5 +287,56 @@ func TestDeltaProxySteps(t *testing.T) {
 	}
 	if r := byType["RDS"]; !slices.Equal(r.GetResourceNamesSubscribe(), []string{xdstest.RouteName}) || len(r.GetInitialResourceVersions()) != 1 {
 		t.Errorf("RDS on reconnect: %v", r)
+	}
+}
+
+// The wire scan of a cluster's EDS name agrees with the full decoder.
+func TestScanEDSName(t *testing.T) {
+	ads := &core.ConfigSource{ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}}}
+	edsCluster := func(name, service string) *clusterv3.Cluster {
+		return &clusterv3.Cluster{Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads, ServiceName: service},
+			ConnectTimeout:   durationpb.New(time.Second), LbPolicy: clusterv3.Cluster_LEAST_REQUEST}
+	}
+	marshal := func(m proto.Message) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	custom := &clusterv3.Cluster{Name: "custom", ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{Name: "x"}}}
+	cases := map[string][]byte{
+		"eds with service name":    marshal(edsCluster("outbound|8080||a.b.svc.cluster.local", "svc-a")),
+		"eds without service name": marshal(edsCluster("outbound|8080||a.b.svc.cluster.local", "")),
+		"static":                   marshal(&clusterv3.Cluster{Name: "BlackHoleCluster", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}),
+		"no discovery type":        marshal(&clusterv3.Cluster{Name: "unset", EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{ServiceName: "x"}}),
+		"logical dns":              marshal(&clusterv3.Cluster{Name: "dns", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}}),
+		"custom type":              marshal(custom),
+		// A oneof set twice: the last one wins; messages merge, scalars: last wins.
+		"eds then custom":   append(marshal(edsCluster("a", "s")), marshal(custom)...),
+		"custom then eds":   append(marshal(custom), marshal(edsCluster("a", ""))...),
+		"eds config merged": append(marshal(edsCluster("a", "first")), marshal(&clusterv3.Cluster{EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads}})...),
+		"renamed":           append(marshal(edsCluster("a", "")), marshal(&clusterv3.Cluster{Name: "b"})...),
+	}
+	for what, b := range cases {
+		a := &anypb.Any{TypeUrl: clusterTypeURL, Value: b}
+		wantName, wantOK, err := decodeEDSName(a)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		name, ok, err := scanEDSName(b)
+		if err != nil || name != wantName || ok != wantOK {
+			t.Errorf("%s: scan says %q %v %v, the decoder %q %v", what, name, ok, err, wantName, wantOK)
+		}
+		if name, ok, err := EDSNameOf(a); err != nil || name != wantName || ok != wantOK {
+			t.Errorf("%s: EDSNameOf says %q %v %v, the decoder %q %v", what, name, ok, err, wantName, wantOK)
+		}
+	}
+	if _, _, err := scanEDSName([]byte{0x0a, 0x05, 'a'}); err == nil {
+		t.Error("truncated cluster scanned without error")
+	}
+	if _, _, err := EDSNameOf(&anypb.Any{TypeUrl: clusterTypeURL, Value: []byte{0x0a, 0x05, 'a'}}); err == nil {
+		t.Error("truncated cluster decoded without error")
 	}
 }
