@@ -200,6 +200,9 @@ func (c *proxyCache) streamClosed(id string) {
 	cn.streams--
 	if cn.streams <= 0 {
 		delete(c.conns, id)
+		for t := range numTypes {
+			c.metrics.accepted(t, id)
+		}
 		cn.mu.Lock()
 		for _, pc := range cn.outstanding {
 			c.changes.disconnected(pc.ch, id)
@@ -301,6 +304,7 @@ func (c *proxyCache) recordNACK(cn *conn, t typeIndex, version, msg string, name
 	ts.nackMessage = msg
 	ts.nackedNames = names
 	c.metrics.rejects.WithLabelValues(typeLabels[t]).Inc()
+	c.metrics.rejected(t, cn.id, msg)
 	c.log.Warn("proxy rejected config (NACK); keeping its last good config",
 		"proxy", cn.id, "type", typeLabels[t], "version", version, "resources", names, "error", msg)
 	delete(cn.changePending, t)
@@ -318,6 +322,9 @@ func (c *proxyCache) recordACK(cn *conn, t typeIndex, version string) {
 	ts := &cn.types[t]
 	ts.acks++
 	ts.ackedVersion = version
+	if ts.nackMessage != "" {
+		c.metrics.accepted(t, cn.id)
+	}
 	ts.nackMessage = ""
 	ts.nackedNames = nil
 	if len(cn.outstanding) > 0 {

@@ -1,6 +1,10 @@
 package xds
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics carries istiod's metric names and labels, so Istio's control-plane
 // dashboards work on mizzen unchanged.
@@ -19,6 +23,31 @@ type Metrics struct {
 
 	identityRefusals *prometheus.CounterVec
 	certRotations    prometheus.Counter
+
+	// typeRejects are istiod's pilot_xds_<type>_reject{node, err}: 1 while a
+	// proxy's last response of the type is NACKed, gone once it ACKs.
+	typeRejects [numTypes]*prometheus.GaugeVec
+}
+
+// maxRejectErrLen bounds the err label (Envoy's message) of pilot_xds_<type>_reject.
+const maxRejectErrLen = 256
+
+func (m *Metrics) rejected(t typeIndex, node, msg string) {
+	if m == nil {
+		return
+	}
+	if len(msg) > maxRejectErrLen {
+		msg = msg[:maxRejectErrLen]
+	}
+	m.typeRejects[t].DeletePartialMatch(prometheus.Labels{"node": node})
+	m.typeRejects[t].WithLabelValues(node, msg).Set(1)
+}
+
+func (m *Metrics) accepted(t typeIndex, node string) {
+	if m == nil {
+		return
+	}
+	m.typeRejects[t].DeletePartialMatch(prometheus.Labels{"node": node})
 }
 
 // NewMetrics registers the xDS metrics in reg.
@@ -50,9 +79,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		certRotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "mizzen_workload_cert_rotations_total",
 			Help: "Workload certificates replaced on an open xDS stream before expiry (or after a root change)."}),
 	}
-	for _, t := range typeLabels {
+	for i, t := range typeLabels {
 		m.pushes.WithLabelValues(t)
 		m.rejects.WithLabelValues(t)
+		m.typeRejects[i] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pilot_xds_" + t + "_reject",
+			Help: "Pilot rejected " + strings.ToUpper(t) + " configs: 1 per proxy whose last response of the type was NACKed, with Envoy's message."}, []string{"node", "err"})
+		reg.MustRegister(m.typeRejects[i])
 	}
 	reg.MustRegister(m.connected, m.pushes, m.rejects, m.services, m.convergence, m.pushTime, m.triggers, m.internalErrors, m.configErrors, m.identityRefusals, m.certRotations)
 	return m

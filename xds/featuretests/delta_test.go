@@ -242,6 +242,9 @@ func TestDeltaNACKNamesResource(t *testing.T) {
 	if got := h.metric("pilot_total_xds_rejects", "rds"); got != 1 {
 		t.Errorf("pilot_total_xds_rejects{type=rds} = %v, want 1", got)
 	}
+	if got := h.metricWith("pilot_xds_rds_reject", "err", msg); got != 1 {
+		t.Errorf("pilot_xds_rds_reject{node, err=Envoy's message} = %v, want 1", got)
+	}
 	ch, err := h.change(h.version)
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +266,9 @@ func TestDeltaNACKNamesResource(t *testing.T) {
 	st, _ = h.syncStatus(c.node.GetId())
 	if st.Types["rds"].State != "SYNCED" {
 		t.Errorf("rds after the fix = %+v, want SYNCED", st.Types["rds"])
+	}
+	if got := h.metricWith("pilot_xds_rds_reject", "node", c.node.GetId()); got != 0 {
+		t.Errorf("pilot_xds_rds_reject still set after the proxy ACKed: %v", got)
 	}
 }
 
