@@ -139,7 +139,7 @@ spec:
 			out, err := exec.CommandContext(ctx, rig.MizzenBinary(t), "proxy-status", "--monitoring-addr", m.Mizzen.MonitoringAddr).CombinedOutput()
 			return string(out), err
 		}
-		// rows: pod name -> fields (NAME TYPE CDS LDS EDS RDS SDS LAST CHANGE… NACK)
+		// rows: pod name -> fields (NAME TYPE CDS LDS EDS RDS SDS XDS LAST CHANGE… NACK)
 		rows := func(out string) map[string][]string {
 			r := map[string][]string{}
 			for _, line := range strings.Split(out, "\n")[1:] {
@@ -195,10 +195,11 @@ spec:
 			}
 			after = out
 			cur := rows(out)["client.default"]
-			if len(cur) < 9 || (len(prev) > 7 && cur[7] == prev[7]) {
+			// NAME TYPE CDS LDS EDS RDS SDS XDS LAST-CHANGE(#id STATE latency) NACK
+			if len(cur) < 10 || (len(prev) > 8 && cur[8] == prev[8]) {
 				return fmt.Errorf("client's last change still %v", cur)
 			}
-			if cur[8] != "ACKED" {
+			if cur[9] != "ACKED" {
 				return fmt.Errorf("client's change %v not ACKED yet", cur)
 			}
 			return allSynced(out)
