@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,13 @@ type kubeBenchChange struct {
 	// kubeBenchSettle (CPUWindowMS later): schedstat, exact.
 	CPUSeconds  float64 `json:"cpu_seconds"`
 	CPUWindowMS float64 `json:"cpu_window_ms"`
+	// Where the time goes: the first proxy's ACK, and mizzen's push of the
+	// change (/debug/push_status: its start after the write, its duration
+	// from snapshot to every proxy's response handed to its stream).
+	FirstMS     float64 `json:"first_ms"`
+	PushStartMS float64 `json:"push_start_ms"`
+	PushMS      float64 `json:"push_ms"`
+	PushTrigger string  `json:"push_trigger,omitempty"`
 	perProxy    []time.Duration
 }
 
@@ -306,10 +314,18 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 			}
 		}
 		c.NewVersions, c.ExtraProxies = kbNewVersionsSince(lc, cr.Start)
+		if len(cr.PerProxy) > 0 {
+			c.FirstMS = kbMS(slices.Min(cr.PerProxy))
+		}
+		if lp, err := kbLastPush(ctx, mz); err != nil {
+			b.Logf("kube-bench: /debug/push_status: %v", err)
+		} else {
+			c.PushStartMS, c.PushMS, c.PushTrigger = kbMS(lp.start.Sub(cr.Start)), kbMS(lp.took), lp.trigger
+		}
 		res.Changes = append(res.Changes, c)
-		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms converged=%d/%d trigger=%.0fms mizzen_cpu=%.3fs (%.0fms window) pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
-			kind, round, c.AllAckedMS, c.P50MS, c.P99MS, c.Converged, proxies, c.TriggerMS, c.CPUSeconds, c.CPUWindowMS,
-			kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
+		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms first=%.0fms converged=%d/%d trigger=%.0fms push: +%.0fms, %.0fms (%s) mizzen_cpu=%.3fs (%.0fms window) pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
+			kind, round, c.AllAckedMS, c.P50MS, c.P99MS, c.FirstMS, c.Converged, proxies, c.TriggerMS, c.PushStartMS, c.PushMS, c.PushTrigger,
+			c.CPUSeconds, c.CPUWindowMS, kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
 	}
 	profiled := func(kind string, run func()) {
 		if !env.pprof {
@@ -452,6 +468,38 @@ func kbProfile(ctx context.Context, mz *rig.Mizzen, mode, kind string, secs int)
 		return "", err
 	}
 	return path, f.Close()
+}
+
+type kbPush struct {
+	start   time.Time
+	took    time.Duration
+	trigger string
+}
+
+// kbLastPush reads mizzen's last push from /debug/push_status.
+func kbLastPush(ctx context.Context, mz *rig.Mizzen) (kbPush, error) {
+	body, err := mz.Get(ctx, "/debug/push_status")
+	if err != nil {
+		return kbPush{}, err
+	}
+	var st struct {
+		LastPush *struct {
+			Start    time.Time `json:"start"`
+			Duration string    `json:"duration"`
+			Trigger  string    `json:"trigger"`
+		} `json:"last_push"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return kbPush{}, err
+	}
+	if st.LastPush == nil {
+		return kbPush{}, fmt.Errorf("no push yet")
+	}
+	took, err := time.ParseDuration(st.LastPush.Duration)
+	if err != nil {
+		return kbPush{}, err
+	}
+	return kbPush{start: st.LastPush.Start, took: took, trigger: st.LastPush.Trigger}, nil
 }
 
 // kbCPUNanos is mizzen's CPU time so far (schedstat, exact); 0 if unreadable.
