@@ -37,6 +37,33 @@ func GatewayBindPort(snap *model.Snapshot, proxy *model.Proxy, serverPort uint32
 	return serverPort
 }
 
+// privileged: an unprivileged gateway cannot bind port.
+func privileged(proxy *model.Proxy, port uint32) bool { return proxy.Unprivileged && port < 1024 }
+
+// PrivilegedGatewayPorts lists the ports an unprivileged gateway's servers
+// would bind below 1024, which it is not given (GatewayListeners skips them).
+func PrivilegedGatewayPorts(snap *model.Snapshot, proxy *model.Proxy) []uint32 {
+	if !proxy.Unprivileged {
+		return nil
+	}
+	seen := map[uint32]bool{}
+	var out []uint32
+	add := func(port uint32) {
+		if bind := GatewayBindPort(snap, proxy, port); bind < 1024 && !seen[bind] {
+			seen[bind] = true
+			out = append(out, bind)
+		}
+	}
+	for port := range gatewayHTTPServers(snap, proxy) {
+		add(port)
+	}
+	for _, c := range gatewayTLSChains(snap, proxy) {
+		add(c.port)
+	}
+	sortU32(out)
+	return out
+}
+
 func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
 	bindIP := "0.0.0.0"
 	if proxy.GatewayBindIP != "" {
@@ -59,6 +86,9 @@ func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Li
 	}
 	for _, port := range ports {
 		bind := GatewayBindPort(snap, proxy, port)
+		if privileged(proxy, bind) {
+			continue
+		}
 		name := OutboundHTTPListenerName(bind)
 		out = append(out, &listenerv3.Listener{
 			Name:             name,

@@ -95,6 +95,9 @@ func gatewayTLSListeners(snap *model.Snapshot, proxy *model.Proxy, bindIP string
 	var out []*listenerv3.Listener
 	byPort := map[uint32]*listenerv3.Listener{}
 	for _, c := range gatewayTLSChains(snap, proxy) {
+		if privileged(proxy, GatewayBindPort(snap, proxy, c.port)) {
+			continue
+		}
 		l := byPort[c.port]
 		if l == nil {
 			bind := GatewayBindPort(snap, proxy, c.port)

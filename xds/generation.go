@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ type generation struct {
 // endpoint-only change reuses it whole.
 type configParts struct {
 	snap *model.Snapshot
+	log  *slog.Logger
 
 	mu        sync.Mutex
 	scopes    map[string]*scopeParts
@@ -43,6 +45,7 @@ type configParts struct {
 // scopeParts is the config of one scope.
 type scopeParts struct {
 	view     *model.Snapshot
+	log      *slog.Logger
 	clusters *part
 	outbound *part // sidecar outbound listeners
 
@@ -69,12 +72,12 @@ func routeConfigName(r *routev3.RouteConfiguration) string { return r.GetName() 
 // newGeneration starts a generation for snap. With prev from the same config
 // (equal ConfigHash) the config parts are reused whole: clusters, listeners and
 // routes keep their items and versions, so only EDS is pushed.
-func newGeneration(snap *model.Snapshot, prev *generation) (*generation, error) {
+func newGeneration(snap *model.Snapshot, prev *generation, log *slog.Logger) (*generation, error) {
 	g := &generation{snap: snap, endpoints: map[string]*part{}, creds: map[string]*part{}}
 	if prev != nil && prev.snap.ConfigHash == snap.ConfigHash {
 		g.config = prev.config
 	} else {
-		g.config = &configParts{snap: snap, scopes: map[string]*scopeParts{}}
+		g.config = &configParts{snap: snap, log: log, scopes: map[string]*scopeParts{}}
 	}
 	// Build the unscoped view now, so a broken translation is reported before
 	// any proxy is touched and most proxies find their parts ready.
@@ -99,7 +102,7 @@ func (cp *configParts) scope(sc model.Scope) (*scopeParts, error) {
 		return sp, nil
 	}
 	view := cp.snap.View(sc)
-	sp := &scopeParts{view: view, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{}}
+	sp := &scopeParts{view: view, log: cp.log, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{}}
 	var err error
 	if sp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(view)...), clusterName); err != nil {
 		return nil, fmt.Errorf("clusters: %w", err)
@@ -140,6 +143,9 @@ func gatewayKey(p *model.Proxy) string {
 	b.WriteString("|" + p.Namespace + "|" + p.GatewayBindIP)
 	if p.Identity != "" {
 		b.WriteString("|id")
+	}
+	if p.Unprivileged {
+		b.WriteString("|unprivileged")
 	}
 	for _, k := range keys {
 		b.WriteString("|" + k + "=" + p.Labels[k])
@@ -188,6 +194,11 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 	l, err := newPart(translate.GatewayListeners(sp.view, p), listenerName)
 	if err != nil {
 		return nil, err
+	}
+	if ports := translate.PrivilegedGatewayPorts(sp.view, p); len(ports) > 0 && sp.log != nil {
+		// Once per config change and gateway kind, not per proxy or push.
+		sp.log.Warn("gateway servers need ports below 1024, which this unprivileged gateway (UNPRIVILEGED_POD) cannot bind: no listener for them; map the gateway Service's port to a targetPort of 1024 or more",
+			"proxy", p.ID, "ports", ports)
 	}
 	// RequestAuthentication selects by namespace and labels: part of the proxy key.
 	c, err := newPart(translate.JWTClusters(sp.view, p), clusterName)

@@ -56,7 +56,7 @@ func benchMesh(n, proxies int, extra string) *model.Inputs {
 // every proxy's sets from a generation whose only change is one endpoint.
 func BenchmarkEndpointChangeBuild(b *testing.B) {
 	const n, proxies = 1000, 1000
-	prev, err := newGeneration(model.Build(benchMesh(n, proxies, ""), 1), nil)
+	prev, err := newGeneration(model.Build(benchMesh(n, proxies, ""), 1), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 		}
 		snap := model.Build(benchMesh(n, proxies, extra), uint64(i+2))
 		b.StartTimer()
-		g, err := newGeneration(snap, prev)
+		g, err := newGeneration(snap, prev, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -158,7 +158,7 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 	s.mu.Lock()
 	prev := s.gen
 	s.mu.Unlock()
-	gen, err := newGeneration(snap, prev)
+	gen, err := newGeneration(snap, prev, s.log)
 	if err != nil {
 		// Keep serving the last good generation; the error names the resource.
 		s.metrics.internalErrors.Inc()

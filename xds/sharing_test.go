@@ -47,7 +47,7 @@ func distinctRouteParts(t *testing.T, in *model.Inputs) (routes, listeners int) 
 			t.Fatalf("fixture error: %+v", e)
 		}
 	}
-	g, err := newGeneration(snap, nil)
+	g, err := newGeneration(snap, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,11 @@ type Proxy struct {
 	// IstioVersion (node metadata ISTIO_VERSION) is set by istio-agent, whose
 	// bootstrap already defines the stats listener and its clusters.
 	IstioVersion string
+	// Unprivileged (node metadata UNPRIVILEGED_POD, set by Istio's injection
+	// for pods that may not bind ports below 1024): such a gateway gets no
+	// listener on a privileged port, as from istiod, instead of an LDS update
+	// Envoy rejects whole.
+	Unprivileged bool
 }
 
 // AgentSDS reports whether the proxy's workload certificate comes from
@@ -64,6 +69,7 @@ const (
 	MetaGatewayBindIP  = "MIZZEN_GATEWAY_BIND_IP"
 	MetaAdminAddress   = "MIZZEN_ADMIN_ADDRESS"
 	MetaIstioVersion   = "ISTIO_VERSION"
+	MetaUnprivileged   = "UNPRIVILEGED_POD"
 )
 
 // ParseProxy builds a Proxy from an Istio node ID
@@ -104,6 +110,9 @@ func ParseProxy(id string, meta map[string]any) (*Proxy, error) {
 	p.ClusterID, _ = meta[MetaClusterID].(string)
 	p.GatewayBindIP, _ = meta[MetaGatewayBindIP].(string)
 	p.IstioVersion, _ = meta[MetaIstioVersion].(string)
+	if v, _ := meta[MetaUnprivileged].(string); v != "" {
+		p.Unprivileged, _ = strconv.ParseBool(v)
+	}
 	// An address that is not ip:port is ignored (the default applies) rather
 	// than refusing the proxy its whole config over a stats detail.
 	if a, ok := meta[MetaAdminAddress].(string); ok {
