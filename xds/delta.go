@@ -217,6 +217,9 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 	if t == edsType && len(cn.rewarm) > 0 {
 		rewarm = cn.rewarm
 	}
+	if !ds.fresh && !ts.resendAll && ts.sentSet == set && len(w.subscribed) == 0 && len(rewarm) == 0 {
+		return // an ACK, or a change that gave this proxy nothing new of this type
+	}
 	var send []*item
 	var removed []string
 	switch {
@@ -241,11 +244,11 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 		}
 		return
 	}
-	resources := make([]*discovery.Resource, 0, len(send))
-	names := make([]string, 0, len(send))
-	for _, it := range send {
-		resources = append(resources, it.deltaResource())
-		names = append(names, it.name)
+	resources := make([]*discovery.Resource, len(send))
+	names := make([]string, len(send))
+	for i, it := range send {
+		resources[i] = it.deltaResource()
+		names[i] = it.name
 	}
 	resp := &cache.DeltaPassthroughResponse{
 		DeltaRequest: w.req,
@@ -331,8 +334,17 @@ func deltaInitial(ts *typeState, set *resourceSet, initial map[string]string) (s
 // parts' shared diffs, computed once for every proxy.
 func deltaAgainst(ts *typeState, sent, cur *resourceSet, all bool, always map[string]bool, subscribed []string) (send []*item, removed []string) {
 	ds := ts.dstate
-	included := map[string]bool{}
+	// Items can be named twice only through subscribed and always; the map
+	// that catches that is made only then.
+	var included map[string]bool
+	if len(subscribed) > 0 || len(always) > 0 {
+		included = map[string]bool{}
+	}
 	add := func(it *item) {
+		if included == nil {
+			send = append(send, it)
+			return
+		}
 		if !included[it.name] {
 			included[it.name] = true
 			send = append(send, it)
@@ -438,7 +450,13 @@ func (c *proxyCache) deltaResponseWritten(id string, resp *discovery.DeltaDiscov
 }
 
 // deltaResource is the item as a delta Resource: its name, its version (the
-// content hash) and, through the codec, its shared marshalled bytes.
+// content hash) and, through the codec, its shared marshalled bytes. It is
+// built once and shared by every delta response that carries the item:
+// nothing downstream writes to it (go-control-plane sets the nonce on the
+// response, the codec only reads).
 func (it *item) deltaResource() *discovery.Resource {
-	return &discovery.Resource{Name: it.name, Version: it.version(), Resource: &anypb.Any{TypeUrl: preEncodedTypeURL, Value: it.deltaEncoded()}}
+	it.deltaResOnce.Do(func() {
+		it.deltaRes = &discovery.Resource{Name: it.name, Version: it.version(), Resource: &anypb.Any{TypeUrl: preEncodedTypeURL, Value: it.deltaEncoded()}}
+	})
+	return it.deltaRes
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -62,6 +63,9 @@ type item struct {
 	// field, built on first use and shared by every delta stream (see Codec).
 	deltaOnce  sync.Once
 	deltaBytes []byte
+
+	deltaResOnce sync.Once
+	deltaRes     *discovery.Resource
 }
 
 // version is the item's delta resource version: its content hash, so equal
