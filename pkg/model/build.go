@@ -1,7 +1,9 @@
 package model
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"hash"
 	"hash/fnv"
 	"net"
 	"sort"
@@ -278,33 +280,33 @@ func byCreation[T creationSortable](in []T) []T {
 // Fields the model ignores (resourceVersion, managedFields, status of config
 // objects) stay out: in a cluster they change all the time and would turn every
 // status update into a full rebuild. The encoding need only be stable within
-// one process.
+// one process. Each object is hashed on its own and the hashes are combined in
+// order; with in.Hashes, an object the apiserver versioned is hashed once per
+// resourceVersion, not on every change of any object.
 func fingerprint(in *Inputs) (config, endpoints uint64) {
+	h := in.Hashes.begin()
+	defer h.end()
 	c, e := fnv.New64a(), fnv.New64a()
-	cenc, eenc := json.NewEncoder(c), json.NewEncoder(e)
-	meta := func(enc *json.Encoder, kind string, m metav1.ObjectMeta) {
-		_ = enc.Encode([]any{kind, m.Namespace, m.Name, m.Labels, m.Annotations, m.CreationTimestamp, m.DeletionTimestamp != nil})
+	add := func(dst hash.Hash64, kind string, m metav1.ObjectMeta, cacheable bool, parts ...any) {
+		_ = binary.Write(dst, binary.LittleEndian, h.object(kind, m, cacheable, parts))
 	}
 	for _, o := range in.Namespaces {
-		meta(cenc, "ns", o.ObjectMeta)
+		add(c, "ns", o.ObjectMeta, true)
 	}
 	for _, o := range in.Services {
-		meta(cenc, "svc", o.ObjectMeta)
-		_ = cenc.Encode(&o.Spec)
+		add(c, "svc", o.ObjectMeta, true, &o.Spec)
 	}
 	for _, o := range in.ServiceAccounts {
-		meta(cenc, "sa", o.ObjectMeta)
+		add(c, "sa", o.ObjectMeta, true)
 	}
 	for _, o := range in.ConfigMaps {
-		meta(cenc, "cm", o.ObjectMeta)
-		_ = cenc.Encode(o.Data)
+		add(c, "cm", o.ObjectMeta, true, o.Data)
 	}
 	// Istio objects: metadata and spec (their status is not read).
 	specs := func(kind string, n int, at func(int) (metav1.ObjectMeta, any)) {
 		for i := 0; i < n; i++ {
 			m, spec := at(i)
-			meta(cenc, kind, m)
-			_ = cenc.Encode(spec)
+			add(c, kind, m, true, spec)
 		}
 	}
 	specs("vs", len(in.VirtualServices), func(i int) (metav1.ObjectMeta, any) {
@@ -330,23 +332,74 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	// Secrets count by name and usability only: a renewed certificate changes
 	// no listener or route, just the SDS secret built from it per generation
 	// (xds/gateway_secrets.go), so it must not rebuild everyone's config.
+	// Usability depends on the -cacert Secret too: never cached.
 	creds := buildCredentials(in.Secrets)
 	for _, o := range in.Secrets {
 		key := o.Namespace + "/" + o.Name
-		c := creds.ok[key]
-		meta(cenc, "secret", o.ObjectMeta)
-		_ = cenc.Encode([]any{c != nil, c != nil && c.CACert != nil, creds.invalid[key]})
+		cr := creds.ok[key]
+		add(c, "secret", o.ObjectMeta, false, []any{cr != nil, cr != nil && cr.CACert != nil, creds.invalid[key]})
 	}
 	for _, o := range in.EndpointSlices {
-		meta(eenc, "es", o.ObjectMeta)
-		_ = eenc.Encode([]any{o.AddressType, o.Endpoints, o.Ports})
+		add(e, "es", o.ObjectMeta, true, []any{o.AddressType, o.Endpoints, o.Ports})
 	}
 	for _, o := range in.Pods {
 		// Pods matter for their labels, service account and address only.
-		meta(eenc, "pod", o.ObjectMeta)
-		_ = eenc.Encode([]any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
+		add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
 	}
 	return c.Sum64(), e.Sum64()
+}
+
+// HashCache keeps the fingerprints of apiserver objects across builds, by
+// kind, namespace, name, UID and resourceVersion (which changes with every
+// write), so a change re-hashes only the objects it touched. A source that
+// builds repeatedly hands the same one to every build (Inputs.Hashes). Entries
+// of objects that are gone are dropped at the next build.
+type HashCache struct {
+	mu        sync.Mutex
+	cur, next map[string]uint64
+}
+
+// NewHashCache returns an empty cache.
+func NewHashCache() *HashCache { return &HashCache{cur: map[string]uint64{}} }
+
+// objectHasher hashes the objects of one build.
+type objectHasher struct{ c *HashCache }
+
+func (c *HashCache) begin() objectHasher {
+	if c != nil {
+		c.mu.Lock()
+		c.next = make(map[string]uint64, len(c.cur))
+	}
+	return objectHasher{c}
+}
+
+func (h objectHasher) end() {
+	if h.c != nil {
+		h.c.cur, h.c.next = h.c.next, nil
+		h.c.mu.Unlock()
+	}
+}
+
+func (h objectHasher) object(kind string, m metav1.ObjectMeta, cacheable bool, parts []any) uint64 {
+	var key string
+	if h.c != nil && cacheable && m.ResourceVersion != "" {
+		key = kind + "/" + m.Namespace + "/" + m.Name + "/" + string(m.UID) + "/" + m.ResourceVersion
+		if v, ok := h.c.cur[key]; ok {
+			h.c.next[key] = v
+			return v
+		}
+	}
+	d := fnv.New64a()
+	enc := json.NewEncoder(d)
+	_ = enc.Encode([]any{kind, m.Namespace, m.Name, m.Labels, m.Annotations, m.CreationTimestamp, m.DeletionTimestamp != nil})
+	for _, p := range parts {
+		_ = enc.Encode(p)
+	}
+	v := d.Sum64()
+	if key != "" {
+		h.c.next[key] = v
+	}
+	return v
 }
 
 func podContainerPorts(p *corev1.Pod) [][]corev1.ContainerPort {

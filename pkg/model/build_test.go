@@ -138,3 +138,37 @@ func TestFingerprintIgnoresWhatTheModelDoesNotRead(t *testing.T) {
 		t.Error("a service port change must change the config fingerprint")
 	}
 }
+
+// The fingerprint cache: the same hashes as without it, a new resourceVersion
+// is hashed again, an unchanged one is not.
+func TestHashCacheFollowsResourceVersions(t *testing.T) {
+	svc := service("a", corev1.ServicePort{Name: "http", Port: 80})
+	svc.ResourceVersion = "1"
+	in := &Inputs{Services: []*corev1.Service{svc}}
+	plain := Build(in, 1)
+	in.Hashes = NewHashCache()
+	cached := Build(in, 2)
+	if plain.ConfigHash != cached.ConfigHash || plain.EndpointsHash != cached.EndpointsHash {
+		t.Fatal("the cache changes the fingerprint")
+	}
+	// Same resourceVersion: the cached hash stands (the apiserver never
+	// changes an object without a new one).
+	edited := svc.DeepCopy()
+	edited.Spec.Ports[0].Port = 81
+	in.Services = []*corev1.Service{edited}
+	if Build(in, 3).ConfigHash != cached.ConfigHash {
+		t.Error("an object with the same resourceVersion was hashed again")
+	}
+	edited.ResourceVersion = "2"
+	if Build(in, 4).ConfigHash == cached.ConfigHash {
+		t.Error("a new resourceVersion with another spec kept the old hash")
+	}
+	// Without a resourceVersion (file mode) nothing is cached.
+	edited.ResourceVersion = ""
+	edited.Spec.Ports[0].Port = 82
+	a := Build(in, 5).ConfigHash
+	edited.Spec.Ports[0].Port = 83
+	if Build(in, 6).ConfigHash == a {
+		t.Error("an object without resourceVersion was taken from the cache")
+	}
+}

@@ -35,4 +35,8 @@ type Inputs struct {
 	PeerAuthentications    []*security.PeerAuthentication
 	AuthorizationPolicies  []*security.AuthorizationPolicy
 	RequestAuthentications []*security.RequestAuthentication
+
+	// Hashes, when set, caches objects' fingerprints across builds (a source
+	// that rebuilds its inputs on every change passes the same one each time).
+	Hashes *HashCache
 }

@@ -164,6 +164,10 @@ func istioKinds() []*istioKind {
 // Source watches a cluster through shared informers. Run must be called at
 // most once.
 type Source struct {
+	// hashes caches object fingerprints across builds (build is only called
+	// from Run's goroutine).
+	hashes *model.HashCache
+
 	kube      kubernetes.Interface
 	dyn       dynamic.Interface
 	disc      discoverer
@@ -641,7 +645,12 @@ func (s *Source) matches(l map[string]string) bool {
 
 // build reads the full inputs from the caches, in namespace/name order.
 func (s *Source) build() model.Inputs {
-	var in model.Inputs
+	// The same cache every time: objects keep their fingerprint while their
+	// resourceVersion does, so a change re-hashes only what it touched.
+	if s.hashes == nil {
+		s.hashes = model.NewHashCache()
+	}
+	in := model.Inputs{Hashes: s.hashes}
 	all := labels.Everything()
 
 	nss, _ := s.namespaces.List(all)
