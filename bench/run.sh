@@ -70,7 +70,7 @@ fmt = lambda v: "-" if v is None else f"{v:.0f}"
 cpc = r.get('cpu_seconds_per_change')
 print(f"{name:12} {mode:5} N={n:>5}  initial={fmt(r.get('initial_convergence_ms'))}ms  change p50={fmt(r.get('p50_ms'))}ms p99={fmt(r.get('p99_ms'))}ms  "
       f"cpu/change={'-' if cpc is None else f'{cpc:.3f}'}s cpu={r.get('cpu_seconds', 0):.2f}s  "
-      f"rss_peak={r.get('rss_bytes_peak', 0)/2**20:.0f}MiB rss_final={r.get('rss_bytes_final', 0)/2**20:.0f}MiB  "
+      f"rss_peak={r.get('rss_bytes_peak', 0)/2**20:.0f}MiB rss_final={r.get('rss_bytes_final', 0)/2**20:.0f}MiB rss/proxy={(r.get('rss_bytes_per_proxy') or 0)/1024:.0f}KiB  "
       f"client_cpu={r.get('client_cpu_seconds', 0):.1f}s  converged={'yes' if r.get('all_converged') else 'NO'} exit={rc}  (load {load})")
 PY
   jq -c --arg name "$name" --argjson n "$n" --arg load "$load" '. + {run: $name, proxies: $n, loadavg: $load}' "$OUT/$tag.json" >>"$results" 2>/dev/null || true

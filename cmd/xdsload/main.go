@@ -39,6 +39,11 @@ type options struct {
 	xdsAddr        string
 	proxies        int
 	namespace      string
+	namespaces     int
+	workloads      int
+	workloadPrefix string
+	sameLabels     bool
+	istioVersion   string
 	router         bool
 	serviceAccount string
 	clusterID      string
@@ -116,7 +121,12 @@ Exit status: 0 all converged, 2 some proxy did not (report still printed), 1 err
 	f := cmd.Flags()
 	f.StringVar(&o.xdsAddr, "xds-addr", "127.0.0.1:15010", "plaintext gRPC xDS address of the control plane")
 	f.IntVarP(&o.proxies, "proxies", "n", 100, "number of simulated proxies (one ADS stream each)")
-	f.StringVar(&o.namespace, "namespace", "default", "namespace of the simulated pods")
+	f.StringVar(&o.namespace, "namespace", "default", "namespace of the simulated pods (the first one with --namespaces)")
+	f.IntVar(&o.namespaces, "namespaces", 1, "spread the workloads over this many namespaces: <namespace>, <namespace>-1, …")
+	f.IntVar(&o.workloads, "workloads", 0, "distinct workloads (Deployments) the sidecars are replicas of, each with its own app/version/pod-template-hash labels (0: proxies/2)")
+	f.StringVar(&o.workloadPrefix, "workload-prefix", "load", "workload w is Deployment <prefix>-<w> (its app label)")
+	f.StringVar(&o.istioVersion, "istio-version", "1.31.0", "ISTIO_VERSION node metadata of the workload sidecars, as pilot-agent sends it (\"-\": none)")
+	f.BoolVar(&o.sameLabels, "same-labels", false, "every sidecar gets app=load, version=v1 (xdsload's fleet before it simulated workloads)")
 	f.BoolVar(&o.router, "router", false, "simulate gateways (router~… node IDs, LABELS istio=ingressgateway) instead of sidecars")
 	f.StringVar(&o.serviceAccount, "service-account", "default", "SERVICE_ACCOUNT node metadata")
 	f.StringVar(&o.clusterID, "cluster-id", "Kubernetes", "CLUSTER_ID node metadata")
@@ -210,6 +220,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Addr:           o.xdsAddr,
 		Proxies:        o.proxies,
 		Namespace:      o.namespace,
+		Namespaces:     o.namespaces,
+		Workloads:      o.workloads,
+		WorkloadPrefix: o.workloadPrefix,
+		SameLabels:     o.sameLabels,
+		IstioVersion:   o.istioVersion,
 		Router:         o.router,
 		ServiceAccount: o.serviceAccount,
 		ClusterID:      o.clusterID,
@@ -224,11 +239,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	var sampler *loadclient.ProcSampler
+	var rssStart uint64
 	if o.pid > 0 {
 		sampler, err = loadclient.StartProcSampler(ctx, o.pid, o.sampleInterval)
 		if err != nil {
 			return fmt.Errorf("--pid %d: %w", o.pid, err)
 		}
+		rssStart = sampler.Current().RSSFinal
 	}
 
 	if o.cpuProfile != "" {
@@ -253,12 +270,16 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	defer client.Close()
 	log.Info("streams started", "proxies", o.proxies, "xds_addr", o.xdsAddr, "mode", o.mode)
 
-	m := measurement{n: o.proxies, mode: o.mode}
+	m := measurement{n: o.proxies, mode: o.mode, workloads: client.Config().Workloads, namespaces: client.Config().Namespaces}
+	if o.sameLabels || o.router {
+		m.workloads = 0
+	}
 	m.initial = client.WaitInitial(ctx, o.initialTimeout)
 	log.Info("initial config", "converged", m.initial.Converged, "of", o.proxies, "took", m.initial.All)
 	if sampler != nil {
 		st := sampler.Current()
 		m.cpuInitial = &st.CPUSeconds
+		m.rssInitial = st.RSSFinal
 	}
 
 	var runErr error
@@ -299,6 +320,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if sampler != nil {
 		st := sampler.Stop()
 		m.proc = &st
+		m.rssStart = rssStart
 	}
 	m.duration = time.Since(start)
 	// What the proxies hold (live heap with every stream still open).

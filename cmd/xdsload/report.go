@@ -17,6 +17,11 @@ type Report struct {
 	N int `json:"n"`
 	// Mode is the proxies' xDS protocol: sotw or delta.
 	Mode string `json:"mode"`
+	// Workloads is the number of distinct workloads the sidecars belong to
+	// (0: every proxy has the same labels, --same-labels or --router);
+	// Namespaces how many namespaces they are spread over.
+	Workloads  int `json:"workloads"`
+	Namespaces int `json:"namespaces"`
 	// InitialConvergenceMs is the time from the streams' start until the last
 	// proxy had CDS, LDS, EDS and RDS ACKed; null if some never did.
 	InitialConvergenceMs *float64 `json:"initial_convergence_ms"`
@@ -37,7 +42,13 @@ type Report struct {
 	RSSBytesPeak      *uint64  `json:"rss_bytes_peak,omitempty"`
 	RSSBytesFinal     *uint64  `json:"rss_bytes_final,omitempty"`
 	VmHWMBytes        *uint64  `json:"vm_hwm_bytes,omitempty"`
-	ProcessExited     bool     `json:"process_exited,omitempty"`
+	// RSSBytesStart is the control plane's VmRSS before the streams opened,
+	// RSSBytesInitial once every proxy had its first full config, and
+	// RSSBytesPerProxy their difference over N: what a connected proxy costs.
+	RSSBytesStart    *uint64  `json:"rss_bytes_start,omitempty"`
+	RSSBytesInitial  *uint64  `json:"rss_bytes_initial,omitempty"`
+	RSSBytesPerProxy *float64 `json:"rss_bytes_per_proxy,omitempty"`
+	ProcessExited    bool     `json:"process_exited,omitempty"`
 	// CPUSecondsPerChange is the mean of the changes' cpu_seconds (from each
 	// trigger until the proxies were quiet for --settle; exact, from schedstat).
 	CPUSecondsPerChange *float64 `json:"cpu_seconds_per_change,omitempty"`
@@ -99,6 +110,10 @@ type measurement struct {
 	idleCPU    float64
 	idleTime   time.Duration
 	selfHWM    uint64
+	workloads  int
+	namespaces int
+	rssStart   uint64
+	rssInitial uint64
 	selfHeap   uint64
 	initial    loadclient.InitialResult
 	changes    []loadclient.ChangeResult
@@ -125,6 +140,8 @@ func (m *measurement) report() Report {
 	r := Report{
 		N:                  m.n,
 		Mode:               m.mode,
+		Workloads:          m.workloads,
+		Namespaces:         m.namespaces,
 		ClientRSSPeakBytes: m.selfHWM,
 		ClientHeapBytes:    m.selfHeap,
 		InitialConverged:   m.initial.Converged,
@@ -176,6 +193,11 @@ func (m *measurement) report() Report {
 		r.CPUSeconds, r.RSSBytesPeak, r.RSSBytesFinal, r.VmHWMBytes = &cpu, &peak, &final, &hwm
 		r.CPUSecondsInitial = m.cpuInitial
 		r.ProcessExited = p.Exited
+		if m.rssStart > 0 && m.rssInitial > 0 {
+			start, initial := m.rssStart, m.rssInitial
+			per := (float64(initial) - float64(start)) / float64(m.n)
+			r.RSSBytesStart, r.RSSBytesInitial, r.RSSBytesPerProxy = &start, &initial, &per
+		}
 		var sum float64
 		var n int
 		for _, c := range r.Changes {
@@ -216,7 +238,11 @@ func mib(b uint64) string {
 }
 
 func writeTable(w io.Writer, addr string, r Report) {
-	fmt.Fprintf(w, "xdsload: %d %s proxies -> %s (%.1f s)\n\n", r.N, r.Mode, addr, r.DurationMs/1000)
+	fleet := "all with the same labels"
+	if r.Workloads > 0 {
+		fleet = fmt.Sprintf("replicas of %d workloads in %d namespace(s)", r.Workloads, r.Namespaces)
+	}
+	fmt.Fprintf(w, "xdsload: %d %s proxies (%s) -> %s (%.1f s)\n\n", r.N, r.Mode, fleet, addr, r.DurationMs/1000)
 	fmt.Fprintf(w, "initial convergence: %s ms, %d/%d proxies; per proxy p50 %.1f ms, p99 %.1f ms\n",
 		fmtMs(r.InitialConvergenceMs), r.InitialConverged, r.N, r.InitialP50Ms, r.InitialP99Ms)
 	for _, id := range r.InitialFailed {
@@ -252,6 +278,10 @@ func writeTable(w io.Writer, addr string, r Report) {
 			fmt.Fprint(w, " (process exited during the run)")
 		}
 		fmt.Fprintln(w)
+		if r.RSSBytesPerProxy != nil {
+			fmt.Fprintf(w, "control plane rss before the streams %s, after initial convergence %s: %.1f KiB per proxy\n",
+				mib(*r.RSSBytesStart), mib(*r.RSSBytesInitial), *r.RSSBytesPerProxy/1024)
+		}
 		if r.CPUSecondsPerChange != nil {
 			fmt.Fprintf(w, "control plane cpu per change: %.3f s", *r.CPUSecondsPerChange)
 			if r.IdleCPUPerS != nil {

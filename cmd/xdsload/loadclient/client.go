@@ -67,8 +67,33 @@ type Config struct {
 	Failover []string
 	// Proxies is the number of simulated proxies (one ADS stream each).
 	Proxies int
-	// Namespace of the simulated pods.
+	// Namespace of the simulated pods: the first of the namespaces they are
+	// spread over (see Namespaces).
 	Namespace string
+	// Namespaces spreads the workloads over this many namespaces: Namespace,
+	// Namespace-1, …, Namespace-(n-1) (NamespaceNames); workload w lives in the
+	// (w mod n)-th. 0 or 1: all in Namespace.
+	Namespaces int
+	// Workloads is the number of distinct workloads (Deployments, one
+	// ReplicaSet each) the sidecars belong to, like the pods of a real cluster:
+	// proxy i is a replica of workload i mod Workloads and carries its labels
+	// (app, version, pod-template-hash, Istio's canonical-name/-revision and
+	// tlsMode; see WorkloadLabels). 0 means Proxies/2 (two replicas each), at
+	// least 1. SameLabels restores the old fleet where every proxy has the same
+	// labels.
+	Workloads int
+	// WorkloadPrefix names the workloads: workload w is the Deployment
+	// "<prefix>-<w>" (label app), default "load".
+	WorkloadPrefix string
+	// IstioVersion is the ISTIO_VERSION metadata of the workload sidecars, as
+	// pilot-agent sends it (default "1.31.0"; "-" sends none). Control planes
+	// key features on it (istiod warns without it; mizzen adds Istio's stats
+	// filters for an istio-agent bootstrap).
+	IstioVersion string
+	// SameLabels gives every sidecar the labels app=load, version=v1 (and a
+	// pod name load-<i>), as xdsload did before it simulated workloads: every
+	// proxy then shares every label-dependent part of the config.
+	SameLabels bool
 	// Router makes the proxies gateways (router~…, LABELS istio=ingressgateway).
 	Router bool
 	// ServiceAccount is the SERVICE_ACCOUNT metadata value (default "default").
@@ -102,6 +127,18 @@ func (c *Config) defaults() error {
 	}
 	if c.Namespace == "" {
 		c.Namespace = "default"
+	}
+	if c.Namespaces <= 0 {
+		c.Namespaces = 1
+	}
+	if c.Workloads <= 0 {
+		c.Workloads = max(1, c.Proxies/2)
+	}
+	if c.WorkloadPrefix == "" {
+		c.WorkloadPrefix = "load"
+	}
+	if c.IstioVersion == "" {
+		c.IstioVersion = "1.31.0"
 	}
 	if c.ServiceAccount == "" {
 		c.ServiceAccount = "default"
@@ -151,8 +188,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, fullNotify: make(chan struct{}, 1)}
 	c.proxies = make([]*proxy, cfg.Proxies)
+	namespaces := NamespaceNames(cfg.Namespace, cfg.Namespaces)
 	for i := range c.proxies {
-		c.proxies[i] = newProxy(c, i)
+		c.proxies[i] = newProxy(c, i, namespaces)
 	}
 	return c, nil
 }
@@ -223,6 +261,9 @@ func (c *Client) Close() {
 		}
 	})
 }
+
+// Config returns the configuration with its defaults filled in.
+func (c *Client) Config() Config { return c.cfg }
 
 // Started is when Start launched the streams.
 func (c *Client) Started() time.Time { return c.started }

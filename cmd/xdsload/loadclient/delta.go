@@ -215,7 +215,9 @@ func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryRespon
 			// An EDS/RDS resource this proxy did not subscribe to: Envoy ignores it.
 			continue
 		}
-		if !ok || e.ver != v {
+		// A resource without a version (istiod sets none) is new whenever it
+		// is sent: Envoy applies it again.
+		if !ok || e.ver != v || r.GetVersion() == "" {
 			newVersion = true
 		}
 		if ok && e.ver == (handle{}) {

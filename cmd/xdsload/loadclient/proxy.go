@@ -82,22 +82,38 @@ type proxy struct {
 	dtypes [4]*deltaTypeState
 }
 
-func newProxy(c *Client, i int) *proxy {
+func newProxy(c *Client, i int, namespaces []string) *proxy {
 	cfg := c.cfg
 	ip := proxyIP(i)
-	pod := fmt.Sprintf("load-%d", i)
-	kind, labels := "sidecar", map[string]any{"app": "load", "version": "v1"}
-	if cfg.Router {
-		kind, labels = "router", map[string]any{"istio": "ingressgateway"}
-	}
-	id := fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", kind, ip, pod, cfg.Namespace, cfg.Namespace)
-	md, err := structpb.NewStruct(map[string]any{
-		"NAMESPACE":       cfg.Namespace,
-		"LABELS":          labels,
+	ns, pod := cfg.Namespace, fmt.Sprintf("load-%d", i)
+	kind, cluster := "sidecar", "load."+ns
+	labels := map[string]any{"app": "load", "version": "v1"}
+	md := map[string]any{
 		"INSTANCE_IPS":    ip,
 		"SERVICE_ACCOUNT": cfg.ServiceAccount,
 		"CLUSTER_ID":      cfg.ClusterID,
-	})
+	}
+	switch {
+	case cfg.Router:
+		kind, labels = "router", map[string]any{"istio": "ingressgateway"}
+	case !cfg.SameLabels:
+		// A replica of a Deployment, as pilot-agent describes its pod.
+		w := WorkloadOf(cfg.WorkloadPrefix, i%cfg.Workloads, namespaces)
+		ns, pod, cluster = w.Namespace, w.PodName(i), w.Name+"."+w.Namespace
+		labels = map[string]any{}
+		for k, v := range w.Labels() {
+			labels[k] = v
+		}
+		md["WORKLOAD_NAME"] = w.Name
+		if cfg.IstioVersion != "-" {
+			md["ISTIO_VERSION"] = cfg.IstioVersion
+		}
+		md["OWNER"] = fmt.Sprintf("kubernetes://apis/apps/v1/namespaces/%s/deployments/%s", ns, w.Name)
+	}
+	md["NAMESPACE"] = ns
+	md["LABELS"] = labels
+	id := fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", kind, ip, pod, ns, ns)
+	mds, err := structpb.NewStruct(md)
 	if err != nil {
 		panic(err) // only strings and maps of strings: cannot fail
 	}
@@ -107,8 +123,8 @@ func newProxy(c *Client, i int) *proxy {
 		id:  id,
 		node: &core.Node{
 			Id:            id,
-			Cluster:       "load." + cfg.Namespace,
-			Metadata:      md,
+			Cluster:       cluster,
+			Metadata:      mds,
 			UserAgentName: "xdsload",
 		},
 		types: map[string]*typeState{},

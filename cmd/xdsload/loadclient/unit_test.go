@@ -340,3 +340,34 @@ func TestScanEDSName(t *testing.T) {
 		t.Error("truncated cluster decoded without error")
 	}
 }
+
+// istiod sends delta resources without a version: each one sent is a new
+// version to the proxy (Envoy applies it again), so a change converges.
+func TestDeltaVersionless(t *testing.T) {
+	c, err := New(Config{Addr: "x", Proxies: 1, Delta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.proxies[0]
+	snap, err := xdstest.Snapshot("1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeDelta{}
+	send := func(nonce string) {
+		t.Helper()
+		resp := deltaResp(t, TypeCDS, nonce, snap.GetResources(TypeCDS), "push-"+nonce)
+		for _, r := range resp.Resources {
+			r.Version = ""
+		}
+		if err := p.handleDelta(f, resp, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		f.take()
+	}
+	send("n1")
+	send("n2")
+	if h := p.status().History; len(h) != 2 {
+		t.Errorf("history %v: want two new CDS versions", h)
+	}
+}
