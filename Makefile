@@ -34,6 +34,12 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./translate/... ./xds/...
 	./bench/run.sh
 
+# mizzen and istiod side by side on one kube-apiserver, alternating, with the
+# ratios mizzen/istiod (issue 12; bench/README.md). Not part of make test.
+.PHONY: bench-istiod
+bench-istiod: build istio
+	./bench/istiod.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

@@ -63,23 +63,44 @@ func BenchmarkKubeConvergence(b *testing.B) {
 			b.Fatalf("kube-bench: MIZZEN_BENCH_MODES: %q is neither sotw nor delta", m)
 		}
 	}
-	env := kbSetup(b)
+	cps := strings.Fields(os.Getenv("MIZZEN_BENCH_CONTROL_PLANES"))
+	if len(cps) == 0 {
+		cps = []string{"mizzen"}
+	}
+	for _, cp := range cps {
+		if cp != "mizzen" && cp != "istiod" {
+			b.Fatalf("kube-bench: MIZZEN_BENCH_CONTROL_PLANES: %q is neither mizzen nor istiod", cp)
+		}
+	}
+	env := kbSetup(b, cps)
 	var results []*kubeBenchResult
 	for _, mode := range modes {
 		b.Run("mode="+mode, func(b *testing.B) {
-			// The framework calls a benchmark with b.N = 1 first; a later call with a
-			// larger b.N (a -benchtime other than 1x) reports the same run again.
-			if r := lastKubeBench[mode]; b.N > 1 && r != nil {
-				r.report(b)
-				return
+			// Each control plane in turn on the same apiserver (alternating).
+			for _, cp := range cps {
+				one := func(b *testing.B) {
+					// The framework calls a benchmark with b.N = 1 first; a later call with a
+					// larger b.N (a -benchtime other than 1x) reports the same run again.
+					key := cp + "/" + mode
+					if r := lastKubeBench[key]; b.N > 1 && r != nil {
+						r.report(b)
+						return
+					}
+					r := runKubeBench(b, env, mode, cp)
+					lastKubeBench[key] = r
+					results = append(results, r)
+					r.report(b)
+				}
+				if len(cps) == 1 && cp == "mizzen" {
+					one(b) // the sub-benchmark names of mizzen alone stay mode=<mode>
+				} else {
+					b.Run("cp="+cp, one)
+				}
 			}
-			r := runKubeBench(b, env, mode)
-			lastKubeBench[mode] = r
-			results = append(results, r)
-			r.report(b)
 		})
 	}
 	kbSideBySide(env, results)
+	kbVersusIstiod(env, results)
 }
 
 var lastKubeBench = map[string]*kubeBenchResult{}
@@ -88,9 +109,13 @@ const (
 	kubeBenchNS       = "bench"
 	kubeBenchPort     = 8080
 	kubeBenchVSEvery  = 10
-	kubeBenchLimit    = 10 * time.Minute // one mode's scenario
+	kubeBenchLimit    = 15 * time.Minute // one scenario (control plane × mode)
 	kubeBenchQuiet    = time.Second      // no xDS response for this long = the push is over
-	kubeBenchQuietMax = 30 * time.Second
+	kubeBenchQuietMax = 2 * time.Minute  // istiod may push for a long while
+	// kubeBenchInitialMax bounds the warm-up (istiod needed ~3 min for 1,000
+	// distinct proxies on 2 cores); kubeBenchChangeMax one change's convergence.
+	kubeBenchInitialMax = 8 * time.Minute
+	kubeBenchChangeMax  = 3 * time.Minute
 	// kubeBenchSettle: a change's CPU window ends once no response came for this long.
 	kubeBenchSettle = 500 * time.Millisecond
 	kubeBenchEDSSvc = "svc-1" // no VirtualService/DestinationRule: a plain endpoint change
@@ -126,25 +151,42 @@ type kubeBenchChange struct {
 }
 
 type kubeBenchResult struct {
-	Run        string  `json:"run"`
-	Mode       string  `json:"mode"` // the proxies' xDS protocol: sotw or delta
-	Commit     string  `json:"commit,omitempty"`
-	Time       string  `json:"time"`
-	Cores      int     `json:"cores"`
-	LoadAvg    string  `json:"loadavg,omitempty"` // /proc/loadavg when the mode started
-	Services   int     `json:"services"`
-	Endpoints  int     `json:"endpoints"`
-	VSs        int     `json:"virtual_services"`
-	Proxies    int     `json:"proxies"`
-	CreateS    float64 `json:"create_seconds"`
-	Objects    int     `json:"objects_created"`
-	MizzenUpMS float64 `json:"mizzen_ready_ms"`
+	Run  string `json:"run"`
+	Mode string `json:"mode"` // the proxies' xDS protocol: sotw or delta
+	// ControlPlane is mizzen or istiod; the figures named mizzen_… / "mizzen's"
+	// below are the control plane's.
+	ControlPlane string `json:"control_plane"`
+	Commit       string `json:"commit,omitempty"`
+	Time         string `json:"time"`
+	Cores        int    `json:"cores"`
+	LoadAvg      string `json:"loadavg,omitempty"` // /proc/loadavg when the mode started
+	Services     int    `json:"services"`
+	Endpoints    int    `json:"endpoints"`
+	VSs          int    `json:"virtual_services"`
+	Proxies      int    `json:"proxies"`
+	// The fleet: Workloads distinct workloads (0: every proxy has the same
+	// labels) in Namespaces namespaces; SourceLabelVSs VirtualServices with a
+	// sourceLabels route selecting one workload each.
+	Workloads      int     `json:"workloads"`
+	Namespaces     int     `json:"namespaces"`
+	SourceLabelVSs int     `json:"source_label_virtual_services"`
+	CreateS        float64 `json:"create_seconds"`
+	Objects        int     `json:"objects_created"`
+	MizzenUpMS     float64 `json:"mizzen_ready_ms"`
 
 	InitialMS        float64 `json:"initial_convergence_ms"`
 	InitialP50MS     float64 `json:"initial_p50_ms"`
 	InitialP99MS     float64 `json:"initial_p99_ms"`
 	InitialConverged int     `json:"initial_converged"`
 	InitialBytes     int64   `json:"initial_bytes"`
+	// InitialStreamErrors counts the streams that ended during the warm-up
+	// (refused or reset; each is re-opened after a backoff, as Envoy does).
+	InitialStreamErrors int64 `json:"initial_stream_errors"`
+	// RSS of the control plane when ready (no proxy yet) and after the
+	// warm-up went quiet; RSSPerProxy is their difference over the proxies.
+	RSSReady    uint64  `json:"rss_bytes_ready"`
+	RSSInitial  uint64  `json:"rss_bytes_initial"`
+	RSSPerProxy float64 `json:"rss_bytes_per_proxy"`
 
 	Changes []kubeBenchChange `json:"changes"`
 	// Aggregates over the rounds of each kind.
@@ -159,6 +201,9 @@ type kubeBenchResult struct {
 	EDSCPUPerChange float64 `json:"eds_cpu_seconds_per_change"`
 	VSCPUPerChange  float64 `json:"vs_cpu_seconds_per_change"`
 	IdleCPUPerS     float64 `json:"idle_cpu_seconds_per_s"`
+	// Mean bytes the proxies received per change of each kind.
+	EDSBytesPerChange float64 `json:"eds_bytes_per_change"`
+	VSBytesPerChange  float64 `json:"vs_bytes_per_change"`
 
 	CPUSeconds        float64  `json:"cpu_seconds"`
 	CPUSecondsInitial float64  `json:"cpu_seconds_initial"`
@@ -181,54 +226,129 @@ type kubeBenchEnv struct {
 	createS           float64
 	commit            string
 	pprof             bool
+	// The fleet (loadclient.Config): workloads named svc-<w> (0 with
+	// sameLabels), spread over namespaces bench, bench-1, …
+	workloads  int
+	namespaces int
+	sameLabels bool
+	// slVSs VirtualServices (svc-10, svc-20, …) get a first HTTP route with
+	// sourceLabels app=svc-<k> (k = 1, 2, …): calls from workload k go to v2.
+	slVSs int
 }
 
 // kbSetup starts the apiserver and creates the mesh, once for every mode.
-func kbSetup(b *testing.B) *kubeBenchEnv {
+func kbSetup(b *testing.B, cps []string) *kubeBenchEnv {
 	env := &kubeBenchEnv{
-		services: kbEnvInt(b, "MIZZEN_BENCH_SERVICES", 1000),
-		proxies:  kbEnvInt(b, "MIZZEN_BENCH_PROXIES", 1000),
-		rounds:   kbEnvInt(b, "MIZZEN_BENCH_CHANGES", 1),
-		commit:   kbGitCommit(),
-		pprof:    os.Getenv("MIZZEN_BENCH_PPROF") == "1",
+		services:   kbEnvInt(b, "MIZZEN_BENCH_SERVICES", 1000),
+		proxies:    kbEnvInt(b, "MIZZEN_BENCH_PROXIES", 1000),
+		rounds:     kbEnvInt(b, "MIZZEN_BENCH_CHANGES", 1),
+		commit:     kbGitCommit(),
+		pprof:      os.Getenv("MIZZEN_BENCH_PPROF") == "1",
+		sameLabels: os.Getenv("MIZZEN_BENCH_SAME_LABELS") == "1",
+	}
+	env.workloads = kbEnvInt(b, "MIZZEN_BENCH_WORKLOADS", max(1, env.proxies/2))
+	env.namespaces = kbEnvInt(b, "MIZZEN_BENCH_NAMESPACES", 5)
+	env.slVSs = kbEnvInt(b, "MIZZEN_BENCH_SOURCE_LABEL_VS", 10)
+	if env.sameLabels {
+		env.workloads, env.namespaces, env.slVSs = 0, 1, 0
 	}
 	const endpoints = 5
-	if env.services < 2 || env.services*endpoints >= 60000 || env.proxies < 1 || env.rounds < 1 {
-		b.Fatalf("kube-bench: need 2 ≤ services < %d, proxies ≥ 1, changes ≥ 1 (got %d, %d, %d)", 60000/endpoints, env.services, env.proxies, env.rounds)
+	if env.services < 2 || env.services*endpoints >= 60000 || env.proxies < 1 || env.rounds < 1 || env.namespaces < 1 || env.slVSs < 0 {
+		b.Fatalf("kube-bench: need 2 ≤ services < %d, proxies ≥ 1, changes ≥ 1, namespaces ≥ 1 (got %d, %d, %d, %d)",
+			60000/endpoints, env.services, env.proxies, env.rounds, env.namespaces)
 	}
-	fmt.Printf("kube-bench services=%d endpoints=%d proxies=%d changes=%d commit=%s (%d cores; load average %s; figures are wall-clock on a machine that may be shared)\n",
-		env.services, env.services*endpoints, env.proxies, env.rounds, env.commit, runtime.NumCPU(), kbLoadAvg())
+	// svc-10k for k = 1..slVSs must exist and have a VirtualService.
+	env.slVSs = min(env.slVSs, (env.services-1)/kubeBenchVSEvery)
+	if !env.sameLabels {
+		env.slVSs = min(env.slVSs, env.workloads-1)
+	}
+	fleet := "every proxy labelled app=load,version=v1 (MIZZEN_BENCH_SAME_LABELS=1)"
+	if !env.sameLabels {
+		fleet = fmt.Sprintf("proxies are replicas of %d workloads (Deployments svc-<w>, own app/version/pod-template-hash) in %d namespaces; %d VirtualServices with sourceLabels",
+			env.workloads, env.namespaces, env.slVSs)
+	}
+	fmt.Printf("kube-bench services=%d endpoints=%d proxies=%d changes=%d control-planes=%s commit=%s (%d cores; load average %s; figures are wall-clock on a machine that may be shared)\n",
+		env.services, env.services*endpoints, env.proxies, env.rounds, strings.Join(cps, ","), env.commit, runtime.NumCPU(), kbLoadAvg())
+	fmt.Printf("kube-bench fleet: %s\n", fleet)
 
 	// The cluster: a real apiserver filled through the API.
 	env.api = rig.StartAPIServer(b)
 	ctx, cancel := context.WithTimeout(context.Background(), kubeBenchLimit)
 	defer cancel()
 	start := time.Now()
-	n, err := kbCreateMesh(ctx, env.api, env.services, endpoints)
+	n, err := kbCreateMesh(ctx, env.api, env.services, endpoints, env.slVSs)
 	if err != nil {
 		b.Fatalf("kube-bench: creating the mesh: %v", err)
 	}
+	for _, ns := range loadclient.NamespaceNames(kubeBenchNS, env.namespaces)[1:] {
+		if _, err := env.api.Clientset().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			b.Fatalf("kube-bench: namespace %s: %v", ns, err)
+		}
+		n++
+	}
 	env.created, env.createS = n, time.Since(start).Seconds()
 	vss := (env.services + kubeBenchVSEvery - 1) / kubeBenchVSEvery
-	fmt.Printf("kube-bench create: %d objects (%d Services, %d EndpointSlices, %d DestinationRules, %d VirtualServices) in %.1fs\n",
-		n, env.services, env.services, vss, vss, env.createS)
-	rig.MizzenBinary(b) // built first, so the ready time is mizzen's own
+	fmt.Printf("kube-bench create: %d objects (%d Namespaces, %d Services, %d EndpointSlices, %d DestinationRules, %d VirtualServices) in %.1fs\n",
+		n, env.namespaces, env.services, env.services, vss, vss, env.createS)
+	// Built first, so the ready times are the control planes' own.
+	for _, cp := range cps {
+		switch cp {
+		case "mizzen":
+			rig.MizzenBinary(b)
+		case "istiod":
+			rig.IstioBinary(b, "pilot-discovery")
+		}
+	}
 	return env
 }
 
-func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult {
+// kbControlPlane is the control plane under test, mizzen or istiod: the
+// load client needs its xDS address, the measurements its pid and metrics.
+type kbControlPlane struct {
+	name    string
+	pid     int
+	xdsAddr string
+	logPath string
+	exited  func() bool
+	metrics func(context.Context) (rig.Metrics, error)
+	// lastPush reads mizzen's /debug/push_status; nil for istiod.
+	lastPush func(context.Context) (kbPush, error)
+	// pprofURL serves /debug/pprof/profile.
+	pprofURL string
+}
+
+func kbStartControlPlane(b *testing.B, env *kubeBenchEnv, name string) *kbControlPlane {
+	switch name {
+	case "istiod":
+		d := rig.StartIstiod(b, env.api)
+		return &kbControlPlane{name: name, pid: d.Pid(), xdsAddr: d.XDSAddr, logPath: d.LogPath, exited: d.Exited,
+			metrics: d.Metrics, pprofURL: "http://" + d.HTTPAddr}
+	default:
+		mz := rig.StartMizzen(b, "--kubeconfig", env.api.Kubeconfig, "--log-level", "warn")
+		return &kbControlPlane{name: name, pid: mz.Pid(), xdsAddr: mz.XDSAddr, logPath: mz.LogPath, exited: mz.Exited,
+			metrics: mz.Metrics, lastPush: func(ctx context.Context) (kbPush, error) { return kbLastPush(ctx, mz) },
+			pprofURL: mz.MonitoringURL}
+	}
+}
+
+func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBenchResult {
 	begin := time.Now()
 	services, proxies, rounds := env.services, env.proxies, env.rounds
 	const endpoints = 5
 	ctx, cancel := context.WithTimeout(context.Background(), kubeBenchLimit)
 	defer cancel()
 	res := &kubeBenchResult{
-		Run: "kube", Mode: mode, Time: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), LoadAvg: kbLoadAvg(),
+		Run: "kube", Mode: mode, ControlPlane: cpName, Time: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), LoadAvg: kbLoadAvg(),
 		Services: services, Endpoints: services * endpoints, Proxies: proxies, Commit: env.commit,
 		Objects: env.created, CreateS: env.createS, VSs: (services + kubeBenchVSEvery - 1) / kubeBenchVSEvery,
+		Workloads: env.workloads, Namespaces: env.namespaces, SourceLabelVSs: env.slVSs,
+	}
+	tag := mode
+	if cpName != "mizzen" {
+		tag = cpName + "/" + mode
 	}
 	logf := func(format string, args ...any) {
-		fmt.Printf("kube-bench %-5s "+format+"\n", append([]any{mode}, args...)...)
+		fmt.Printf("kube-bench %-5s "+format+"\n", append([]any{tag}, args...)...)
 	}
 	logf("start (load average %s)", res.LoadAvg)
 
@@ -240,20 +360,22 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 		b.Fatalf("kube-bench: resetting %s's weights: %v", kubeBenchVSName, err)
 	}
 
-	// 1. mizzen on the cluster.
+	// 1. The control plane on the cluster.
 	start := time.Now()
-	mz := rig.StartMizzen(b, "--kubeconfig", env.api.Kubeconfig, "--log-level", "warn")
+	cp := kbStartControlPlane(b, env, cpName)
 	res.MizzenUpMS = kbMS(time.Since(start))
-	sampler, err := loadclient.StartProcSampler(ctx, mz.Pid(), 100*time.Millisecond)
+	sampler, err := loadclient.StartProcSampler(ctx, cp.pid, 100*time.Millisecond)
 	if err != nil {
-		b.Fatalf("kube-bench: sampling mizzen: %v", err)
+		b.Fatalf("kube-bench: sampling %s: %v", cp.name, err)
 	}
 	defer sampler.Stop()
+	res.RSSReady = sampler.Current().RSSFinal
 	clientCPU0, _ := loadclient.CPUSeconds(os.Getpid())
-	logf("mizzen: ready %.0fms after start (pid %d)", res.MizzenUpMS, mz.Pid())
+	logf("%s: ready %.0fms after start (pid %d, rss %.0fMiB)", cp.name, res.MizzenUpMS, cp.pid, kbMiB(res.RSSReady))
 
 	// 2. The proxies.
-	lc, err := loadclient.New(loadclient.Config{Addr: mz.XDSAddr, Proxies: proxies, Namespace: kubeBenchNS, Delta: mode == "delta"})
+	lc, err := loadclient.New(loadclient.Config{Addr: cp.xdsAddr, Proxies: proxies, Namespace: kubeBenchNS, Delta: mode == "delta",
+		Namespaces: env.namespaces, Workloads: env.workloads, WorkloadPrefix: "svc", SameLabels: env.sameLabels})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -261,39 +383,43 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 		b.Fatal(err)
 	}
 	defer lc.Close()
-	initRes := lc.WaitInitial(ctx, 4*time.Minute)
+	initRes := lc.WaitInitial(ctx, kubeBenchInitialMax)
 	res.InitialMS = kbMS(initRes.All)
 	res.InitialP50MS = kbMS(loadclient.Percentile(initRes.PerProxy, 50))
 	res.InitialP99MS = kbMS(loadclient.Percentile(initRes.PerProxy, 99))
 	res.InitialConverged = initRes.Converged
 	res.CPUSecondsInitial = sampler.Current().CPUSeconds
+	res.InitialStreamErrors = lc.Counters().StreamErrors
 	res.AllConverged = len(initRes.Failed) == 0
-	logf("initial: all=%.0fms p50=%.0fms p99=%.0fms converged=%d/%d mizzen_cpu=%.2fs",
-		res.InitialMS, res.InitialP50MS, res.InitialP99MS, initRes.Converged, proxies, res.CPUSecondsInitial)
+	logf("initial: all=%.0fms p50=%.0fms p99=%.0fms converged=%d/%d %s_cpu=%.2fs stream_errors=%d",
+		res.InitialMS, res.InitialP50MS, res.InitialP99MS, initRes.Converged, proxies, cp.name, res.CPUSecondsInitial, res.InitialStreamErrors)
 	if len(initRes.Failed) > 0 {
-		b.Fatalf("kube-bench: %d proxies got no full config within 4m, e.g. %s", len(initRes.Failed), initRes.Failed[0])
+		b.Fatalf("kube-bench: %d proxies got no full config from %s within %s, e.g. %s", len(initRes.Failed), cp.name, kubeBenchInitialMax, initRes.Failed[0])
 	}
 	kbWaitQuiet(ctx, lc)
 	res.InitialBytes = lc.Counters().Bytes
+	res.RSSInitial = sampler.Current().RSSFinal
+	res.RSSPerProxy = (float64(res.RSSInitial) - float64(res.RSSReady)) / float64(proxies)
+	logf("%s: rss %.0fMiB after the warm-up: %.1f KiB per proxy", cp.name, kbMiB(res.RSSInitial), res.RSSPerProxy/1024)
 
-	// mizzen's CPU while nothing changes: what any window costs anyway.
-	idle0, idleAt := kbCPUNanos(mz.Pid()), time.Now()
+	// The control plane's CPU while nothing changes: what any window costs anyway.
+	idle0, idleAt := kbCPUNanos(cp.pid), time.Now()
 	time.Sleep(2 * time.Second)
-	res.IdleCPUPerS = float64(kbCPUNanos(mz.Pid())-idle0) / 1e9 / time.Since(idleAt).Seconds()
+	res.IdleCPUPerS = float64(kbCPUNanos(cp.pid)-idle0) / 1e9 / time.Since(idleAt).Seconds()
 
 	// 3. The changes.
 	measure := func(kind string, round int, trigger func(context.Context) error) {
-		before := kbPushes(ctx, b, mz)
+		before := kbPushes(ctx, b, cp)
 		cnt0 := lc.Counters()
-		cpu0, at0 := kbCPUNanos(mz.Pid()), time.Now()
-		cr, err := lc.MeasureChange(ctx, trigger, time.Minute)
+		cpu0, at0 := kbCPUNanos(cp.pid), time.Now()
+		cr, err := lc.MeasureChange(ctx, trigger, kubeBenchChangeMax)
 		if err != nil {
 			b.Fatalf("kube-bench: %s change %d: %v", kind, round, err)
 		}
 		lc.WaitQuiet(ctx, kubeBenchSettle, kubeBenchQuietMax)
-		cpu1, at1 := kbCPUNanos(mz.Pid()), time.Now()
+		cpu1, at1 := kbCPUNanos(cp.pid), time.Now()
 		kbWaitQuiet(ctx, lc)
-		after := kbPushes(ctx, b, mz)
+		after := kbPushes(ctx, b, cp)
 		cnt1 := lc.Counters()
 		c := kubeBenchChange{
 			Kind: kind, Round: round, TriggerMS: kbMS(cr.TriggerTook), Converged: cr.Converged, Failed: len(cr.Failed),
@@ -306,7 +432,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 			c.AllAckedMS = kbMS(cr.AllAcked)
 		} else {
 			res.AllConverged = false
-			b.Errorf("kube-bench: %s %s change %d: %d of %d proxies did not converge within 1m, e.g. %s", mode, kind, round, len(cr.Failed), proxies, cr.Failed[0])
+			b.Errorf("kube-bench: %s %s change %d: %d of %d proxies did not converge within %s, e.g. %s", tag, kind, round, len(cr.Failed), proxies, kubeBenchChangeMax, cr.Failed[0])
 		}
 		for typ, v := range after {
 			if d := int64(v - before[typ]); d != 0 {
@@ -317,15 +443,17 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 		if len(cr.PerProxy) > 0 {
 			c.FirstMS = kbMS(slices.Min(cr.PerProxy))
 		}
-		if lp, err := kbLastPush(ctx, mz); err != nil {
+		if cp.lastPush == nil {
+			// istiod has no /debug/push_status.
+		} else if lp, err := cp.lastPush(ctx); err != nil {
 			b.Logf("kube-bench: /debug/push_status: %v", err)
 		} else {
 			c.PushStartMS, c.PushMS, c.PushTrigger = kbMS(lp.start.Sub(cr.Start)), kbMS(lp.took), lp.trigger
 		}
 		res.Changes = append(res.Changes, c)
-		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms first=%.0fms converged=%d/%d trigger=%.0fms push: +%.0fms, %.0fms (%s) mizzen_cpu=%.3fs (%.0fms window) pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
+		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms first=%.0fms converged=%d/%d trigger=%.0fms push: +%.0fms, %.0fms (%s) %s_cpu=%.3fs (%.0fms window) pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
 			kind, round, c.AllAckedMS, c.P50MS, c.P99MS, c.FirstMS, c.Converged, proxies, c.TriggerMS, c.PushStartMS, c.PushMS, c.PushTrigger,
-			c.CPUSeconds, c.CPUWindowMS, kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
+			cp.name, c.CPUSeconds, c.CPUWindowMS, kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
 	}
 	profiled := func(kind string, run func()) {
 		if !env.pprof {
@@ -339,7 +467,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 		var perr error
 		go func() {
 			defer close(done)
-			path, perr = kbProfile(ctx, mz, mode, kind, secs)
+			path, perr = kbProfile(ctx, cp, mode, kind, secs)
 		}()
 		run()
 		<-done
@@ -348,7 +476,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 			return
 		}
 		res.Profiles = append(res.Profiles, path)
-		logf("%s: CPU profile of mizzen over the rounds (first %ds): %s", kind, secs, path)
+		logf("%s: CPU profile of %s over the rounds (first %ds): %s", kind, cp.name, secs, path)
 	}
 	profiled("eds", func() {
 		for k := 1; k <= rounds; k++ {
@@ -367,11 +495,12 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 	})
 	res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, res.EDSCPUPerChange = kbAggregate(res.Changes, "eds")
 	res.VSAllMS, res.VSP50MS, res.VSP99MS, res.VSCPUPerChange = kbAggregate(res.Changes, "vs")
+	res.EDSBytesPerChange, res.VSBytesPerChange = kbMeanBytes(res.Changes, "eds"), kbMeanBytes(res.Changes, "vs")
 
 	// 4. Resources.
 	st := sampler.Stop()
-	if mz.Exited() || st.Exited {
-		b.Fatalf("kube-bench: mizzen exited during the run; log:\n%s", rig.TailFile(mz.LogPath, 40))
+	if cp.exited() || st.Exited {
+		b.Fatalf("kube-bench: %s exited during the run; log:\n%s", cp.name, rig.TailFile(cp.logPath, 40))
 	}
 	res.CPUSeconds, res.RSSPeak, res.RSSFinal, res.VmHWM = st.CPUSeconds, st.RSSPeak, st.RSSFinal, st.VmHWM
 	if c1, err := loadclient.CPUSeconds(os.Getpid()); err == nil {
@@ -379,16 +508,39 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode string) *kubeBenchResult
 	}
 	res.StreamErrors = lc.Counters().StreamErrors
 	res.DurationMS = kbMS(time.Since(begin))
-	logf("eds: all=%.0fms p50=%.0fms p99=%.0fms mizzen_cpu/change=%.3fs   vs: all=%.0fms p50=%.0fms p99=%.0fms mizzen_cpu/change=%.3fs   (idle %.3f cpu-s/s)",
-		res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, res.EDSCPUPerChange, res.VSAllMS, res.VSP50MS, res.VSP99MS, res.VSCPUPerChange, res.IdleCPUPerS)
-	logf("mizzen: cpu=%.2fs (initial %.2fs) rss_peak=%.0fMiB rss_final=%.0fMiB vm_hwm=%.0fMiB; load client cpu=%.2fs (same machine); stream_errors=%d; scenario %.0fs",
-		res.CPUSeconds, res.CPUSecondsInitial, kbMiB(res.RSSPeak), kbMiB(res.RSSFinal), kbMiB(res.VmHWM), res.ClientCPUSeconds, res.StreamErrors, res.DurationMS/1000)
+	logf("eds: all=%.0fms p50=%.0fms p99=%.0fms %s_cpu/change=%.3fs   vs: all=%.0fms p50=%.0fms p99=%.0fms %s_cpu/change=%.3fs   (idle %.3f cpu-s/s)",
+		res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, cp.name, res.EDSCPUPerChange, res.VSAllMS, res.VSP50MS, res.VSP99MS, cp.name, res.VSCPUPerChange, res.IdleCPUPerS)
+	logf("%s: cpu=%.2fs (initial %.2fs) rss_peak=%.0fMiB rss_final=%.0fMiB vm_hwm=%.0fMiB rss/proxy=%.1fKiB; load client cpu=%.2fs (same machine); stream_errors=%d; scenario %.0fs",
+		cp.name, res.CPUSeconds, res.CPUSecondsInitial, kbMiB(res.RSSPeak), kbMiB(res.RSSFinal), kbMiB(res.VmHWM), res.RSSPerProxy/1024, res.ClientCPUSeconds, res.StreamErrors, res.DurationMS/1000)
 	if path, err := res.appendJSON(); err != nil {
 		b.Errorf("kube-bench: writing results: %v", err)
 	} else {
 		logf("results appended to %s", path)
 	}
+	if path, err := kbKeepLog(cp, mode); err != nil {
+		b.Logf("kube-bench: keeping the %s log: %v", cp.name, err)
+	} else {
+		logf("%s log: %s", cp.name, path)
+	}
 	return res
+}
+
+// kbKeepLog copies the control plane's log to bench/out/kube-<stamp>-<cp>-<mode>.log.
+func kbKeepLog(cp *kbControlPlane, mode string) (string, error) {
+	data, err := os.ReadFile(cp.logPath)
+	if err != nil {
+		return "", err
+	}
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	stamp := os.Getenv("MIZZEN_BENCH_STAMP")
+	if stamp == "" {
+		stamp = time.Now().UTC().Format("20060102T150405Z")
+	}
+	path := filepath.Join(root, "bench", "out", fmt.Sprintf("kube-%s-%s-%s.log", stamp, cp.name, mode))
+	return path, os.WriteFile(path, data, 0o644)
 }
 
 // kbSideBySide prints the modes' headline figures as one table.
@@ -400,25 +552,33 @@ func kbSideBySide(env *kubeBenchEnv, rs []*kubeBenchResult) {
 	row := func(name string, f func(*kubeBenchResult) string) {
 		line := fmt.Sprintf("kube-bench   %-28s", name)
 		for _, r := range rs {
-			line += fmt.Sprintf(" %14s", f(r))
+			line += fmt.Sprintf(" %20s", f(r))
 		}
 		fmt.Println(line)
 	}
-	row("", func(r *kubeBenchResult) string { return r.Mode })
+	row("", func(r *kubeBenchResult) string { return r.ControlPlane + "/" + r.Mode })
 	ms := func(v float64) string { return fmt.Sprintf("%.0f ms", v) }
 	row("initial all / p99", func(r *kubeBenchResult) string { return fmt.Sprintf("%.0f/%.0f ms", r.InitialMS, r.InitialP99MS) })
 	row("eds change p50 / p99", func(r *kubeBenchResult) string { return fmt.Sprintf("%.0f/%.0f ms", r.EDSP50MS, r.EDSP99MS) })
 	row("vs change p50 / p99", func(r *kubeBenchResult) string { return fmt.Sprintf("%.0f/%.0f ms", r.VSP50MS, r.VSP99MS) })
 	row("eds all acked", func(r *kubeBenchResult) string { return ms(r.EDSAllMS) })
-	row("mizzen cpu per eds change", func(r *kubeBenchResult) string { return fmt.Sprintf("%.3f s", r.EDSCPUPerChange) })
-	row("mizzen cpu per vs change", func(r *kubeBenchResult) string { return fmt.Sprintf("%.3f s", r.VSCPUPerChange) })
-	row("mizzen cpu initial / total", func(r *kubeBenchResult) string { return fmt.Sprintf("%.1f/%.1f s", r.CPUSecondsInitial, r.CPUSeconds) })
-	row("mizzen rss peak / final", func(r *kubeBenchResult) string {
-		return fmt.Sprintf("%.0f/%.0f MiB", kbMiB(r.RSSPeak), kbMiB(r.RSSFinal))
+	row("cpu per eds change", func(r *kubeBenchResult) string { return fmt.Sprintf("%.3f s", r.EDSCPUPerChange) })
+	row("cpu per vs change", func(r *kubeBenchResult) string { return fmt.Sprintf("%.3f s", r.VSCPUPerChange) })
+	row("bytes per eds / vs change", func(r *kubeBenchResult) string {
+		return fmt.Sprintf("%s/%s", kbSize(r.EDSBytesPerChange), kbSize(r.VSBytesPerChange))
 	})
+	row("cpu initial / total", func(r *kubeBenchResult) string { return fmt.Sprintf("%.1f/%.1f s", r.CPUSecondsInitial, r.CPUSeconds) })
+	row("warm-up stream errors", func(r *kubeBenchResult) string { return fmt.Sprint(r.InitialStreamErrors) })
+	row("rss warm / peak / final", func(r *kubeBenchResult) string {
+		return fmt.Sprintf("%.0f/%.0f/%.0f MiB", kbMiB(r.RSSInitial), kbMiB(r.RSSPeak), kbMiB(r.RSSFinal))
+	})
+	row("rss per proxy", func(r *kubeBenchResult) string { return fmt.Sprintf("%.1f KiB", r.RSSPerProxy/1024) })
 	row("load client cpu", func(r *kubeBenchResult) string { return fmt.Sprintf("%.1f s", r.ClientCPUSeconds) })
 	var sotw, delta *kubeBenchResult
 	for _, r := range rs {
+		if r.ControlPlane != "mizzen" {
+			continue
+		}
 		switch r.Mode {
 		case "sotw":
 			sotw = r
@@ -433,7 +593,7 @@ func kbSideBySide(env *kubeBenchEnv, rs []*kubeBenchResult) {
 }
 
 // kbProfile saves a CPU profile of mizzen over the next secs seconds.
-func kbProfile(ctx context.Context, mz *rig.Mizzen, mode, kind string, secs int) (string, error) {
+func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs int) (string, error) {
 	root, err := rig.ModuleRoot()
 	if err != nil {
 		return "", err
@@ -446,7 +606,7 @@ func kbProfile(ctx context.Context, mz *rig.Mizzen, mode, kind string, secs int)
 	if stamp == "" {
 		stamp = time.Now().UTC().Format("20060102T150405Z")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", mz.MonitoringURL, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cp.pprofURL, secs), nil)
 	if err != nil {
 		return "", err
 	}
@@ -458,7 +618,11 @@ func kbProfile(ctx context.Context, mz *rig.Mizzen, mode, kind string, secs int)
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s: %s", req.URL, resp.Status)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("kube-%s-%s-%s.pprof", stamp, mode, kind))
+	name := fmt.Sprintf("kube-%s-%s-%s.pprof", stamp, mode, kind)
+	if cp.name != "mizzen" {
+		name = fmt.Sprintf("kube-%s-%s-%s-%s.pprof", stamp, cp.name, mode, kind)
+	}
+	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
@@ -573,8 +737,10 @@ func (r *kubeBenchResult) appendJSON() (string, error) {
 // selector), EndpointSlice svc-<i>-gen with `endpoints` ready endpoints
 // 10.200.x.y:8080 (never dialed), and for every 10th service a DestinationRule
 // (subsets v1/v2) and a VirtualService (90/10) — the mesh of bench/genmesh.
+// The VirtualServices of svc-10k for k = 1..slVSs have a first HTTP route
+// for the calls from workload svc-<k> (sourceLabels app=svc-<k>): all to v2.
 // It returns the number of objects created.
-func kbCreateMesh(ctx context.Context, api *rig.APIServer, services, endpoints int) (int, error) {
+func kbCreateMesh(ctx context.Context, api *rig.APIServer, services, endpoints, slVSs int) (int, error) {
 	cs, ic := api.Clientset(), api.Istio()
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kubeBenchNS}}, metav1.CreateOptions{}); err != nil {
 		return 0, err
@@ -629,6 +795,12 @@ func kbCreateMesh(ctx context.Context, api *rig.APIServer, services, endpoints i
 		vs := &networking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: kubeBenchNS}}
 		vs.Spec.Hosts = []string{host}
 		vs.Spec.Http = []*networkingapi.HTTPRoute{{Route: kbWeightedRoute(host, 90, 10)}}
+		if k := i / kubeBenchVSEvery; k >= 1 && k <= slVSs {
+			vs.Spec.Http = append([]*networkingapi.HTTPRoute{{
+				Match: []*networkingapi.HTTPMatchRequest{{SourceLabels: map[string]string{"app": fmt.Sprintf("svc-%d", k)}}},
+				Route: kbWeightedRoute(host, 0, 100)[1:],
+			}}, vs.Spec.Http...)
+		}
 		if _, err := ic.NetworkingV1().VirtualServices(kubeBenchNS).Create(ctx, vs, metav1.CreateOptions{}); err != nil {
 			return 3, fmt.Errorf("virtualservice %s: %w", name, err)
 		}
@@ -726,12 +898,12 @@ func kbWaitQuiet(ctx context.Context, lc *loadclient.Client) {
 	}
 }
 
-// scrapePushes returns mizzen's pilot_xds_pushes by type.
-func kbPushes(ctx context.Context, b *testing.B, mz *rig.Mizzen) map[string]float64 {
+// kbPushes returns the control plane's pilot_xds_pushes by type (istiod has the same metric).
+func kbPushes(ctx context.Context, b *testing.B, cp *kbControlPlane) map[string]float64 {
 	b.Helper()
-	m, err := mz.Metrics(ctx)
+	m, err := cp.metrics(ctx)
 	if err != nil {
-		b.Fatalf("kube-bench: scraping mizzen: %v", err)
+		b.Fatalf("kube-bench: scraping %s: %v", cp.name, err)
 	}
 	out := map[string]float64{}
 	for _, typ := range []string{"cds", "eds", "lds", "rds"} {
@@ -786,6 +958,21 @@ func kbAggregate(changes []kubeBenchChange, kind string) (all, p50, p99, cpu flo
 	return all, kbMS(loadclient.Percentile(per, 50)), kbMS(loadclient.Percentile(per, 99)), cpu
 }
 
+// kbMeanBytes is the mean of the bytes the proxies received per change of kind.
+func kbMeanBytes(changes []kubeBenchChange, kind string) float64 {
+	var sum, n float64
+	for _, c := range changes {
+		if c.Kind == kind {
+			sum += float64(c.Bytes)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / n
+}
+
 func kbFmtCounts[V int | int64](m map[string]V) string {
 	var parts []string
 	for _, typ := range []string{"cds", "eds", "lds", "rds"} {
@@ -825,5 +1012,16 @@ func kbGitCommit() string {
 func kbMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func kbMiB(n uint64) float64 { return float64(n) / (1 << 20) }
+
+// kbSize formats a byte count (a mean, hence float) as B, KiB or MiB.
+func kbSize(n float64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", n/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0fKiB", n/(1<<10))
+	}
+	return fmt.Sprintf("%.0fB", n)
+}
 
 func kbPtr[T any](v T) *T { return &v }
