@@ -101,6 +101,91 @@ func BenchmarkKubeConvergence(b *testing.B) {
 	}
 	kbSideBySide(env, results)
 	kbVersusIstiod(env, results)
+	if sizes := strings.Fields(os.Getenv("MIZZEN_BENCH_RSS_SWEEP")); len(sizes) > 0 {
+		b.Run("rss-sweep", func(b *testing.B) { kbRSSSweep(b, env, sizes, cps, modes[len(modes)-1]) })
+	}
+}
+
+// kbRSSSweep measures what a connected proxy costs (issue 12: RSS per proxy,
+// slope between sizes): for each size of MIZZEN_BENCH_RSS_SWEEP ("1000 5000")
+// and each control plane, a fresh control plane and a fleet of that many
+// proxies (replicas of size/2 workloads unless MIZZEN_BENCH_WORKLOADS is set),
+// RSS when ready and after the warm-up went quiet; then the slope of the RSS
+// after the warm-up between consecutive sizes, per proxy. No changes.
+func kbRSSSweep(b *testing.B, env *kubeBenchEnv, sizes, cps []string, mode string) {
+	type point struct {
+		n              int
+		ready, warm    uint64
+		initialMS, cpu float64
+		clientCPU      float64
+		streamErrors   int64
+	}
+	for _, name := range cps {
+		var pts []point
+		for _, f := range sizes {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("kube-bench: MIZZEN_BENCH_RSS_SWEEP: %q", f)
+			}
+			workloads := max(1, n/2)
+			if os.Getenv("MIZZEN_BENCH_WORKLOADS") != "" {
+				workloads = env.workloads
+			}
+			var pt point
+			b.Run(fmt.Sprintf("cp=%s/n=%d", name, n), func(b *testing.B) {
+				ctx, cancel := context.WithTimeout(context.Background(), kubeBenchLimit)
+				defer cancel()
+				cp := kbStartControlPlane(b, env, name)
+				sampler, err := loadclient.StartProcSampler(ctx, cp.pid, 100*time.Millisecond)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sampler.Stop()
+				pt = point{n: n, ready: sampler.Current().RSSFinal}
+				client0, _ := loadclient.CPUSeconds(os.Getpid())
+				lc, err := loadclient.New(loadclient.Config{Addr: cp.xdsAddr, Proxies: n, Namespace: kubeBenchNS, Delta: mode == "delta",
+					Namespaces: env.namespaces, Workloads: workloads, WorkloadPrefix: "svc", SameLabels: env.sameLabels})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := lc.Start(ctx); err != nil {
+					b.Fatal(err)
+				}
+				defer lc.Close()
+				ir := lc.WaitInitial(ctx, kubeBenchInitialMax)
+				if len(ir.Failed) > 0 {
+					b.Fatalf("kube-bench: rss sweep %s n=%d: %d proxies got no full config within %s", name, n, len(ir.Failed), kubeBenchInitialMax)
+				}
+				pt.initialMS = kbMS(ir.All)
+				pt.streamErrors = lc.Counters().StreamErrors
+				kbWaitQuiet(ctx, lc)
+				st := sampler.Current()
+				pt.warm, pt.cpu = st.RSSFinal, st.CPUSeconds
+				if c1, err := loadclient.CPUSeconds(os.Getpid()); err == nil {
+					pt.clientCPU = c1 - client0
+				}
+				fmt.Printf("kube-bench rss-sweep %s/%s n=%d (%d workloads): warm-up %.0fms, cpu %.1fs, stream errors %d; rss ready %.0fMiB, after warm-up %.0fMiB (%.1f KiB per proxy); load client cpu %.1fs (load average %s)\n",
+					name, mode, n, workloads, pt.initialMS, pt.cpu, pt.streamErrors, kbMiB(pt.ready), kbMiB(pt.warm),
+					(float64(pt.warm)-float64(pt.ready))/float64(n)/1024, pt.clientCPU, kbLoadAvg())
+				b.ReportMetric(kbMiB(pt.warm), "rss_MiB")
+				b.ReportMetric(pt.initialMS, "initial_ms")
+			})
+			if pt.n == 0 {
+				return // failed
+			}
+			pts = append(pts, pt)
+		}
+		for i := 1; i < len(pts); i++ {
+			p0, p1 := pts[i-1], pts[i]
+			slope := (float64(p1.warm) - float64(p0.warm)) / float64(p1.n-p0.n) / 1024
+			verdict := "MET"
+			if slope >= 100 {
+				verdict = "NOT MET"
+			}
+			fmt.Printf("kube-bench rss-sweep %s/%s: rss per proxy between %d and %d proxies: %.1f KiB (issue 12: < 100 KiB: %s)\n",
+				name, mode, p0.n, p1.n, slope, verdict)
+		}
+	}
 }
 
 var lastKubeBench = map[string]*kubeBenchResult{}
