@@ -230,8 +230,13 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 	defer cn.mu.Unlock()
 	cn.types[t].dstate = nil // SotW from now on (a proxy may switch on reconnect)
 	c.recordRequest(cn, t, req)
-	ts := &cn.types[t]
-	ts.watch = w
+	return c.parkWatch(cn, t, w), nil
+}
+
+// parkWatch makes w the proxy's watch of type t, answers it if the proxy lacks
+// something, and returns its cancel function. Called with cn.mu held.
+func (c *proxyCache) parkWatch(cn *conn, t typeIndex, w *watch) func() {
+	cn.types[t].watch = w
 	c.respondIfNeeded(cn, t)
 	if t == cdsType {
 		// Clusters this answer redefined need their endpoints again.
@@ -247,7 +252,7 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 			cn.types[t].watch = nil
 		}
 		cn.mu.Unlock()
-	}, nil
+	}
 }
 
 // recordRequest does the ACK/NACK bookkeeping of one request.

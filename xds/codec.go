@@ -92,8 +92,11 @@ func anyEncodedLen(a *anypb.Any) int {
 }
 
 // appendResourceField appends a as one DiscoveryResponse.resources field.
-func appendResourceField(b []byte, a *anypb.Any) []byte {
-	b = protowire.AppendTag(b, fieldResources, protowire.BytesType)
+func appendResourceField(b []byte, a *anypb.Any) []byte { return appendAnyField(b, fieldResources, a) }
+
+// appendAnyField appends a as field number field of the enclosing message.
+func appendAnyField(b []byte, field protowire.Number, a *anypb.Any) []byte {
+	b = protowire.AppendTag(b, field, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(anyEncodedLen(a)))
 	if tu := a.GetTypeUrl(); tu != "" {
 		b = protowire.AppendTag(b, anyTypeURL, protowire.BytesType)
@@ -196,16 +199,7 @@ func appendDeltaResourceField(b []byte, name, version string, a *anypb.Any) []by
 		b = protowire.AppendTag(b, resourceFieldVersion, protowire.BytesType)
 		b = protowire.AppendString(b, version)
 	}
-	b = protowire.AppendTag(b, resourceFieldResource, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(anyEncodedLen(a)))
-	if tu := a.GetTypeUrl(); tu != "" {
-		b = protowire.AppendTag(b, anyTypeURL, protowire.BytesType)
-		b = protowire.AppendString(b, tu)
-	}
-	if v := a.GetValue(); len(v) > 0 {
-		b = protowire.AppendTag(b, anyValue, protowire.BytesType)
-		b = protowire.AppendBytes(b, v)
-	}
+	b = appendAnyField(b, resourceFieldResource, a)
 	if name != "" {
 		b = protowire.AppendTag(b, resourceFieldName, protowire.BytesType)
 		b = protowire.AppendString(b, name)

@@ -101,21 +101,7 @@ func (c *proxyCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscri
 		ds.names = sumSubscribed(sub.SubscribedResources())
 	}
 	c.recordDeltaRequest(cn, t, req)
-	ts.watch = w
-	c.respondIfNeeded(cn, t)
-	if t == cdsType {
-		c.respondIfNeeded(cn, edsType)
-	}
-	if t == edsType {
-		c.maybeReleaseRoutes(cn)
-	}
-	return func() {
-		cn.mu.Lock()
-		if cn.types[t].watch == w {
-			cn.types[t].watch = nil
-		}
-		cn.mu.Unlock()
-	}, nil
+	return c.parkWatch(cn, t, w), nil
 }
 
 func sumSubscribed(names map[string]struct{}) nameSum {
