@@ -359,17 +359,29 @@ func (c *client) handle(resp *discovery.DiscoveryResponse) {
 // every receive, and after every response).
 func (c *client) syncUntil(what string, done func() bool) {
 	c.t.Helper()
+	followUntil(c.t, c.node.GetId(), what, done, func() []string { return c.received }, func(left time.Duration) error {
+		resp, err := c.tryRecv(left)
+		if err == nil {
+			c.handle(resp)
+		}
+		return err
+	})
+}
+
+// followUntil runs step (receive and handle one response, waiting at most
+// left) until done reports true (checked before every step), failing the test
+// after waitTimeout; received lists what came so far, for the message.
+func followUntil(t testing.TB, who, what string, done func() bool, received func() []string, step func(left time.Duration) error) {
+	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for !done() {
 		left := time.Until(deadline)
 		if left <= 0 {
-			c.t.Fatalf("%s: timed out waiting until %s; received: %v", c.node.GetId(), what, c.received)
+			t.Fatalf("%s: timed out waiting until %s; received: %v", who, what, received())
 		}
-		resp, err := c.tryRecv(left)
-		if err != nil {
-			c.t.Fatalf("%s: waiting until %s: %v; received: %v", c.node.GetId(), what, err, c.received)
+		if err := step(left); err != nil {
+			t.Fatalf("%s: waiting until %s: %v; received: %v", who, what, err, received())
 		}
-		c.handle(resp)
 	}
 }
 

@@ -272,18 +272,13 @@ func (c *deltaClient) anys(typeURL string) []*anypb.Any {
 
 func (c *deltaClient) syncUntil(what string, done func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !done() {
-		left := time.Until(deadline)
-		if left <= 0 {
-			c.t.Fatalf("%s: timed out waiting until %s; received: %v", c.node.GetId(), what, c.received)
-		}
+	followUntil(c.t, c.node.GetId(), what, done, func() []string { return c.received }, func(left time.Duration) error {
 		resp, err := c.tryRecv(left)
-		if err != nil {
-			c.t.Fatalf("%s: waiting until %s: %v; received: %v", c.node.GetId(), what, err, c.received)
+		if err == nil {
+			c.handle(resp)
 		}
-		c.handle(resp)
-	}
+		return err
+	})
 }
 
 // complete: CDS and LDS answered, and every subscribed endpoint and route table held.
