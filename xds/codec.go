@@ -71,7 +71,7 @@ const (
 // encoded DiscoveryResponse.resources fields (a whole part, see part.encodedAll):
 // the codec splices it in as it is. It exists only between mizzen's cache and
 // this codec; a DiscoveryResponse holding one must never reach another encoder,
-// which is why Server.NewGRPCServer is the only way to serve mizzen's ADS.
+// which is why mizzen's ADS is served only by gRPC servers made with GRPCServerOptions.
 const preEncodedTypeURL = "mizzen.internal/pre-encoded-resources"
 
 // resourceFieldSize is the encoded size of a as one DiscoveryResponse.resources field.

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -122,13 +121,8 @@ func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, 
 	auth authn.Authenticator, xdsServer *xds.Server, ctx context.Context) *grpc.Server {
 	csrMetrics := caserver.NewMetrics(reg)
 	sc := &servingCerts{ca: ca, names: names, ttl: 24 * time.Hour}
-	opts := []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get})),
-		grpc.ForceServerCodecV2(xds.Codec{}),
-		grpc.MaxConcurrentStreams(100000),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}
+	opts := append(xds.GRPCServerOptions(),
+		grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get})))
 	if auth != nil {
 		unary, stream := authn.Interceptors(auth, func(method string, err error) {
 			csrMetrics.AuthFailure(authn.Reason(err))

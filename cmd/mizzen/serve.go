@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -250,12 +249,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		})
 	}
 
-	grpcServer := grpc.NewServer(
-		grpc.ForceServerCodecV2(xds.Codec{}),
-		grpc.MaxConcurrentStreams(100000),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	server.Register(ctx, grpcServer)
 	run(func() {
 		if err := grpcServer.Serve(xdsLis); err != nil {
