@@ -112,12 +112,7 @@ func TestDeltaEndpointChangeSendsOneCLA(t *testing.T) {
 // A deleted service: its cluster, its endpoints and its TCP listener are in
 // removed_resources; nothing else is re-sent.
 func TestDeltaRemovedService(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connectDelta(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedDeltaClient(t)
 
 	in := *base
 	in.Services = slices.DeleteFunc(slices.Clone(base.Services), func(s *corev1.Service) bool { return s.Name == "mysql" })
@@ -161,12 +156,7 @@ func TestDeltaRemovedService(t *testing.T) {
 // A reconnecting Envoy lists what it holds (initial_resource_versions) and is
 // sent only what differs: here one route table.
 func TestDeltaReconnectSendsOnlyDifferences(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connectDelta(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedDeltaClient(t)
 	held := map[string]map[string]string{}
 	for _, typeURL := range []string{CDS, EDS, LDS, RDS} {
 		held[typeURL] = c.versions(typeURL)
@@ -219,12 +209,7 @@ func toHeld(m map[string]deltaHeld) map[string]deltaHeld {
 // A NACK is recorded with the resource Envoy's message blames; the rejected
 // version is never re-sent; the next change is sent whole.
 func TestDeltaNACKNamesResource(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connectDelta(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedDeltaClient(t)
 
 	in := *base
 	in.VirtualServices = []*networking.VirtualService{reviewsTo("v2")}
@@ -275,12 +260,7 @@ func TestDeltaNACKNamesResource(t *testing.T) {
 // Named subscriptions follow subscribe/unsubscribe: an unsubscribed CLA is
 // not sent on a change; subscribed again, it comes at once.
 func TestDeltaSubscribeUnsubscribe(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connectDelta(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedDeltaClient(t)
 	details := "outbound|9080||details.default.svc.cluster.local"
 	c.unsubscribe(EDS, details)
 	c.expectNone(quiet)
@@ -303,12 +283,7 @@ func TestDeltaSubscribeUnsubscribe(t *testing.T) {
 // A change that adds a cluster goes out CDS, then EDS for it once subscribed,
 // and only then LDS/RDS: no route points at a cluster still warming.
 func TestDeltaOrderingMakeBeforeBreak(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connectDelta(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedDeltaClient(t)
 
 	in := *base
 	in.Services = append(slices.Clone(base.Services), service("default", "ratings", "10.96.0.15", port("http", 9080)))
@@ -398,4 +373,17 @@ func sdsSourceOf(t *testing.T, m any) string {
 		return "ads"
 	}
 	return sc[0].GetSdsConfig().GetApiConfigSource().GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName()
+}
+
+// syncedDeltaClient starts a harness on bookinfo and a delta client of the
+// client pod that holds its full config and expects nothing more.
+func syncedDeltaClient(t *testing.T) (*harness, *model.Inputs, *deltaClient) {
+	t.Helper()
+	h := newHarness(t)
+	base := bookinfo()
+	h.start(base)
+	c := h.connectDelta(clientNode())
+	c.syncFull()
+	c.expectNone(quiet)
+	return h, base, c
 }
