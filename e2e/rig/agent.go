@@ -159,18 +159,7 @@ func (m *Mesh) AddAgent(t testing.TB, spec AgentSpec) *Agent {
 			spec.WorkloadName = spec.Name
 		}
 	}
-	if spec.App.Service == "" {
-		spec.App.Service = spec.Labels["app"]
-		if spec.App.Service == "" {
-			spec.App.Service = spec.Name
-		}
-	}
-	if spec.App.Version == "" {
-		spec.App.Version = spec.Labels["version"]
-		if spec.App.Version == "" {
-			spec.App.Version = "v1"
-		}
-	}
+	spec.App.defaults(spec.Labels, spec.Name)
 	agentBin := agentUserBinary(t, "pilot-agent", IstioBinary(t, "pilot-agent"))
 	envoyBin, err := EnvoyPath()
 	if err != nil {

@@ -1,6 +1,7 @@
 package rig
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -40,6 +41,17 @@ type AppSpec struct {
 }
 
 // ports are all the ports the app listens on; none: no app (a client-only pod).
+// defaults fills the reported service and version from the workload's
+// "app" and "version" labels, else its name and "v1".
+func (a *AppSpec) defaults(labels map[string]string, name string) {
+	if a.Service == "" {
+		a.Service = cmp.Or(labels["app"], name)
+	}
+	if a.Version == "" {
+		a.Version = cmp.Or(labels["version"], "v1")
+	}
+}
+
 func (a AppSpec) ports() []int {
 	var out []int
 	for _, ps := range [][]int{a.Ports, a.TLSPorts, a.TCPPorts, a.GRPCPorts} {
@@ -149,18 +161,7 @@ func (m *Mesh) AddWorkload(t testing.TB, spec WorkloadSpec) *Workload {
 	if spec.Labels == nil {
 		spec.Labels = map[string]string{}
 	}
-	if spec.App.Service == "" {
-		spec.App.Service = spec.Labels["app"]
-		if spec.App.Service == "" {
-			spec.App.Service = spec.Name
-		}
-	}
-	if spec.App.Version == "" {
-		spec.App.Version = spec.Labels["version"]
-		if spec.App.Version == "" {
-			spec.App.Version = "v1"
-		}
-	}
+	spec.App.defaults(spec.Labels, spec.Name)
 	m.mu.Lock()
 	for _, w := range m.workloads {
 		if w.IP == spec.IP || (w.Name == spec.Name && w.Namespace == spec.Namespace) {
