@@ -20,18 +20,40 @@ func OutboundEndpoints(snap *model.Snapshot) []*endpointv3.ClusterLoadAssignment
 // namespace sees; namespaces with equal DestinationRuleViewKey share the output.
 func OutboundEndpointsFor(snap *model.Snapshot, proxyNamespace string) []*endpointv3.ClusterLoadAssignment {
 	var out []*endpointv3.ClusterLoadAssignment
+	for _, se := range OutboundEndpointsByService(snap, proxyNamespace) {
+		out = append(out, se.Build()...)
+	}
+	return out
+}
+
+// ServiceEndpoints is the load assignments of one service, built on demand.
+// With config unchanged they depend only on the service's endpoints
+// (Snapshot.EndpointsHashOf), so a caller holding the previous ones may keep
+// them instead of calling Build: an endpoint change then costs its own service.
+type ServiceEndpoints struct {
+	Hostname string
+	Build    func() []*endpointv3.ClusterLoadAssignment
+}
+
+// OutboundEndpointsByService is OutboundEndpointsFor, one service at a time.
+func OutboundEndpointsByService(snap *model.Snapshot, proxyNamespace string) []ServiceEndpoints {
+	var out []ServiceEndpoints
 	for _, svc := range snap.Services() {
 		if !usesEDS(svc) {
 			continue // DNS and passthrough clusters carry or need no endpoints
 		}
-		eps := snap.Endpoints(svc.Hostname)
-		dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
-		for _, port := range svc.Ports {
-			out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
-			for _, ss := range model.Subsets(dr) {
-				out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()))
+		out = append(out, ServiceEndpoints{Hostname: svc.Hostname, Build: func() []*endpointv3.ClusterLoadAssignment {
+			eps := snap.Endpoints(svc.Hostname)
+			dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
+			var out []*endpointv3.ClusterLoadAssignment
+			for _, port := range svc.Ports {
+				out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
+				for _, ss := range model.Subsets(dr) {
+					out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()))
+				}
 			}
-		}
+			return out
+		}})
 	}
 	return out
 }

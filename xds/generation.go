@@ -29,6 +29,15 @@ type generation struct {
 	mu        sync.Mutex
 	endpoints map[string]*part // by scope key
 	creds     map[string]*part // gateway credentials by namespace (gateway_secrets.go)
+	// prevEndpoints and prevSnap are the previous generation's endpoint parts
+	// when its config is the same: services whose endpoints did not change keep
+	// their items (endpoints.go). The parts are dropped once the next generation
+	// takes them, so generations never chain.
+	prevEndpoints map[string]*part
+	prevSnap      *model.Snapshot
+
+	touchedOnce sync.Once
+	touched     map[string]bool // addresses whose endpoints changed since prevSnap
 }
 
 // configParts is everything that depends on config but not on endpoints, so an
@@ -76,6 +85,7 @@ func newGeneration(snap *model.Snapshot, prev *generation, log *slog.Logger) (*g
 	g := &generation{snap: snap, endpoints: map[string]*part{}, creds: map[string]*part{}}
 	if prev != nil && prev.snap.ConfigHash == snap.ConfigHash {
 		g.config = prev.config
+		g.prevEndpoints, g.prevSnap = prev.handOverEndpoints()
 	} else {
 		g.config = &configParts{snap: snap, log: log, scopes: map[string]*scopeParts{}}
 	}
@@ -120,7 +130,7 @@ func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
 	if p, ok := g.endpoints[sc.Key]; ok {
 		return p, nil
 	}
-	p, err := newPart(translate.OutboundEndpoints(g.snap.View(sc)), claName)
+	p, err := endpointsPart(g.snap.View(sc), g.prevEndpoints[sc.Key], g.prevSnap)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: %w", err)
 	}
@@ -221,13 +231,24 @@ type inboundParts struct {
 	config              *configParts
 	key                 string
 	clusters, listeners *part
+	// snapVersion is the snapshot they were last found valid for: in the next
+	// one, with the same config, they stay valid unless an endpoint at one of
+	// the proxy's addresses changed (generation.endpointsTouch).
+	snapVersion uint64
 }
 
 // inbound returns p's inbound parts, prev's when still valid.
 func (g *generation) inbound(p *model.Proxy, prev *inboundParts) (*inboundParts, error) {
+	if prev != nil && prev.config == g.config && g.prevSnap != nil && prev.snapVersion == g.prevSnap.Version && !g.endpointsTouch(p) {
+		kept := *prev
+		kept.snapVersion = g.snap.Version
+		return &kept, nil
+	}
 	key := translate.InboundKey(g.snap, p)
 	if prev != nil && prev.config == g.config && prev.key == key {
-		return prev, nil
+		kept := *prev
+		kept.snapVersion = g.snap.Version
+		return &kept, nil
 	}
 	c, err := newPart(append(translate.InboundClusters(g.snap, p), translate.JWTClusters(g.snap, p)...), clusterName)
 	if err != nil {
@@ -237,7 +258,7 @@ func (g *generation) inbound(p *model.Proxy, prev *inboundParts) (*inboundParts,
 	if err != nil {
 		return nil, fmt.Errorf("inbound listeners: %w", err)
 	}
-	return &inboundParts{config: g.config, key: key, clusters: c, listeners: l}, nil
+	return &inboundParts{config: g.config, key: key, clusters: c, listeners: l, snapVersion: g.snap.Version}, nil
 }
 
 // build returns the resource sets of one proxy; SDS holds only the

@@ -84,6 +84,8 @@ type part struct {
 	items   []*item
 	byName  map[string]*item
 	version uint64
+	// byHost groups an endpoints part's items by service (endpoints.go).
+	byHost map[string][]*item
 
 	// encoded is the wire form of every item as DiscoveryResponse.resources
 	// entries, built on first use and then sent by reference to every proxy
@@ -173,27 +175,45 @@ func (p *part) encodedAll() []byte {
 }
 
 func newPart[M proto.Message](msgs []M, name func(M) string) (*part, error) {
-	p := &part{byName: make(map[string]*item, len(msgs))}
-	h := fnv.New64a()
+	items := make([]*item, 0, len(msgs))
 	for _, m := range msgs {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		it, err := newItem(m, name(m))
 		if err != nil {
-			return nil, fmt.Errorf("marshal %s: %w", name(m), err)
+			return nil, err
 		}
-		ih := fnv.New64a()
-		_, _ = ih.Write(b)
-		it := &item{name: name(m), any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
-		it.ver = strconv.FormatUint(it.hash, 16)
-		if c, ok := any(m).(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
-			it.warms = true
-		}
+		items = append(items, it)
+	}
+	return partOf(items)
+}
+
+// newItem marshals one resource.
+func newItem(m proto.Message, name string) (*item, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", name, err)
+	}
+	ih := fnv.New64a()
+	_, _ = ih.Write(b)
+	it := &item{name: name, any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
+	it.ver = strconv.FormatUint(it.hash, 16)
+	if c, ok := m.(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
+		it.warms = true
+	}
+	return it, nil
+}
+
+// partOf makes a part of items (some possibly shared with other parts: items
+// are immutable).
+func partOf(items []*item) (*part, error) {
+	p := &part{items: items, byName: make(map[string]*item, len(items))}
+	for _, it := range items {
 		if _, dup := p.byName[it.name]; dup {
 			return nil, fmt.Errorf("two resources named %q", it.name)
 		}
-		p.items = append(p.items, it)
 		p.byName[it.name] = it
 	}
 	sort.Slice(p.items, func(i, j int) bool { return p.items[i].name < p.items[j].name })
+	h := fnv.New64a()
 	for _, it := range p.items {
 		_, _ = h.Write([]byte(it.name))
 		_ = binary.Write(h, binary.LittleEndian, it.hash)

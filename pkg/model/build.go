@@ -25,6 +25,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 		services:   map[string]*Service{},
 		drViewKeys: &sync.Map{},
 		byIP:       &ipIndex{},
+		epHashes:   &endpointHashes{},
 	}
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
 	s.buildServices(in)
@@ -416,4 +417,90 @@ func IsIP(s string) bool { return net.ParseIP(s) != nil }
 // HostPort formats a host and port for Envoy domains.
 func HostPort(host string, port uint32) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// hashEndpoints hashes every field of eps (in order: Build sorts them; map
+// entries are combined order-free, so nothing is sorted or allocated here).
+// The hash of an empty list is not 0, so a host with no endpoints differs from
+// an unknown one.
+func hashEndpoints(eps []*Endpoint) uint64 {
+	h := fnvAdd(fnvOffset, uint64(len(eps)))
+	for _, ep := range eps {
+		h = fnvString(h, ep.Address)
+		h = fnvString(h, ep.ServiceAccount)
+		h = fnvString(h, ep.PodName)
+		h = fnvString(h, ep.Namespace)
+		var ports, labels uint64
+		for k, v := range ep.Ports {
+			ports += mix64(fnvAdd(fnvString(fnvOffset, k), uint64(v)))
+		}
+		for k, v := range ep.Labels {
+			labels += mix64(fnvString(fnvString(fnvOffset, k), v))
+		}
+		h = fnvAdd(fnvAdd(h, ports), labels)
+	}
+	return h | 1
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnvString is FNV-1a over s's length and bytes, continuing from h.
+func fnvString(h uint64, s string) uint64 {
+	h = fnvAdd(h, uint64(len(s)))
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// fnvAdd is FNV-1a over v's eight bytes.
+func fnvAdd(h, v uint64) uint64 {
+	for i := 0; i < 8; i++ {
+		h ^= v & 0xff
+		h *= fnvPrime
+		v >>= 8
+	}
+	return h
+}
+
+// mix64 spreads an entry's hash before entries are summed (splitmix64's
+// finalizer), so equal sums from different entries are unlikely.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// EndpointAddressesChangedSince lists the addresses of every endpoint, in s or
+// in prev, of a service whose endpoints differ between the two: the workloads
+// whose own service instances (InstancesAt) may differ. Meant for snapshots of
+// the same config.
+func (s *Snapshot) EndpointAddressesChangedSince(prev *Snapshot) map[string]bool {
+	out := map[string]bool{}
+	add := func(host string) {
+		if s.EndpointsHashOf(host) == prev.EndpointsHashOf(host) {
+			return
+		}
+		for _, ep := range s.endpoints[host] {
+			out[ep.Address] = true
+		}
+		for _, ep := range prev.endpoints[host] {
+			out[ep.Address] = true
+		}
+	}
+	for host := range s.endpoints {
+		add(host)
+	}
+	for host := range prev.endpoints {
+		if _, ok := s.endpoints[host]; !ok {
+			add(host)
+		}
+	}
+	return out
 }

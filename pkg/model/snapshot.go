@@ -131,6 +131,7 @@ type Snapshot struct {
 	// shared by the snapshot and its views).
 	drViewKeys *sync.Map
 	byIP       *ipIndex
+	epHashes   *endpointHashes
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
@@ -228,6 +229,27 @@ func (s *Snapshot) InstancesAt(ip string) []Instance {
 		}
 	})
 	return s.byIP.m[ip]
+}
+
+// EndpointsHashOf is a hash of what the model knows of the endpoints of the
+// service with that FQDN (addresses, ports, labels, identity): equal across
+// snapshots exactly when those endpoints are equal, so a consumer can keep
+// what it built from them. Computed for every host on first use.
+func (s *Snapshot) EndpointsHashOf(hostname string) uint64 {
+	s.epHashes.once.Do(func() {
+		s.epHashes.m = make(map[string]uint64, len(s.endpoints))
+		for host, eps := range s.endpoints {
+			s.epHashes.m[host] = hashEndpoints(eps)
+		}
+	})
+	return s.epHashes.m[hostname]
+}
+
+// endpointHashes is derived data, like ipIndex; views share the full
+// snapshot's (a view restricts services, not their endpoints).
+type endpointHashes struct {
+	once sync.Once
+	m    map[string]uint64
 }
 
 // ipIndex is derived data, built once per snapshot; views share the full
