@@ -17,8 +17,12 @@ func TestEndpointsHash(t *testing.T) {
 		t.Fatal("equal endpoints hash differently (map order?)")
 	}
 	changes := map[string]func([]*Endpoint) []*Endpoint{
-		"label value":   func(e []*Endpoint) []*Endpoint { e[0].Labels["version"] = "v2"; return e },
-		"label moved":   func(e []*Endpoint) []*Endpoint { delete(e[0].Labels, "version"); e[1].Labels["version"] = "v1"; return e },
+		"label value": func(e []*Endpoint) []*Endpoint { e[0].Labels["version"] = "v2"; return e },
+		"label moved": func(e []*Endpoint) []*Endpoint {
+			delete(e[0].Labels, "version")
+			e[1].Labels["version"] = "v1"
+			return e
+		},
 		"port":          func(e []*Endpoint) []*Endpoint { e[1].Ports["http"] = 8081; return e },
 		"port name":     func(e []*Endpoint) []*Endpoint { e[1].Ports = map[string]uint32{"web": 8080}; return e },
 		"account":       func(e []*Endpoint) []*Endpoint { e[1].ServiceAccount = "other"; return e },
