@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
@@ -88,5 +89,40 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 			}
 		}
 		prev = g
+	}
+}
+
+// BenchmarkEndpointChangeModel is the model side of the same change, as the
+// Kubernetes source runs it: model.Build with a HashCache, every object
+// versioned by the apiserver, one EndpointSlice at a new resourceVersion.
+func BenchmarkEndpointChangeModel(b *testing.B) {
+	const n, proxies = 1000, 1000
+	hashes := model.NewHashCache()
+	versioned := func(in *model.Inputs, rv string) *model.Inputs {
+		for _, o := range in.Services {
+			o.ResourceVersion, o.UID = "1", types.UID(o.Name)
+		}
+		for _, o := range in.Pods {
+			o.ResourceVersion, o.UID = "1", types.UID(o.Name)
+		}
+		for _, o := range in.EndpointSlices {
+			o.ResourceVersion, o.UID = "1", types.UID(o.Name)
+		}
+		in.EndpointSlices[0].ResourceVersion = rv
+		in.Hashes = hashes
+		return in
+	}
+	model.Build(versioned(benchMesh(n, proxies, ""), "1"), 1)
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		extra := "10.201.0.1"
+		if i%2 == 1 {
+			extra = ""
+		}
+		in := versioned(benchMesh(n, proxies, extra), fmt.Sprint(i+2))
+		b.StartTimer()
+		model.Build(in, uint64(i+2))
 	}
 }

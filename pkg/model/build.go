@@ -135,7 +135,7 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				if pod == nil {
 					pod = podsByIP[addr]
 				}
-				e := &Endpoint{Address: addr, Ports: ports, Labels: map[string]string{}, Namespace: es.Namespace}
+				e := &Endpoint{Address: addr, Ports: ports, Namespace: es.Namespace}
 				if pod != nil {
 					e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
 				}
@@ -357,11 +357,15 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 // of objects that are gone are dropped at the next build.
 type HashCache struct {
 	mu        sync.Mutex
-	cur, next map[string]uint64
+	cur, next map[hashKey]uint64
 }
 
+// hashKey names one version of one object. A struct of the object's own
+// strings, so a lookup allocates nothing.
+type hashKey struct{ kind, namespace, name, uid, resourceVersion string }
+
 // NewHashCache returns an empty cache.
-func NewHashCache() *HashCache { return &HashCache{cur: map[string]uint64{}} }
+func NewHashCache() *HashCache { return &HashCache{cur: map[hashKey]uint64{}} }
 
 // objectHasher hashes the objects of one build.
 type objectHasher struct{ c *HashCache }
@@ -369,7 +373,7 @@ type objectHasher struct{ c *HashCache }
 func (c *HashCache) begin() objectHasher {
 	if c != nil {
 		c.mu.Lock()
-		c.next = make(map[string]uint64, len(c.cur))
+		c.next = make(map[hashKey]uint64, len(c.cur))
 	}
 	return objectHasher{c}
 }
@@ -382,9 +386,9 @@ func (h objectHasher) end() {
 }
 
 func (h objectHasher) object(kind string, m metav1.ObjectMeta, cacheable bool, parts []any) uint64 {
-	var key string
+	var key hashKey
 	if h.c != nil && cacheable && m.ResourceVersion != "" {
-		key = kind + "/" + m.Namespace + "/" + m.Name + "/" + string(m.UID) + "/" + m.ResourceVersion
+		key = hashKey{kind, m.Namespace, m.Name, string(m.UID), m.ResourceVersion}
 		if v, ok := h.c.cur[key]; ok {
 			h.c.next[key] = v
 			return v
@@ -397,7 +401,7 @@ func (h objectHasher) object(kind string, m metav1.ObjectMeta, cacheable bool, p
 		_ = enc.Encode(p)
 	}
 	v := d.Sum64()
-	if key != "" {
+	if key.resourceVersion != "" {
 		h.c.next[key] = v
 	}
 	return v
