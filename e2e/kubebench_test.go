@@ -52,7 +52,8 @@ import (
 // so `make bench` can group its runs). MIZZEN_BENCH_CHANGES (1) repeats each
 // change, alternating add/remove and 90/10 ↔ 80/20; the percentiles are then
 // over proxies × changes. MIZZEN_BENCH_PPROF=1 also saves a CPU profile of
-// mizzen over each mode's EDS rounds and over its VS rounds in bench/out/.
+// mizzen over each mode's EDS rounds and over its VS rounds, and a heap profile after
+// the warm-up, in bench/out/.
 func BenchmarkKubeConvergence(b *testing.B) {
 	modes := strings.Fields(os.Getenv("MIZZEN_BENCH_MODES"))
 	if len(modes) == 0 {
@@ -486,6 +487,13 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	res.RSSInitial = sampler.Current().RSSFinal
 	res.RSSPerProxy = (float64(res.RSSInitial) - float64(res.RSSReady)) / float64(proxies)
 	logf("%s: rss %.0fMiB after the warm-up: %.1f KiB per proxy", cp.name, kbMiB(res.RSSInitial), res.RSSPerProxy/1024)
+	if env.pprof {
+		if path, err := kbProfile(ctx, cp, mode, "heap", 0); err != nil {
+			b.Errorf("kube-bench: heap profile: %v", err)
+		} else {
+			logf("%s: heap profile after the warm-up: %s", cp.name, path)
+		}
+	}
 
 	// The control plane's CPU while nothing changes: what any window costs anyway.
 	idle0, idleAt := kbCPUNanos(cp.pid), time.Now()
@@ -691,7 +699,11 @@ func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs 
 	if stamp == "" {
 		stamp = time.Now().UTC().Format("20060102T150405Z")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cp.pprofURL, secs), nil)
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cp.pprofURL, secs)
+	if kind == "heap" {
+		url = cp.pprofURL + "/debug/pprof/heap?gc=1" // what is live, right now
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"unique"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/mem"
@@ -47,7 +48,46 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fmt.Errorf("xds codec: cannot unmarshal into %T", v)
 	}
-	return proto.Unmarshal(data.Materialize(), m)
+	// proto.Unmarshal copies what it keeps, so a pooled buffer will do
+	// (gRPC's own codec does the same); a request in one piece needs none.
+	var err error
+	if len(data) == 1 {
+		err = proto.Unmarshal(data[0].ReadOnlyData(), m)
+	} else {
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		err = proto.Unmarshal(buf.ReadOnlyData(), m)
+		buf.Free()
+	}
+	if err != nil {
+		return err
+	}
+	if r, ok := v.(*discovery.DeltaDiscoveryRequest); ok {
+		internNames(r)
+	}
+	return nil
+}
+
+// internNames makes the resource names of a delta request share one copy per
+// distinct name across all proxies. The delta server keeps every proxy's
+// subscribed names for the stream's life (an Envoy subscribes to each EDS
+// cluster by name: a thousand names per proxy in a thousand-service mesh), so
+// without it each proxy holds its own copy of every name. unique's handles are
+// weak: a name nobody holds any more is freed. SotW requests are left alone:
+// they repeat every name on every ACK, and are dropped at the next one.
+func internNames(r *discovery.DeltaDiscoveryRequest) {
+	for i, n := range r.ResourceNamesSubscribe {
+		r.ResourceNamesSubscribe[i] = unique.Make(n).Value()
+	}
+	for i, n := range r.ResourceNamesUnsubscribe {
+		r.ResourceNamesUnsubscribe[i] = unique.Make(n).Value()
+	}
+	if len(r.InitialResourceVersions) > 0 {
+		m := make(map[string]string, len(r.InitialResourceVersions))
+		for n, v := range r.InitialResourceVersions {
+			m[unique.Make(n).Value()] = v
+		}
+		r.InitialResourceVersions = m
+	}
 }
 
 // sharedEncodable: the hand-written encoding covers the fields mizzen sets; any

@@ -29,7 +29,7 @@ type sentResponse struct {
 	version string
 	set     *resourceSet
 	nonce   string
-	names   []string
+	items   []*item
 }
 
 // streamAnswered is the one key mizzen puts in go-control-plane's per-stream
@@ -135,7 +135,7 @@ func (c *proxyCache) recordDeltaRequest(cn *conn, t typeIndex, req *cache.DeltaR
 	ds.dropResponses(i + 1)
 	if req.GetErrorDetail() != nil {
 		msg := req.GetErrorDetail().GetMessage()
-		c.recordNACK(cn, t, r.version, msg, blamedNames(r.names, msg))
+		c.recordNACK(cn, t, r.version, msg, blamedNames(itemNames(r.items), msg))
 		// Envoy applies what it accepts of a delta response and keeps the rest
 		// as it was, so we no longer know exactly what it holds: the next
 		// change is answered with every watched resource.
@@ -143,6 +143,14 @@ func (c *proxyCache) recordDeltaRequest(cn *conn, t typeIndex, req *cache.DeltaR
 		return
 	}
 	c.recordACK(cn, t, r.version)
+}
+
+func itemNames(items []*item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.name
+	}
+	return out
 }
 
 // blamedNames are the names among sent that Envoy's rejection message
@@ -230,11 +238,20 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 		}
 		return
 	}
-	resources := make([]*discovery.Resource, len(send))
-	names := make([]string, len(send))
-	for i, it := range send {
-		resources[i] = it.deltaResource()
-		names[i] = it.name
+	var resources []*discovery.Resource
+	if len(send) == set.size() {
+		// Everything (a first response, mostly): each part in one piece.
+		resources = make([]*discovery.Resource, 0, len(set.parts))
+		for _, p := range set.parts {
+			if len(p.items) > 0 {
+				resources = append(resources, p.deltaResourceAll())
+			}
+		}
+	} else {
+		resources = make([]*discovery.Resource, len(send))
+		for i, it := range send {
+			resources[i] = it.deltaResource()
+		}
 	}
 	resp := &cache.DeltaPassthroughResponse{
 		DeltaRequest: w.req,
@@ -268,7 +285,7 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 	if len(ds.responses) >= maxNonces {
 		ds.dropResponses(1)
 	}
-	ds.responses = append(ds.responses, sentResponse{version: set.version, set: set, names: names})
+	ds.responses = append(ds.responses, sentResponse{version: set.version, set: set, items: send})
 	ds.fresh, ds.initial = false, nil
 	ts.watch = nil
 	ts.resendAll = false
@@ -283,6 +300,7 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 // (or asked for), those that do not exist.
 func deltaInitial(ts *typeState, set *resourceSet, initial map[string]string) (send []*item, removed []string) {
 	ds := ts.dstate
+	send = make([]*item, 0, set.size())
 	if ds.wildcard {
 		for _, p := range set.parts {
 			for _, it := range p.items {

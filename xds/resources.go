@@ -96,6 +96,12 @@ type part struct {
 	namesOnce sync.Once
 	names     nameSum
 
+	// deltaAll is every item as one pseudo-resource of consecutive, encoded
+	// DeltaDiscoveryResponse.resources fields: a response that carries the
+	// whole part (a proxy's first) splices it in one piece (see Codec).
+	deltaAllOnce sync.Once
+	deltaAll     *discovery.Resource
+
 	diffMu   sync.Mutex
 	diffFrom *part
 	diff     []*item
@@ -172,6 +178,31 @@ func (p *part) encodedAll() []byte {
 		p.encoded = buf
 	})
 	return p.encoded
+}
+
+// deltaResourceAll returns the part as one pre-encoded delta pseudo-resource.
+func (p *part) deltaResourceAll() *discovery.Resource {
+	p.deltaAllOnce.Do(func() {
+		n := 0
+		for _, it := range p.items {
+			n += len(it.deltaEncoded())
+		}
+		buf := make([]byte, 0, n)
+		for _, it := range p.items {
+			buf = append(buf, it.deltaEncoded()...)
+		}
+		p.deltaAll = &discovery.Resource{Resource: &anypb.Any{TypeUrl: preEncodedTypeURL, Value: buf}}
+	})
+	return p.deltaAll
+}
+
+// size is the number of items of every part.
+func (s *resourceSet) size() int {
+	n := 0
+	for _, p := range s.parts {
+		n += len(p.items)
+	}
+	return n
 }
 
 func newPart[M proto.Message](msgs []M, name func(M) string) (*part, error) {
