@@ -6,7 +6,6 @@ import (
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -32,12 +31,6 @@ type sentResponse struct {
 	items   []*item
 }
 
-// streamAnswered is the one key mizzen puts in go-control-plane's per-stream
-// map of returned resources: present once a response of the type went out on
-// the stream, so the first request of a new stream is told from the later ones
-// (it is not a resource name: those never start with a NUL).
-const streamAnswered = "\x00mizzen-answered"
-
 // deltaState is the delta protocol state of one type of one proxy.
 type deltaState struct {
 	// names fingerprints the subscribed names (wildcard: unused); recomputed
@@ -62,33 +55,30 @@ func (ds *deltaState) dropResponses(n int) {
 
 // deltaWatch is a parked delta request.
 type deltaWatch struct {
-	req *cache.DeltaRequest
-	sub cache.Subscription
-	ch  chan cache.DeltaResponse
+	req *discovery.DeltaDiscoveryRequest
+	sub *deltaSub
+	out chan<- *discovery.DeltaDiscoveryResponse
 	// subscribed: names this request newly subscribes (answered even if unchanged).
 	subscribed []string
 }
 
-// CreateDeltaWatch is called for every request on a delta stream: the first
-// one, subscription changes, ACKs and NACKs. Like CreateWatch it answers at
-// once when the proxy lacks something and otherwise parks the watch.
-func (c *proxyCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
-	t, known := typeOf(req.GetTypeUrl())
-	cn := c.conn(req.GetNode().GetId())
-	if !known || cn == nil {
-		// Types mizzen does not serve (yet) stay unanswered, as Envoy expects.
-		return func() {}, nil
+// deltaWatch takes every request of a delta stream (deltaserver.go): the
+// first of each type (first), subscription changes, ACKs and NACKs. Like
+// CreateWatch it answers at once when the proxy lacks something and otherwise
+// parks the watch; it returns the watch's cancel function.
+func (c *proxyCache) deltaWatch(nodeID string, t typeIndex, req *discovery.DeltaDiscoveryRequest, sub *deltaSub, first bool, out chan<- *discovery.DeltaDiscoveryResponse) func() {
+	cn := c.conn(nodeID)
+	if cn == nil {
+		return nil
 	}
-	dw := &deltaWatch{req: req, sub: sub, ch: ch, subscribed: req.GetResourceNamesSubscribe()}
-	w := &watch{delta: dw}
+	w := &watch{delta: &deltaWatch{req: req, sub: sub, out: out, subscribed: req.GetResourceNamesSubscribe()}}
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	ts := &cn.types[t]
-	if _, answered := sub.ReturnedResources()[streamAnswered]; !answered && (ts.dstate == nil || !ts.dstate.fresh) {
+	if first || ts.dstate == nil {
 		// The first request of this type on a new stream: nothing of what we
 		// sent on an earlier stream is known to be held, except what Envoy
-		// lists in initial_resource_versions. (Requests that only change the
-		// subscription carry no nonce, so the nonce cannot tell.)
+		// lists in initial_resource_versions.
 		ts.dstate = &deltaState{fresh: true}
 		ts.sentSet, ts.sentVersion, ts.queued, ts.resendAll = nil, "", false, false
 	}
@@ -97,25 +87,16 @@ func (c *proxyCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscri
 	}
 	ds := ts.dstate
 	if ds.fresh || len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0 {
-		ds.wildcard = t.wildcard() || sub.IsWildcard()
-		ds.names = sumSubscribed(sub.SubscribedResources())
+		ds.wildcard = t.wildcard() || sub.wildcard
+		ds.names = sumNames(sub.names)
 	}
 	c.recordDeltaRequest(cn, t, req)
-	return c.parkWatch(cn, t, w), nil
-}
-
-func sumSubscribed(names map[string]struct{}) nameSum {
-	var s nameSum
-	for n := range names {
-		h := nameHash(n)
-		s = s.add(nameSum{h, h * 0x9E3779B97F4A7C15, 1})
-	}
-	return s
+	return c.parkWatch(cn, t, w)
 }
 
 // recordDeltaRequest does the ACK/NACK bookkeeping of one delta request: the
 // nonce it answers says which response it is about.
-func (c *proxyCache) recordDeltaRequest(cn *conn, t typeIndex, req *cache.DeltaRequest) {
+func (c *proxyCache) recordDeltaRequest(cn *conn, t typeIndex, req *discovery.DeltaDiscoveryRequest) {
 	nonce := req.GetResponseNonce()
 	if nonce == "" {
 		return
@@ -189,8 +170,7 @@ func (ts *typeState) deltaWatched(name string) bool {
 	if ts.dstate.wildcard {
 		return true
 	}
-	_, ok := ts.watch.delta.sub.SubscribedResources()[name]
-	return ok
+	return ts.watch.delta.sub.has(name)
 }
 
 // respondDelta answers a parked delta watch with what changed for the proxy
@@ -253,21 +233,14 @@ func (c *proxyCache) respondDelta(cn *conn, t typeIndex) {
 			resources[i] = it.deltaResource()
 		}
 	}
-	resp := &cache.DeltaPassthroughResponse{
-		DeltaRequest: w.req,
-		// go-control-plane keeps this as the stream's view of what Envoy
-		// holds (Subscription.ReturnedResources); mizzen keeps its own
-		// (sentSet), so it only marks that this stream has been answered.
-		NextVersionMap: map[string]string{streamAnswered: ""},
-		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{
-			SystemVersionInfo: set.version, TypeUrl: typeURLs[t], Resources: resources, RemovedResources: removed,
-		},
+	resp := &discovery.DeltaDiscoveryResponse{
+		SystemVersionInfo: set.version, TypeUrl: typeURLs[t], Resources: resources, RemovedResources: removed,
 	}
 	select {
-	case w.ch <- resp:
+	case w.out <- resp:
 	default:
-		// The delta server's channel has room for twice every type and each
-		// type has at most one response in flight: cannot happen.
+		// The stream's channel has room for twice every type and each type
+		// has at most one response in flight: cannot happen.
 		c.log.Error("delta response channel full; dropping response", "proxy", cn.id, "type", typeLabels[t])
 		return
 	}
@@ -310,7 +283,7 @@ func deltaInitial(ts *typeState, set *resourceSet, initial map[string]string) (s
 			}
 		}
 	} else {
-		for n := range ts.watch.delta.sub.SubscribedResources() {
+		for _, n := range ts.watch.delta.sub.names {
 			it := set.lookup(n)
 			switch {
 			case it == nil:
@@ -381,7 +354,7 @@ func deltaAgainst(ts *typeState, sent, cur *resourceSet, all bool, always map[st
 			}
 		}
 	default:
-		for n := range ts.watch.delta.sub.SubscribedResources() {
+		for _, n := range ts.watch.delta.sub.names {
 			it := cur.lookup(n)
 			var prev *item
 			if sent != nil {

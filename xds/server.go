@@ -59,7 +59,9 @@ type Server struct {
 	wake      chan struct{}
 	ready     atomic.Bool
 
-	streamsMu sync.Mutex
+	// deltaStreams numbers delta streams (deltaserver.go).
+	deltaStreams atomic.Int64
+	streamsMu    sync.Mutex
 	streams   map[int64]string // stream ID -> node ID
 	// proven: identities the transport proved, by stream ID, until the
 	// stream's first request names its node.
@@ -108,7 +110,7 @@ func New(o Options) *Server {
 // listeners could reach Envoy before those listeners.
 func (s *Server) Register(ctx context.Context, g *grpc.Server) {
 	srv := serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, adsServer{AggregatedDiscoveryServiceServer: srv, s: s, ctx: ctx})
 }
 
 // Ready reports whether the first snapshot has been built, so proxies that
@@ -226,8 +228,9 @@ func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resou
 	return gen, sets, inbound, err
 }
 
-// Stream IDs: the SotW and delta servers number their streams separately, so
-// delta streams are kept under the negated ID.
+// Stream IDs: SotW (go-control-plane's server) and delta streams
+// (deltaserver.go) are numbered separately, so delta streams are kept under
+// the negated ID.
 func deltaKey(id int64) int64 { return -id }
 
 func (s *Server) callbacks() serverv3.Callbacks {
@@ -245,20 +248,6 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			}
 		},
 		StreamClosedFunc: func(id int64, node *core.Node) { s.streamClosed(id, node) },
-
-		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			s.streamOpen(ctx, deltaKey(id))
-			return nil
-		},
-		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
-			return s.streamRequest(deltaKey(id), req.GetNode())
-		},
-		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-			if nodeID, known := s.streamNode(deltaKey(id)); known {
-				s.cache.deltaResponseWritten(nodeID, resp)
-			}
-		},
-		DeltaStreamClosedFunc: func(id int64, node *core.Node) { s.streamClosed(deltaKey(id), node) },
 	}
 }
 

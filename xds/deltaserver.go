@@ -1,0 +1,202 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// adsServer is go-control-plane's ADS server for state of the world, with
+// mizzen's own delta stream handler. go-control-plane's delta server keeps, per
+// stream and type, a map of every subscribed name and a map of returned
+// versions, and hands each request (ACKs included) through a channel to a
+// second goroutine that cancels and re-creates the type's watch. An Envoy
+// subscribes to each EDS cluster by name, so in a large mesh those maps were
+// half of mizzen's live heap per proxy, and the hand-offs a good part of the
+// CPU of an endpoint change. Here a subscription is a sorted slice of shared
+// (interned, see Codec) names, a request is handled on the goroutine that
+// received it, and only the sending goroutine touches the stream's Send.
+type adsServer struct {
+	discovery.AggregatedDiscoveryServiceServer
+	s   *Server
+	ctx context.Context
+}
+
+// DeltaAggregatedResources serves one delta ADS stream.
+func (a adsServer) DeltaAggregatedResources(str discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.s.serveDelta(a.ctx, str)
+}
+
+// deltaStream is the state of one delta stream that its receiving goroutine
+// owns; mu orders requests against the stream's close.
+type deltaStream struct {
+	key    int64
+	mu     sync.Mutex
+	closed bool
+	node   *core.Node
+	subs   [numTypes]*deltaSub
+	cancel [numTypes]func()
+}
+
+// deltaOutCap is the room of a stream's response channel: each type has at
+// most one response in flight (respondDelta parks until the ACK), twice over.
+const deltaOutCap = 2 * int(numTypes)
+
+func (s *Server) serveDelta(ctx context.Context, str discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	ds := &deltaStream{key: deltaKey(s.deltaStreams.Add(1))}
+	s.streamOpen(str.Context(), ds.key)
+	out := make(chan *discovery.DeltaDiscoveryResponse, deltaOutCap)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := str.Recv()
+			if err == nil {
+				err = s.deltaRequest(ds, req, out)
+			}
+			if err != nil {
+				recvErr <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		ds.mu.Lock()
+		ds.closed = true
+		for _, cancel := range ds.cancel {
+			if cancel != nil {
+				cancel()
+			}
+		}
+		node := ds.node
+		ds.mu.Unlock()
+		s.streamClosed(ds.key, node)
+	}()
+	var nonce int64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-str.Context().Done():
+			return nil
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		case resp := <-out:
+			nonce++
+			resp.Nonce = strconv.FormatInt(nonce, 10)
+			if nodeID, known := s.streamNode(ds.key); known {
+				s.cache.deltaResponseWritten(nodeID, resp)
+			}
+			if err := str.Send(resp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// deltaRequest handles one request of a delta stream, on its receiving goroutine.
+func (s *Server) deltaRequest(ds *deltaStream, req *discovery.DeltaDiscoveryRequest, out chan<- *discovery.DeltaDiscoveryResponse) error {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.closed {
+		return context.Canceled
+	}
+	if ds.node == nil {
+		ds.node = req.GetNode()
+	}
+	if err := s.streamRequest(ds.key, ds.node); err != nil {
+		return err
+	}
+	if req.GetTypeUrl() == "" {
+		return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
+	}
+	t, known := typeOf(req.GetTypeUrl())
+	if !known {
+		return nil // types mizzen does not serve stay unanswered, as Envoy expects
+	}
+	sub, first := ds.subs[t], ds.subs[t] == nil
+	if first {
+		sub = newDeltaSub(len(req.GetResourceNamesSubscribe()) == 0)
+		ds.subs[t] = sub
+	} else if ds.cancel[t] != nil {
+		ds.cancel[t]()
+	}
+	sub.update(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
+	ds.cancel[t] = s.cache.deltaWatch(ds.node.GetId(), t, req, sub, first, out)
+	return nil
+}
+
+// deltaSub is what one delta stream subscribes to of one type, with the
+// protocol's rules: a first request naming nothing is a (legacy) wildcard
+// subscription until a request names something; "*" subscribes to
+// everything explicitly. Names are kept sorted, once each.
+type deltaSub struct {
+	legacy   bool // legacy wildcard still possible
+	wildcard bool
+	names    []string
+}
+
+// explicitWildcard is the name that subscribes to every resource of a type.
+const explicitWildcard = "*"
+
+func newDeltaSub(emptyFirst bool) *deltaSub {
+	return &deltaSub{legacy: true, wildcard: emptyFirst}
+}
+
+func (d *deltaSub) update(subscribe, unsubscribe []string) {
+	if d.legacy {
+		if len(subscribe) == 0 {
+			return
+		}
+		d.legacy = false
+	}
+	var added []string
+	for _, n := range subscribe {
+		if n == explicitWildcard {
+			d.wildcard = true
+			continue
+		}
+		if !d.has(n) {
+			added = append(added, n)
+		}
+	}
+	if len(added) > 0 {
+		// One exact-size slice: it lives as long as the stream.
+		names := make([]string, 0, len(d.names)+len(added))
+		names = append(append(names, d.names...), added...)
+		slices.Sort(names)
+		d.names = slices.Clip(slices.Compact(names))
+	}
+	for _, n := range unsubscribe {
+		if n == explicitWildcard {
+			d.wildcard = false
+			continue
+		}
+		if i, ok := slices.BinarySearch(d.names, n); ok {
+			d.names = slices.Delete(d.names, i, i+1)
+		}
+	}
+}
+
+// has reports whether name is subscribed by name (not through the wildcard).
+func (d *deltaSub) has(name string) bool {
+	_, ok := slices.BinarySearch(d.names, name)
+	return ok
+}
+
+// CreateDeltaWatch completes go-control-plane's cache interface; adsServer
+// serves delta streams itself, so its delta server never calls it.
+func (c *proxyCache) CreateDeltaWatch(*cache.DeltaRequest, cache.Subscription, chan cache.DeltaResponse) (func(), error) {
+	return nil, errors.New("delta streams are served by mizzen's own handler (deltaserver.go)")
+}

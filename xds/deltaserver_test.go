@@ -1,0 +1,38 @@
+package xds
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestDeltaSubscription(t *testing.T) {
+	// A first request naming nothing is a legacy wildcard, until one names something.
+	d := newDeltaSub(true)
+	d.update(nil, nil)
+	if !d.wildcard || len(d.names) != 0 {
+		t.Fatalf("legacy wildcard: %+v", d)
+	}
+	d.update([]string{"b", "a", "b"}, nil)
+	if !d.wildcard || !slices.Equal(d.names, []string{"a", "b"}) {
+		t.Fatalf("after naming a, b: %+v", d)
+	}
+	d.update([]string{"c"}, []string{"a", "*"})
+	if d.wildcard || !slices.Equal(d.names, []string{"b", "c"}) || !d.has("c") || d.has("a") {
+		t.Fatalf("after +c -a -*: %+v", d)
+	}
+	// Names first: not a wildcard; "*" makes it one explicitly.
+	e := newDeltaSub(false)
+	e.update([]string{"x"}, nil)
+	if e.wildcard || !e.has("x") {
+		t.Fatalf("named: %+v", e)
+	}
+	e.update([]string{"*"}, nil)
+	if !e.wildcard {
+		t.Fatalf("explicit wildcard: %+v", e)
+	}
+	// Unsubscribing what was never subscribed changes nothing.
+	e.update(nil, []string{"nope"})
+	if !slices.Equal(e.names, []string{"x"}) {
+		t.Fatalf("unsubscribe unknown: %+v", e)
+	}
+}
