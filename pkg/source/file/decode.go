@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/decode"
 )
 
@@ -115,9 +119,10 @@ func parseFile(path string, data []byte, log *slog.Logger) parsed {
 		h   = sha256.New()
 	)
 	for _, d := range splitDocuments(data) {
-		errAt := func(kind, ns, name string, err error) {
-			out.errs = append(out.errs, &Error{File: path, Doc: d.index, Line: d.line, Kind: kind, Namespace: ns, Name: name, Err: err})
+		errCode := func(code, kind, ns, name string, err error) {
+			out.errs = append(out.errs, &Error{File: path, Doc: d.index, Line: d.line, Kind: kind, Namespace: ns, Name: name, Code: code, Err: err})
 		}
+		errAt := func(kind, ns, name string, err error) { errCode("", kind, ns, name, err) }
 		j, err := yaml.YAMLToJSONStrict(d.data)
 		if err != nil {
 			errAt("", "", "", yamlError(err, d.firstLine))
@@ -145,9 +150,23 @@ func parseFile(path string, data []byte, log *slog.Logger) parsed {
 				errAt(h.Kind, h.Namespace(), h.Metadata.Name, prefixErr(where, err))
 				return
 			}
+			if o == nil && h.APIVersion == "v1" && h.Kind == "Secret" {
+				if err := skippedSecretError(j); err != nil {
+					errCode(CodeInvalidSecret, h.Kind, h.Namespace(), h.Metadata.Name, prefixErr(where, err))
+					return
+				}
+				log.Debug("skipping Secret: not a gateway credential (none of the keys tls.crt, cert, ca.crt, cacert)",
+					"file", path, "doc", d.index, "line", d.line, "name", h.Metadata.Name)
+				return
+			}
 			if o == nil {
 				log.Warn("skipping unsupported kind", "file", path, "doc", d.index, "line", d.line,
 					"apiVersion", h.APIVersion, "kind", h.Kind, "name", h.Metadata.Name)
+				return
+			}
+			// The apiserver refuses these names; here nothing else would.
+			if err := model.ObjectNameError(o.Kind, o.Namespace, o.Name); err != nil {
+				errCode(CodeInvalidName, o.Kind, o.Namespace, o.Name, prefixErr(where, err))
 				return
 			}
 			out.objects = append(out.objects, object{Object: *o, doc: d.index, line: d.line})
@@ -173,6 +192,35 @@ func parseFile(path string, data []byte, log *slog.Logger) parsed {
 	}
 	h.Sum(out.fingerprint[:0])
 	return out
+}
+
+// skippedSecretError says why Kubernetes would refuse a Secret that the
+// decoder skipped as no gateway credential: one of type kubernetes.io/tls must
+// hold tls.crt and tls.key. Skipped silently, it would be absent, and a
+// Gateway naming it would report "no TLS Secret" for a Secret in plain sight.
+// (A TLS Secret with tls.crt alone is kept, and the model says what it lacks.)
+func skippedSecretError(j []byte) error {
+	sec := &corev1.Secret{}
+	if err := json.Unmarshal(j, sec); err != nil || sec.Type != corev1.SecretTypeTLS {
+		return nil // the decoder accepted it; nothing to add
+	}
+	var missing []string
+	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+		_, inData := sec.Data[k]
+		_, inString := sec.StringData[k]
+		if !inData && !inString {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	have := slices.Sorted(maps.Keys(sec.Data))
+	for _, k := range slices.Sorted(maps.Keys(sec.StringData)) {
+		have = append(have, k+" (stringData)")
+	}
+	return fmt.Errorf("type kubernetes.io/tls needs keys tls.crt and tls.key (Kubernetes refuses it without them); it lacks %s, its keys are [%s]",
+		strings.Join(missing, " and "), strings.Join(have, ", "))
 }
 
 func prefixErr(where string, err error) error {
