@@ -151,7 +151,7 @@ func loadPath(path string, log *slog.Logger) (model.Inputs, []*file.Error, error
 		}
 		dir = tmp
 	}
-	in, errs := file.New(dir, file.Options{Logger: log}).Load()
+	in, errs := file.New(dir, file.Options{Logger: log, KeepOtherSecrets: true}).Load()
 	for _, e := range errs {
 		if !st.IsDir() {
 			e.File = path // name the user's file, not the link

@@ -90,6 +90,7 @@ func Analyze(in *model.Inputs, opts Options) ([]Finding, error) {
 	a.virtualServicesOutsideDiscovery()
 	a.gatewaysReferenced()
 	a.gatewaysSelectWorkloads()
+	a.gatewayCredentials()
 	a.destinationRuleHosts()
 	a.subsetsMatchEndpoints()
 	a.virtualServiceVisibility()

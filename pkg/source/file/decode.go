@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
@@ -113,7 +114,13 @@ type parsed struct {
 
 // parseFile decodes every document of a file. Unsupported kinds are logged and
 // skipped: a directory shared with other tooling should not be an error.
-func parseFile(path string, data []byte, log *slog.Logger) parsed {
+// decodeOptions tune parseFile.
+type decodeOptions struct {
+	// keepOtherSecrets: see Options.KeepOtherSecrets.
+	keepOtherSecrets bool
+}
+
+func parseFile(path string, data []byte, log *slog.Logger, opts decodeOptions) parsed {
 	var (
 		out parsed
 		h   = sha256.New()
@@ -155,9 +162,11 @@ func parseFile(path string, data []byte, log *slog.Logger) parsed {
 					errCode(CodeInvalidSecret, h.Kind, h.Namespace(), h.Metadata.Name, prefixErr(where, err))
 					return
 				}
-				log.Debug("skipping Secret: not a gateway credential (none of the keys tls.crt, cert, ca.crt, cacert)",
-					"file", path, "doc", d.index, "line", d.line, "name", h.Metadata.Name)
-				return
+				if o = keysOnlySecret(h, j, opts); o == nil {
+					log.Debug("skipping Secret: not a gateway credential (none of the keys tls.crt, cert, ca.crt, cacert)",
+						"file", path, "doc", d.index, "line", d.line, "name", h.Metadata.Name)
+					return
+				}
 			}
 			if o == nil {
 				log.Warn("skipping unsupported kind", "file", path, "doc", d.index, "line", d.line,
@@ -221,6 +230,29 @@ func skippedSecretError(j []byte) error {
 	}
 	return fmt.Errorf("type kubernetes.io/tls needs keys tls.crt and tls.key (Kubernetes refuses it without them); it lacks %s, its keys are [%s]",
 		strings.Join(missing, " and "), strings.Join(have, ", "))
+}
+
+// keysOnlySecret is a Secret the decoder skipped as no gateway credential,
+// with its values dropped, when opts keep such Secrets; else nil.
+func keysOnlySecret(h decode.Header, j []byte, opts decodeOptions) *decode.Object {
+	if !opts.keepOtherSecrets {
+		return nil
+	}
+	sec := &corev1.Secret{}
+	if err := json.Unmarshal(j, sec); err != nil {
+		return nil
+	}
+	// Annotations stay out too: kubectl's last-applied-configuration would
+	// carry the values.
+	keys := &corev1.Secret{TypeMeta: sec.TypeMeta, Type: sec.Type, Data: map[string][]byte{},
+		ObjectMeta: metav1.ObjectMeta{Name: sec.Name, Namespace: h.Namespace(), Labels: sec.Labels}}
+	for k := range sec.Data {
+		keys.Data[k] = nil
+	}
+	for k := range sec.StringData {
+		keys.Data[k] = nil
+	}
+	return &decode.Object{Kind: "Secret", Namespace: keys.Namespace, Name: keys.Name, Value: keys}
 }
 
 func prefixErr(where string, err error) error {

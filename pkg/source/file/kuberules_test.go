@@ -87,3 +87,33 @@ data: {tls.key: a2V5}
 		t.Errorf("Secrets = %v, want only-cert", in.Secrets)
 	}
 }
+
+// For analyze, Secrets that cannot be credentials are kept by name and key
+// names: never a value, nor the annotations that could repeat them.
+func TestKeepOtherSecretsKeepsKeyNamesOnly(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.yaml", `apiVersion: v1
+kind: Secret
+metadata:
+  name: misnamed
+  labels: {app: edge}
+  annotations: {kubectl.kubernetes.io/last-applied-configuration: "{\"data\":{\"tls.pem\":\"c2VjcmV0\"}}"}
+type: Opaque
+data: {tls.pem: c2VjcmV0}
+stringData: {tls.cert: secret}
+`)
+	if in, errs := load(t, dir); len(in.Secrets) != 0 || len(errs) != 0 {
+		t.Fatalf("by default: Secrets %v, errors %v; want it skipped", in.Secrets, errs)
+	}
+	in, errs := New(dir, Options{Logger: quietLogger(), KeepOtherSecrets: true}).Load()
+	if len(errs) != 0 || len(in.Secrets) != 1 {
+		t.Fatalf("Secrets %v, errors %v", in.Secrets, errs)
+	}
+	s := in.Secrets[0]
+	if s.Namespace != "default" || s.Name != "misnamed" || s.Labels["app"] != "edge" || len(s.Annotations) != 0 || len(s.StringData) != 0 {
+		t.Errorf("Secret = %+v", s)
+	}
+	if len(s.Data) != 2 || s.Data["tls.pem"] != nil || s.Data["tls.cert"] != nil {
+		t.Errorf("Data = %v, want the two key names without values", s.Data)
+	}
+}

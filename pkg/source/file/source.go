@@ -52,6 +52,12 @@ type Options struct {
 	// Debounce is the quiet period that ends a burst of file events; one save
 	// produces several (create, write, chmod, rename). Defaults to 10ms.
 	Debounce time.Duration
+	// KeepOtherSecrets keeps the Secrets that cannot be gateway credentials
+	// too, their values dropped (key names only), for `mizzen analyze`: a
+	// Gateway naming one then learns that the Secret exists and which keys it
+	// has, not "no TLS Secret". A server leaves it off: model.Inputs holds
+	// credentials only.
+	KeepOtherSecrets bool
 }
 
 // Source reads a directory tree of YAML/JSON config. It is safe for concurrent
@@ -61,6 +67,7 @@ type Source struct {
 	log      *slog.Logger
 	onError  func(*Error)
 	debounce time.Duration
+	decode   decodeOptions
 	// settle bounds how long a burst of events may postpone an update, and is
 	// how long a file must stay empty before its objects are dropped.
 	settle time.Duration
@@ -117,6 +124,7 @@ func New(dir string, opts Options) *Source {
 		log:      log.With("source", "file", "dir", dir),
 		onError:  opts.OnError,
 		debounce: d,
+		decode:   decodeOptions{keepOtherSecrets: opts.KeepOtherSecrets},
 		settle:   max(10*d, 100*time.Millisecond),
 		files:    map[string]*fileState{},
 		reported: map[string]bool{},
@@ -404,7 +412,7 @@ func (s *Source) refreshFile(p string) (bool, []*Error) {
 		return false, nil
 	}
 	st.sum, st.parsed, st.readErr = sum, true, false
-	res := parseFile(p, data, s.log)
+	res := parseFile(p, data, s.log, s.decode)
 	if len(res.errs) > 0 {
 		st.errs = res.errs
 		return false, res.errs
