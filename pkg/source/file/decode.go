@@ -112,14 +112,14 @@ type parsed struct {
 	fingerprint [sha256.Size]byte
 }
 
-// parseFile decodes every document of a file. Unsupported kinds are logged and
-// skipped: a directory shared with other tooling should not be an error.
 // decodeOptions tune parseFile.
 type decodeOptions struct {
 	// keepOtherSecrets: see Options.KeepOtherSecrets.
 	keepOtherSecrets bool
 }
 
+// parseFile decodes every document of a file. Unsupported kinds are logged and
+// skipped: a directory shared with other tooling should not be an error.
 func parseFile(path string, data []byte, log *slog.Logger, opts decodeOptions) parsed {
 	var (
 		out parsed
@@ -158,11 +158,15 @@ func parseFile(path string, data []byte, log *slog.Logger, opts decodeOptions) p
 				return
 			}
 			if o == nil && h.APIVersion == "v1" && h.Kind == "Secret" {
-				if err := skippedSecretError(j); err != nil {
+				// Decoded strictly already (and skipped); read again for its
+				// type and keys.
+				sec := &corev1.Secret{}
+				_ = json.Unmarshal(j, sec)
+				if err := skippedSecretError(sec); err != nil {
 					errCode(CodeInvalidSecret, h.Kind, h.Namespace(), h.Metadata.Name, prefixErr(where, err))
 					return
 				}
-				if o = keysOnlySecret(h, j, opts); o == nil {
+				if o = keysOnlySecret(h, sec, opts); o == nil {
 					log.Debug("skipping Secret: not a gateway credential (none of the keys tls.crt, cert, ca.crt, cacert)",
 						"file", path, "doc", d.index, "line", d.line, "name", h.Metadata.Name)
 					return
@@ -208,10 +212,9 @@ func parseFile(path string, data []byte, log *slog.Logger, opts decodeOptions) p
 // hold tls.crt and tls.key. Skipped silently, it would be absent, and a
 // Gateway naming it would report "no TLS Secret" for a Secret in plain sight.
 // (A TLS Secret with tls.crt alone is kept, and the model says what it lacks.)
-func skippedSecretError(j []byte) error {
-	sec := &corev1.Secret{}
-	if err := json.Unmarshal(j, sec); err != nil || sec.Type != corev1.SecretTypeTLS {
-		return nil // the decoder accepted it; nothing to add
+func skippedSecretError(sec *corev1.Secret) error {
+	if sec.Type != corev1.SecretTypeTLS {
+		return nil
 	}
 	var missing []string
 	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
@@ -234,12 +237,8 @@ func skippedSecretError(j []byte) error {
 
 // keysOnlySecret is a Secret the decoder skipped as no gateway credential,
 // with its values dropped, when opts keep such Secrets; else nil.
-func keysOnlySecret(h decode.Header, j []byte, opts decodeOptions) *decode.Object {
+func keysOnlySecret(h decode.Header, sec *corev1.Secret, opts decodeOptions) *decode.Object {
 	if !opts.keepOtherSecrets {
-		return nil
-	}
-	sec := &corev1.Secret{}
-	if err := json.Unmarshal(j, sec); err != nil {
 		return nil
 	}
 	// Annotations stay out too: kubectl's last-applied-configuration would

@@ -154,9 +154,10 @@ func (s *Source) Errors() []*Error {
 // Run watches the directory and calls onChange with the full merged inputs
 // after every change that alters them or the current errors (Errors), so a
 // caller showing those errors with its config sees them change too. If Load
-// was not called first, onChange also receives the initial state. Changes made between Load and Run are
-// picked up, because Run rescans once its watches are in place. It returns nil
-// when ctx is done, or an error if watching cannot start.
+// was not called first, onChange also receives the initial state. Changes
+// made between Load and Run are picked up, because Run rescans once its
+// watches are in place. It returns nil when ctx is done, or an error if
+// watching cannot start.
 func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
