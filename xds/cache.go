@@ -397,6 +397,13 @@ func (c *proxyCache) respondIfNeeded(cn *conn, t typeIndex) {
 	}
 	if !newStream && sameNames && !ts.resendAll && len(rewarm) == 0 {
 		if w.req.GetVersionInfo() == set.version {
+			if ts.nackMessage != "" {
+				// The proxy rejected a later version and kept this one, which
+				// is current again (the bad object is gone): it is in sync,
+				// though nothing is sent for it to ACK.
+				c.recordACK(cn, t, set.version)
+				ts.sentVersion, ts.sentSet = set.version, set
+			}
 			return
 		}
 		if incremental && len(changed) == 0 {

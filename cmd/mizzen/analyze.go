@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,8 +75,7 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 			}
 			appendInputs(&in, got)
 			for _, e := range errs {
-				findings = append(findings, analyze.NewFinding(model.ConfigError{Kind: orFile(e.Kind), Namespace: e.Namespace, Name: e.Name,
-					Field: fmt.Sprintf("%s doc %d (line %d)", e.File, e.Doc, e.Line), Code: "ParseError", Message: e.Err.Error()}))
+				findings = append(findings, analyze.NewFinding(e.ConfigError()))
 			}
 		}
 	case o.kubeconfig != "":
@@ -151,7 +151,7 @@ func loadPath(path string, log *slog.Logger) (model.Inputs, []*file.Error, error
 		}
 		dir = tmp
 	}
-	in, errs := file.New(dir, file.Options{Logger: log}).Load()
+	in, errs := file.New(dir, file.Options{Logger: log, KeepOtherSecrets: true}).Load()
 	for _, e := range errs {
 		if !st.IsDir() {
 			e.File = path // name the user's file, not the link
@@ -160,28 +160,16 @@ func loadPath(path string, log *slog.Logger) (model.Inputs, []*file.Error, error
 	return in, errs, nil
 }
 
+// appendInputs adds every object of src to dst. It walks model.Inputs by
+// reflection, so a kind added there (as Secrets once were, and went unread
+// here) is never left out: every slice field is a list of objects.
 func appendInputs(dst *model.Inputs, src model.Inputs) {
-	dst.Namespaces = append(dst.Namespaces, src.Namespaces...)
-	dst.Services = append(dst.Services, src.Services...)
-	dst.EndpointSlices = append(dst.EndpointSlices, src.EndpointSlices...)
-	dst.Pods = append(dst.Pods, src.Pods...)
-	dst.ServiceAccounts = append(dst.ServiceAccounts, src.ServiceAccounts...)
-	dst.ConfigMaps = append(dst.ConfigMaps, src.ConfigMaps...)
-	dst.VirtualServices = append(dst.VirtualServices, src.VirtualServices...)
-	dst.DestinationRules = append(dst.DestinationRules, src.DestinationRules...)
-	dst.Gateways = append(dst.Gateways, src.Gateways...)
-	dst.ServiceEntries = append(dst.ServiceEntries, src.ServiceEntries...)
-	dst.Sidecars = append(dst.Sidecars, src.Sidecars...)
-	dst.PeerAuthentications = append(dst.PeerAuthentications, src.PeerAuthentications...)
-	dst.AuthorizationPolicies = append(dst.AuthorizationPolicies, src.AuthorizationPolicies...)
-	dst.RequestAuthentications = append(dst.RequestAuthentications, src.RequestAuthentications...)
-}
-
-func orFile(kind string) string {
-	if kind == "" {
-		return "File"
+	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+	for i := range d.NumField() {
+		if d.Field(i).Kind() == reflect.Slice {
+			d.Field(i).Set(reflect.AppendSlice(d.Field(i), s.Field(i)))
+		}
 	}
-	return kind
 }
 
 type finding struct {

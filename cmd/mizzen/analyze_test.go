@@ -3,7 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +71,72 @@ func TestAnalyzeCleanExample(t *testing.T) {
 	}
 	if strings.Contains(out.String(), `"level": "Error"`) {
 		t.Errorf("errors in the shipped example:\n%s", out.String())
+	}
+}
+
+// analyze -f once dropped every Secret when merging its inputs, so each
+// Gateway credential was "no TLS Secret", valid or not: a valid one gives no
+// finding, an invalid one says what is wrong with it.
+func TestAnalyzeReadsGatewaySecrets(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "shop.example.com"},
+		DNSNames: []string{"shop.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(typ string, der []byte) string {
+		return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "gw.yaml"), []byte(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https-good, protocol: HTTPS}
+    hosts: ["shop.example.com"]
+    tls: {mode: SIMPLE, credentialName: good}
+  - port: {number: 443, name: https-bad, protocol: HTTPS}
+    hosts: ["bad.example.com"]
+    tls: {mode: SIMPLE, credentialName: bad}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: good, namespace: istio-system}
+type: kubernetes.io/tls
+data:
+  tls.crt: `+b64("CERTIFICATE", der)+`
+  tls.key: `+b64("PRIVATE KEY", keyDER)+`
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bad, namespace: istio-system}
+type: kubernetes.io/tls
+data:
+  tls.crt: `+b64("CERTIFICATE", der[:len(der)/2])+`
+  tls.key: `+b64("PRIVATE KEY", keyDER)+`
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = runAnalyze(context.Background(), analyzeOptions{files: []string{dir}, output: "text"}, &out)
+	if !errors.Is(err, errFound) {
+		t.Fatalf("want errFound for the bad Secret, got %v\n%s", err, out.String())
+	}
+	got := out.String()
+	if strings.Contains(got, "no TLS Secret") || strings.Contains(got, "servers[0]") {
+		t.Errorf("a Secret in the input is reported missing, or the good one is reported:\n%s", got)
+	}
+	if want := "Error [IST0161 InvalidCredential] (Gateway istio-system/edge spec.servers[1].tls.credentialName) Secret istio-system/bad: "; !strings.Contains(got, want) {
+		t.Errorf("output lacks %q:\n%s", want, got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -177,9 +178,16 @@ func serve(ctx context.Context, o serveOptions) error {
 
 	reporter := &errorReporter{log: log, metrics: metrics}
 	var version atomic.Uint64
+	// sourceErrors, when set, are the config source's own current errors
+	// (file mode: parse errors, duplicates), already logged and counted as
+	// they appear; they join the snapshot's for the debug views.
+	var sourceErrors func() []model.ConfigError
 	apply := func(in model.Inputs) {
 		snap := model.Build(&in, version.Add(1))
 		reporter.report(append(snap.Errors, trustDomainMismatch(snap.Mesh.GetTrustDomain(), o.trustDomain)...))
+		if sourceErrors != nil {
+			snap.Errors = slices.Concat(snap.Errors, sourceErrors())
+		}
 		server.Update(snap)
 	}
 	// sourceErr is set when the config source cannot run; serve then stops
@@ -189,14 +197,17 @@ func serve(ctx context.Context, o serveOptions) error {
 	var readyChecks []func() error
 	sourceAttrs := []any{"config_dir", o.configDir}
 	if kubeCfg == nil {
-		src := file.New(o.configDir, file.Options{Logger: log, OnError: func(e *file.Error) {
-			log.Error("config file skipped; its previous good state is kept", "file", e.File, "doc", e.Doc, "line", e.Line, "err", e.Error())
-			metrics.ConfigError("File", "ParseError")
-		}})
+		src := file.New(o.configDir, file.Options{Logger: log, OnError: func(e *file.Error) { reportFileError(log, metrics, e) }})
+		sourceErrors = func() []model.ConfigError {
+			var out []model.ConfigError
+			for _, e := range src.Errors() {
+				out = append(out, e.ConfigError())
+			}
+			return out
+		}
 		in, errs := src.Load()
 		for _, e := range errs {
-			log.Error("config file skipped", "file", e.File, "doc", e.Doc, "line", e.Line, "err", e.Error())
-			metrics.ConfigError("File", "ParseError")
+			reportFileError(log, metrics, e)
 		}
 		apply(in)
 		run(func() { server.Run(ctx) })
@@ -361,6 +372,17 @@ func trustDomainMismatch(mesh, flag string) []model.ConfigError {
 	}
 	return []model.ConfigError{{Kind: "MeshConfig", Field: "trustDomain", Code: "TrustDomainIgnored", Warning: true,
 		Message: fmt.Sprintf("mizzen issues identities in trust domain %q (--trust-domain); meshConfig.trustDomain %q is not applied: start mizzen with --trust-domain %s", flag, mesh, mesh)}}
+}
+
+// reportFileError logs and counts one error of the config directory.
+func reportFileError(log *slog.Logger, metrics *xds.Metrics, e *file.Error) {
+	ce := e.ConfigError()
+	msg := "config file skipped; its previous good state is kept"
+	if e.Code == file.CodeDuplicate {
+		msg = "config object defined twice; the definition seen first is served, this one skipped"
+	}
+	log.Error(msg, "file", e.File, "doc", e.Doc, "line", e.Line, "code", ce.Code, "err", e.Error())
+	metrics.ConfigError(ce.Kind, ce.Code)
 }
 
 // errorReporter logs and counts each config error once, when it first appears,

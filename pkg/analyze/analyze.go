@@ -90,6 +90,7 @@ func Analyze(in *model.Inputs, opts Options) ([]Finding, error) {
 	a.virtualServicesOutsideDiscovery()
 	a.gatewaysReferenced()
 	a.gatewaysSelectWorkloads()
+	a.gatewayCredentials()
 	a.destinationRuleHosts()
 	a.subsetsMatchEndpoints()
 	a.virtualServiceVisibility()
@@ -107,15 +108,23 @@ type analysis struct {
 	snap, full *model.Snapshot
 	outside    map[string]bool
 	findings   []Finding
+	// index finds an earlier finding for the same object, field and code; a
+	// linear search made analyzing 20,000 VirtualServices take minutes.
+	index map[findingKey]int
 }
 
+type findingKey struct{ kind, namespace, name, field, code string }
+
 func (a *analysis) add(f Finding) {
-	for i, g := range a.findings {
-		if g.Kind == f.Kind && g.Namespace == f.Namespace && g.Name == f.Name && g.Field == f.Field && g.Code == f.Code {
-			a.findings[i] = f
-			return
-		}
+	k := findingKey{f.Kind, f.Namespace, f.Name, f.Field, f.Code}
+	if i, ok := a.index[k]; ok {
+		a.findings[i] = f
+		return
 	}
+	if a.index == nil {
+		a.index = map[findingKey]int{}
+	}
+	a.index[k] = len(a.findings)
 	a.findings = append(a.findings, f)
 }
 

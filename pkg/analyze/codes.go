@@ -29,7 +29,8 @@ const (
 	DelegateNotUsed = "MZ0004"
 	// ConflictingServiceEntry: a host defined twice; the first definition wins.
 	ConflictingServiceEntry = "MZ0005"
-	// PortProtocolConflict: one port carries different protocols.
+	// PortProtocolConflict: one port carries different protocols (a Service's,
+	// or a gateway workload's across its Gateways).
 	PortProtocolConflict = "MZ0006"
 	// DuplicateSubset: a subset name defined twice for one host.
 	DuplicateSubset = "MZ0007"
@@ -77,6 +78,8 @@ func classify(code string, warning bool) (id, hint string) {
 		return ConflictingServiceEntry, "define each host once (one ServiceEntry or the Service)"
 	case "PortProtocolConflict":
 		return PortProtocolConflict, "use one protocol per port number (name the ports or set appProtocol consistently)"
+	case "GatewayPortProtocolConflict":
+		return PortProtocolConflict, "give this server a port number of its own: the Gateways of one workload share its ports"
 	case "DuplicateSubset":
 		return DuplicateSubset, "give each subset of a host a unique name"
 	case "OutsideDiscoverySelection":
@@ -97,6 +100,10 @@ func classify(code string, warning bool) (id, hint string) {
 		return SchemaValidationError, "make the route's weights add up to 100"
 	case "ParseError", "DecodeError", "InvalidMeshConfig":
 		return ConfigNotRead, "fix the YAML or field named; mizzen skips the object (or file) until then"
+	case "Duplicate":
+		return ConfigNotRead, "define each object once: remove or rename this definition (the one served is named; at start the oldest file wins)"
+	case "InvalidName", "InvalidSecret":
+		return SchemaValidationError, "fix the object as Kubernetes requires; mizzen keeps the file's previous version until then"
 	}
 	if warning {
 		return SchemaWarning, "see the message; the object is applied as written"

@@ -61,7 +61,7 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// load reads one YAML file the way the file source does, and its options.
+// load reads one YAML file the way `mizzen analyze -f` does, and its options.
 func load(t *testing.T, path string) (*model.Inputs, Options) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -81,7 +81,7 @@ func load(t *testing.T, path string) (*model.Inputs, Options) {
 	if err := os.WriteFile(filepath.Join(dir, "in.yaml"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	in, errs := file.New(dir, file.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Load()
+	in, errs := file.New(dir, file.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), KeepOtherSecrets: true}).Load()
 	for _, e := range errs {
 		t.Fatalf("%s: %v", path, e)
 	}

@@ -242,6 +242,7 @@ func (s *Snapshot) buildGateways(in *Inputs) {
 		s.Gateways = append(s.Gateways, gw)
 		s.Errors = append(s.Errors, s.checkGatewayCredentials(in, gw)...)
 	}
+	s.Errors = append(s.Errors, s.checkGatewayPortProtocols(in)...)
 }
 
 func hasErrors(errs []ConfigError) bool {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Checks of names and values that end up verbatim in Envoy config: header
@@ -243,4 +244,31 @@ func validSubnet(s string) bool {
 		return err == nil
 	}
 	return net.ParseIP(s) != nil
+}
+
+// ObjectNameError says why Kubernetes would refuse an object of kind named
+// namespace/name, or returns nil. The Kubernetes source never sees such an
+// object (the apiserver refuses it); the file source must refuse it itself, or
+// config that can never exist in a cluster would be served, with names that
+// end up in Envoy resource names and SPIFFE IDs.
+func ObjectNameError(kind, namespace, name string) error {
+	check, rule := validation.IsDNS1123Subdomain, "DNS-1123 subdomain"
+	switch kind {
+	case "Namespace":
+		check, rule = validation.IsDNS1123Label, "DNS-1123 label"
+	case "Service":
+		check, rule = validation.IsDNS1035Label, "DNS-1035 label"
+	}
+	if errs := check(name); len(errs) > 0 {
+		return fmt.Errorf("metadata.name %q is not a valid %s name (a %s, as Kubernetes requires): %s",
+			name, kind, rule, strings.Join(errs, "; "))
+	}
+	if kind == "Namespace" || namespace == "" {
+		return nil
+	}
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		return fmt.Errorf("metadata.namespace %q is not a valid namespace name (a DNS-1123 label, as Kubernetes requires): %s",
+			namespace, strings.Join(errs, "; "))
+	}
+	return nil
 }

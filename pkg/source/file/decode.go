@@ -7,12 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/decode"
 )
 
@@ -107,17 +112,24 @@ type parsed struct {
 	fingerprint [sha256.Size]byte
 }
 
+// decodeOptions tune parseFile.
+type decodeOptions struct {
+	// keepOtherSecrets: see Options.KeepOtherSecrets.
+	keepOtherSecrets bool
+}
+
 // parseFile decodes every document of a file. Unsupported kinds are logged and
 // skipped: a directory shared with other tooling should not be an error.
-func parseFile(path string, data []byte, log *slog.Logger) parsed {
+func parseFile(path string, data []byte, log *slog.Logger, opts decodeOptions) parsed {
 	var (
 		out parsed
 		h   = sha256.New()
 	)
 	for _, d := range splitDocuments(data) {
-		errAt := func(kind, ns, name string, err error) {
-			out.errs = append(out.errs, &Error{File: path, Doc: d.index, Line: d.line, Kind: kind, Namespace: ns, Name: name, Err: err})
+		errCode := func(code, kind, ns, name string, err error) {
+			out.errs = append(out.errs, &Error{File: path, Doc: d.index, Line: d.line, Kind: kind, Namespace: ns, Name: name, Code: code, Err: err})
 		}
+		errAt := func(kind, ns, name string, err error) { errCode("", kind, ns, name, err) }
 		j, err := yaml.YAMLToJSONStrict(d.data)
 		if err != nil {
 			errAt("", "", "", yamlError(err, d.firstLine))
@@ -145,9 +157,29 @@ func parseFile(path string, data []byte, log *slog.Logger) parsed {
 				errAt(h.Kind, h.Namespace(), h.Metadata.Name, prefixErr(where, err))
 				return
 			}
+			if o == nil && h.APIVersion == "v1" && h.Kind == "Secret" {
+				// Decoded strictly already (and skipped); read again for its
+				// type and keys.
+				sec := &corev1.Secret{}
+				_ = json.Unmarshal(j, sec)
+				if err := skippedSecretError(sec); err != nil {
+					errCode(CodeInvalidSecret, h.Kind, h.Namespace(), h.Metadata.Name, prefixErr(where, err))
+					return
+				}
+				if o = keysOnlySecret(h, sec, opts); o == nil {
+					log.Debug("skipping Secret: not a gateway credential (none of the keys tls.crt, cert, ca.crt, cacert)",
+						"file", path, "doc", d.index, "line", d.line, "name", h.Metadata.Name)
+					return
+				}
+			}
 			if o == nil {
 				log.Warn("skipping unsupported kind", "file", path, "doc", d.index, "line", d.line,
 					"apiVersion", h.APIVersion, "kind", h.Kind, "name", h.Metadata.Name)
+				return
+			}
+			// The apiserver refuses these names; here nothing else would.
+			if err := model.ObjectNameError(o.Kind, o.Namespace, o.Name); err != nil {
+				errCode(CodeInvalidName, o.Kind, o.Namespace, o.Name, prefixErr(where, err))
 				return
 			}
 			out.objects = append(out.objects, object{Object: *o, doc: d.index, line: d.line})
@@ -173,6 +205,53 @@ func parseFile(path string, data []byte, log *slog.Logger) parsed {
 	}
 	h.Sum(out.fingerprint[:0])
 	return out
+}
+
+// skippedSecretError says why Kubernetes would refuse a Secret that the
+// decoder skipped as no gateway credential: one of type kubernetes.io/tls must
+// hold tls.crt and tls.key. Skipped silently, it would be absent, and a
+// Gateway naming it would report "no TLS Secret" for a Secret in plain sight.
+// (A TLS Secret with tls.crt alone is kept, and the model says what it lacks.)
+func skippedSecretError(sec *corev1.Secret) error {
+	if sec.Type != corev1.SecretTypeTLS {
+		return nil
+	}
+	var missing []string
+	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+		_, inData := sec.Data[k]
+		_, inString := sec.StringData[k]
+		if !inData && !inString {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	have := slices.Sorted(maps.Keys(sec.Data))
+	for _, k := range slices.Sorted(maps.Keys(sec.StringData)) {
+		have = append(have, k+" (stringData)")
+	}
+	return fmt.Errorf("type kubernetes.io/tls needs keys tls.crt and tls.key (Kubernetes refuses it without them); it lacks %s, its keys are [%s]",
+		strings.Join(missing, " and "), strings.Join(have, ", "))
+}
+
+// keysOnlySecret is a Secret the decoder skipped as no gateway credential,
+// with its values dropped, when opts keep such Secrets; else nil.
+func keysOnlySecret(h decode.Header, sec *corev1.Secret, opts decodeOptions) *decode.Object {
+	if !opts.keepOtherSecrets {
+		return nil
+	}
+	// Annotations stay out too: kubectl's last-applied-configuration would
+	// carry the values.
+	keys := &corev1.Secret{TypeMeta: sec.TypeMeta, Type: sec.Type, Data: map[string][]byte{},
+		ObjectMeta: metav1.ObjectMeta{Name: sec.Name, Namespace: h.Namespace(), Labels: sec.Labels}}
+	for k := range sec.Data {
+		keys.Data[k] = nil
+	}
+	for k := range sec.StringData {
+		keys.Data[k] = nil
+	}
+	return &decode.Object{Kind: "Secret", Namespace: keys.Namespace, Name: keys.Name, Value: keys}
 }
 
 func prefixErr(where string, err error) error {

@@ -6,6 +6,13 @@
 // decode keeps contributing its last good version (nothing, if it never had
 // one), so saving a half-edited file never tears down routes while the rest of
 // the directory keeps flowing.
+//
+// An object defined twice (same kind, namespace and name) is served from the
+// definition seen first; the later one is reported and skipped for as long as
+// the first exists, so a new file cannot take over an object another file
+// serves. Definitions found in the same scan (all of them, at start) are
+// ranked by their file's modification time, oldest first, then by path, then
+// by document order.
 package file
 
 import (
@@ -20,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +52,12 @@ type Options struct {
 	// Debounce is the quiet period that ends a burst of file events; one save
 	// produces several (create, write, chmod, rename). Defaults to 10ms.
 	Debounce time.Duration
+	// KeepOtherSecrets keeps the Secrets that cannot be gateway credentials
+	// too, their values dropped (key names only), for `mizzen analyze`: a
+	// Gateway naming one then learns that the Secret exists and which keys it
+	// has, not "no TLS Secret". A server leaves it off: model.Inputs holds
+	// credentials only.
+	KeepOtherSecrets bool
 }
 
 // Source reads a directory tree of YAML/JSON config. It is safe for concurrent
@@ -53,6 +67,7 @@ type Source struct {
 	log      *slog.Logger
 	onError  func(*Error)
 	debounce time.Duration
+	decode   decodeOptions
 	// settle bounds how long a burst of events may postpone an update, and is
 	// how long a file must stay empty before its objects are dropped.
 	settle time.Duration
@@ -70,6 +85,9 @@ type Source struct {
 	errs     []*Error
 	// unsettled is set when a file was found emptied too recently to trust.
 	unsettled bool
+	// claims counts the definitions ranked so far: a definition's rank is the
+	// count when it was first seen, and the lowest rank of a key is served.
+	claims uint64
 }
 
 type fileState struct {
@@ -83,6 +101,12 @@ type fileState struct {
 	errs []*Error
 	// emptySince is when the file was first seen empty after having objects.
 	emptySince time.Time
+	// modTime is the file's modification time when it was last read: it
+	// ranks definitions first seen in the same scan.
+	modTime time.Time
+	// rank holds, for each key good defines, when this file started to
+	// define it (Source.claims); 0 until refresh ranks it.
+	rank map[string]uint64
 }
 
 // New returns a Source for dir. Nothing is read until Load or Run.
@@ -100,6 +124,7 @@ func New(dir string, opts Options) *Source {
 		log:      log.With("source", "file", "dir", dir),
 		onError:  opts.OnError,
 		debounce: d,
+		decode:   decodeOptions{keepOtherSecrets: opts.KeepOtherSecrets},
 		settle:   max(10*d, 100*time.Millisecond),
 		files:    map[string]*fileState{},
 		reported: map[string]bool{},
@@ -127,10 +152,12 @@ func (s *Source) Errors() []*Error {
 }
 
 // Run watches the directory and calls onChange with the full merged inputs
-// after every change that alters them. If Load was not called first, onChange
-// also receives the initial state. Changes made between Load and Run are
-// picked up, because Run rescans once its watches are in place. It returns nil
-// when ctx is done, or an error if watching cannot start.
+// after every change that alters them or the current errors (Errors), so a
+// caller showing those errors with its config sees them change too. If Load
+// was not called first, onChange also receives the initial state. Changes
+// made between Load and Run are picked up, because Run rescans once its
+// watches are in place. It returns nil when ctx is done, or an error if
+// watching cannot start.
 func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -156,13 +183,15 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	defer recheck.Stop()
 	update := func() {
 		s.mu.Lock()
+		before := errorKeys(s.errs)
 		in, fresh, changed := s.refresh(watch)
+		errsChanged := !maps.Equal(before, errorKeys(s.errs))
 		initial := !s.loaded
 		s.loaded = true
 		unsettled := s.unsettled
 		s.mu.Unlock()
 		s.report(fresh)
-		if changed || initial {
+		if changed || initial || errsChanged {
 			onChange(in)
 		}
 		if unsettled {
@@ -211,6 +240,14 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	}
 }
 
+func errorKeys(errs []*Error) map[string]bool {
+	m := make(map[string]bool, len(errs))
+	for _, e := range errs {
+		m[e.reportKey()] = true
+	}
+	return m
+}
+
 func (s *Source) report(errs []*Error) {
 	for _, e := range errs {
 		if s.onError != nil {
@@ -248,6 +285,7 @@ func (s *Source) refresh(watchDir func(string)) (model.Inputs, []*Error, bool) {
 				delete(s.files, p)
 			}
 		}
+		s.rankNewDefinitions()
 	}
 
 	in, dups := s.merge()
@@ -262,7 +300,7 @@ func (s *Source) refresh(watchDir func(string)) (model.Inputs, []*Error, bool) {
 	recomputed = append(recomputed, dups...)
 	seen := make(map[string]bool, len(recomputed))
 	for _, e := range recomputed {
-		msg := e.Error()
+		msg := e.reportKey()
 		seen[msg] = true
 		if !s.reported[msg] {
 			fresh = append(fresh, e)
@@ -375,7 +413,7 @@ func (s *Source) refreshFile(p string) (bool, []*Error) {
 		return false, nil
 	}
 	st.sum, st.parsed, st.readErr = sum, true, false
-	res := parseFile(p, data, s.log)
+	res := parseFile(p, data, s.log, s.decode)
 	if len(res.errs) > 0 {
 		st.errs = res.errs
 		return false, res.errs
@@ -384,39 +422,87 @@ func (s *Source) refreshFile(p string) (bool, []*Error) {
 	if st.hasGood && st.goodFP == res.fingerprint {
 		return false, nil
 	}
-	st.good, st.goodFP, st.hasGood = res.objects, res.fingerprint, true
+	// A key this file went on defining keeps its rank; a new one is ranked
+	// by refresh, once every file of the scan has been read.
+	rank := make(map[string]uint64, len(res.objects))
+	for _, o := range res.objects {
+		rank[o.key()] = st.rank[o.key()]
+	}
+	if fi, err := os.Stat(p); err == nil {
+		st.modTime = fi.ModTime()
+	}
+	st.good, st.goodFP, st.hasGood, st.rank = res.objects, res.fingerprint, true, rank
 	return true, nil
 }
 
+// rankNewDefinitions ranks the definitions first seen in this scan after all
+// earlier ones, among themselves by file modification time (oldest first),
+// then path, then document.
+func (s *Source) rankNewDefinitions() {
+	var paths []string
+	for p, st := range s.files {
+		for _, r := range st.rank {
+			if r == 0 {
+				paths = append(paths, p)
+				break
+			}
+		}
+	}
+	slices.SortFunc(paths, func(a, b string) int {
+		return cmp.Or(s.files[a].modTime.Compare(s.files[b].modTime), cmp.Compare(a, b))
+	})
+	for _, p := range paths {
+		st := s.files[p]
+		for _, o := range st.good {
+			if k := o.key(); st.rank[k] == 0 {
+				s.claims++
+				st.rank[k] = s.claims
+			}
+		}
+	}
+}
+
 // merge builds the inputs from every file's good state, in file path then
-// document order, so the output is deterministic and, as with creation time in
-// a cluster, the first definition wins.
+// document order, so the output is deterministic. Of the definitions of one
+// key only the one ranked first is used; the others are reported.
 func (s *Source) merge() (model.Inputs, []*Error) {
+	type def struct {
+		file string
+		obj  *object
+	}
+	served := map[string]def{}
+	for _, p := range slices.Sorted(maps.Keys(s.files)) {
+		st := s.files[p]
+		for i := range st.good {
+			o := &st.good[i]
+			k := o.key()
+			first, ok := served[k]
+			if !ok || st.rank[k] < s.files[first.file].rank[k] {
+				served[k] = def{p, o}
+			}
+		}
+	}
 	var (
 		in   model.Inputs
 		dups []*Error
-		seen = map[string]struct {
-			file string
-			obj  *object
-		}{}
 	)
 	for _, p := range slices.Sorted(maps.Keys(s.files)) {
 		for i := range s.files[p].good {
 			o := &s.files[p].good[i]
-			if first, dup := seen[o.key()]; dup {
-				dups = append(dups, &Error{
-					File: p, Doc: o.doc, Line: o.line,
-					Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
-					Err: fmt.Errorf("duplicate: already defined in %s doc %d (line %d), which takes precedence",
-						first.file, first.obj.doc, first.obj.line),
-				})
+			first := served[o.key()]
+			if first.obj == o {
+				decode.Append(&in, o.Value)
 				continue
 			}
-			seen[o.key()] = struct {
-				file string
-				obj  *object
-			}{p, o}
-			decode.Append(&in, o.Value)
+			dups = append(dups, &Error{
+				File: p, Doc: o.doc, Line: o.line,
+				Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Code: CodeDuplicate,
+				Err: fmt.Errorf("duplicate: already defined in %s doc %d (line %d), which was there first and is the one served; this definition is skipped",
+					first.file, first.obj.doc, first.obj.line),
+				// Reported once while it lasts, even as edits move the first
+				// definition's line.
+				key: strings.Join([]string{CodeDuplicate, p, strconv.Itoa(o.doc), o.key(), first.file}, "\x00"),
+			})
 		}
 	}
 	slices.SortStableFunc(dups, func(a, b *Error) int {
