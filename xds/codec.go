@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"unicode/utf8"
 	"unique"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -50,37 +51,84 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	// proto.Unmarshal copies what it keeps, so a pooled buffer will do
 	// (gRPC's own codec does the same); a request in one piece needs none.
-	var err error
+	var b []byte
 	if len(data) == 1 {
-		err = proto.Unmarshal(data[0].ReadOnlyData(), m)
+		b = data[0].ReadOnlyData()
 	} else {
 		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-		err = proto.Unmarshal(buf.ReadOnlyData(), m)
-		buf.Free()
-	}
-	if err != nil {
-		return err
+		defer buf.Free()
+		b = buf.ReadOnlyData()
 	}
 	if r, ok := v.(*discovery.DeltaDiscoveryRequest); ok {
-		internNames(r)
+		return unmarshalDeltaRequest(b, r)
 	}
-	return nil
+	return proto.Unmarshal(b, m)
 }
 
-// internNames makes the resource names of a delta request share one copy per
-// distinct name across all proxies. The delta server keeps every proxy's
-// subscribed names for the stream's life (an Envoy subscribes to each EDS
-// cluster by name: a thousand names per proxy in a thousand-service mesh), so
-// without it each proxy holds its own copy of every name. unique's handles are
-// weak: a name nobody holds any more is freed. SotW requests are left alone:
-// they repeat every name on every ACK, and are dropped at the next one.
-func internNames(r *discovery.DeltaDiscoveryRequest) {
-	for i, n := range r.ResourceNamesSubscribe {
-		r.ResourceNamesSubscribe[i] = unique.Make(n).Value()
+// DeltaDiscoveryRequest's name lists (discovery.proto).
+const (
+	deltaReqFieldSubscribe   = 3
+	deltaReqFieldUnsubscribe = 4
+)
+
+// unmarshalDeltaRequest decodes a delta request whose resource names share one
+// copy per distinct name across all proxies (unique.Make of a name already
+// known allocates nothing). A delta stream keeps its subscribed names for its
+// life, and an Envoy subscribes to each EDS cluster by name: a thousand names
+// per proxy in a thousand-service mesh, which decoded the usual way would each
+// be a fresh copy, garbage or kept. unique's handles are weak: a name nobody
+// holds any more is freed. The other fields are decoded by proto.Unmarshal.
+// (SotW requests are left alone: they repeat every name on every ACK, and
+// each is dropped at the next one.)
+func unmarshalDeltaRequest(b []byte, r *discovery.DeltaDiscoveryRequest) error {
+	var rest []byte
+	var lists [2][]string
+	// Count first: the lists are kept (the subscription), so sized exactly.
+	var counts [2]int
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		if (num == deltaReqFieldSubscribe || num == deltaReqFieldUnsubscribe) && typ == protowire.BytesType {
+			counts[num-deltaReqFieldSubscribe]++
+		}
+		off += n + m
 	}
-	for i, n := range r.ResourceNamesUnsubscribe {
-		r.ResourceNamesUnsubscribe[i] = unique.Make(n).Value()
+	for i, c := range counts {
+		if c > 0 {
+			lists[i] = make([]string, 0, c)
+		}
 	}
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		if (num == deltaReqFieldSubscribe || num == deltaReqFieldUnsubscribe) && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b[off+n:])
+			if !utf8.Valid(v) {
+				return fmt.Errorf("xds codec: a resource name is not valid UTF-8")
+			}
+			i := num - deltaReqFieldSubscribe
+			lists[i] = append(lists[i], unique.Make(string(v)).Value())
+		} else {
+			rest = append(rest, b[off:off+n+m]...)
+		}
+		off += n + m
+	}
+	if err := proto.Unmarshal(rest, r); err != nil {
+		return err
+	}
+	r.ResourceNamesSubscribe, r.ResourceNamesUnsubscribe = lists[0], lists[1]
 	if len(r.InitialResourceVersions) > 0 {
 		m := make(map[string]string, len(r.InitialResourceVersions))
 		for n, v := range r.InitialResourceVersions {
@@ -88,6 +136,7 @@ func internNames(r *discovery.DeltaDiscoveryRequest) {
 		}
 		r.InitialResourceVersions = m
 	}
+	return nil
 }
 
 // sharedEncodable: the hand-written encoding covers the fields mizzen sets; any

@@ -7,6 +7,10 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -128,5 +132,35 @@ func TestCodecDeltaResponse(t *testing.T) {
 	}
 	if !bytes.Equal(bufs.Materialize(), wire) {
 		t.Error("the codec's bytes differ from proto.Marshal's")
+	}
+}
+
+// The codec's delta request decoding (names interned) reads what
+// proto.Unmarshal reads.
+func TestUnmarshalDeltaRequestMatchesProto(t *testing.T) {
+	want := &discovery.DeltaDiscoveryRequest{
+		Node:                     &corev3.Node{Id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local"},
+		TypeUrl:                  resourcev3.EndpointType,
+		ResourceNamesSubscribe:   []string{"outbound|80||a.ns.svc.cluster.local", "*", "outbound|80||b.ns.svc.cluster.local"},
+		ResourceNamesUnsubscribe: []string{"outbound|80||c.ns.svc.cluster.local"},
+		InitialResourceVersions:  map[string]string{"outbound|80||a.ns.svc.cluster.local": "1f"},
+		ResponseNonce:            "7",
+		ErrorDetail:              &rpcstatus.Status{Code: 3, Message: "bad"},
+	}
+	b, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &discovery.DeltaDiscoveryRequest{}
+	if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	bad := protowire.AppendTag(nil, deltaReqFieldSubscribe, protowire.BytesType)
+	bad = protowire.AppendBytes(bad, []byte{0xff, 0xfe})
+	if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, &discovery.DeltaDiscoveryRequest{}); err == nil {
+		t.Error("a name that is not UTF-8 was accepted")
 	}
 }

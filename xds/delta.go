@@ -89,6 +89,9 @@ func (c *proxyCache) deltaWatch(nodeID string, t typeIndex, req *discovery.Delta
 	if ds.fresh || len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0 {
 		ds.wildcard = t.wildcard() || sub.wildcard
 		ds.names = sumNames(sub.names)
+		if set := ts.set; !ds.wildcard && set != nil && len(set.parts) == 1 && ds.names == set.parts[0].allNames() {
+			sub.shareNames(set.parts[0].sortedNames())
+		}
 	}
 	c.recordDeltaRequest(cn, t, req)
 	return c.parkWatch(cn, t, w)

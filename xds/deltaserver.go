@@ -168,26 +168,45 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 			continue
 		}
 		if !d.has(n) {
+			if added == nil {
+				added = make([]string, 0, len(d.names)+len(subscribe))
+				added = append(added, d.names...)
+			}
 			added = append(added, n)
 		}
 	}
-	if len(added) > 0 {
+	if added != nil {
 		// One exact-size slice: it lives as long as the stream.
-		names := make([]string, 0, len(d.names)+len(added))
-		names = append(append(names, d.names...), added...)
-		slices.Sort(names)
-		d.names = slices.Clip(slices.Compact(names))
+		slices.Sort(added)
+		d.names = slices.Clip(slices.Compact(added))
 	}
+
+	var kept []string
 	for _, n := range unsubscribe {
 		if n == explicitWildcard {
 			d.wildcard = false
 			continue
 		}
-		if i, ok := slices.BinarySearch(d.names, n); ok {
-			d.names = slices.Delete(d.names, i, i+1)
+		if !d.has(n) {
+			continue
+		}
+		if kept == nil {
+			kept = slices.Clone(d.names) // names may be shared (shareNames): never written in place
+		}
+		if i, ok := slices.BinarySearch(kept, n); ok {
+			kept = slices.Delete(kept, i, i+1)
 		}
 	}
+	if kept != nil {
+		d.names = slices.Clip(kept)
+	}
 }
+
+// shareNames makes names (sorted, equal to what d subscribes by name) d's
+// list: an Envoy subscribes to exactly the EDS clusters it was sent, so most
+// proxies' subscriptions equal a shared part's names and need no list of
+// their own.
+func (d *deltaSub) shareNames(names []string) { d.names = names }
 
 // has reports whether name is subscribed by name (not through the wildcard).
 func (d *deltaSub) has(name string) bool {

@@ -35,4 +35,13 @@ func TestDeltaSubscription(t *testing.T) {
 	if !slices.Equal(e.names, []string{"x"}) {
 		t.Fatalf("unsubscribe unknown: %+v", e)
 	}
+	// A shared list is never written: changes make the subscription its own.
+	shared := []string{"p", "q"}
+	f := newDeltaSub(false)
+	f.update([]string{"q", "p"}, nil)
+	f.shareNames(shared)
+	f.update([]string{"r"}, []string{"p"})
+	if !slices.Equal(shared, []string{"p", "q"}) || !slices.Equal(f.names, []string{"q", "r"}) {
+		t.Fatalf("shared %v, own %v", shared, f.names)
+	}
 }

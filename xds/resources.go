@@ -96,6 +96,9 @@ type part struct {
 	namesOnce sync.Once
 	names     nameSum
 
+	sortedOnce sync.Once
+	sorted     []string
+
 	// deltaAll is every item as one pseudo-resource of consecutive, encoded
 	// DeltaDiscoveryResponse.resources fields: a response that carries the
 	// whole part (a proxy's first) splices it in one piece (see Codec).
@@ -106,6 +109,17 @@ type part struct {
 	diffFrom *part
 	diff     []*item
 	removed  []string
+}
+
+// sortedNames lists the items' names, in order (items are sorted by name).
+func (p *part) sortedNames() []string {
+	p.sortedOnce.Do(func() {
+		p.sorted = make([]string, len(p.items))
+		for i, it := range p.items {
+			p.sorted[i] = it.name
+		}
+	})
+	return p.sorted
 }
 
 // allNames is the nameSum of every item's name.

@@ -62,7 +62,7 @@ type Server struct {
 	// deltaStreams numbers delta streams (deltaserver.go).
 	deltaStreams atomic.Int64
 	streamsMu    sync.Mutex
-	streams   map[int64]string // stream ID -> node ID
+	streams      map[int64]string // stream ID -> node ID
 	// proven: identities the transport proved, by stream ID, until the
 	// stream's first request names its node.
 	proven map[int64]authn.Identity
