@@ -80,7 +80,8 @@ type Options struct {
 	// resourceVersion did not change is not a change.
 	ResyncPeriod time.Duration
 	// Debounce is the quiet period that ends a burst of events: one update is
-	// made for the whole burst. Defaults to 10ms.
+	// made for the whole burst (the first event after a calm of this long is
+	// built at once). Defaults to 10ms.
 	Debounce time.Duration
 	// MaxDelay caps how long a steady stream of events may postpone an update,
 	// counted from the first event of the burst. Defaults to the larger of
@@ -372,6 +373,10 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	}
 
 	burst := debounce.New(s.debounce, s.maxDelay)
+	// A lone change after calm (an EndpointSlice patch) is built at once;
+	// events right behind it are merged. Pushes are coalesced again in the
+	// xDS server, so a burst costs at most one more push.
+	burst.Leading = true
 	defer burst.Stop()
 	for {
 		select {
