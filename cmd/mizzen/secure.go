@@ -113,15 +113,20 @@ func (s *servingCerts) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cert, nil
 }
 
+// maxConnectionAgeGrace is istiod's MaxServerConnectionAgeGrace: how long a
+// connection past its maximum age may finish its calls.
+const maxConnectionAgeGrace = 10 * time.Second
+
 // secureServer is port 15012: ADS and Istio's CSR API over TLS. Every call
 // must prove a workload identity (a service-account token checked with
 // TokenReview), except in cluster-less development with
 // --insecure-dev-identity, where ADS streams may come without one.
-func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, names []string,
+// Connections live at most maxAge (0: no limit), as istiod's do.
+func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, names []string, maxAge time.Duration,
 	auth authn.Authenticator, xdsServer *xds.Server, ctx context.Context) *grpc.Server {
 	csrMetrics := caserver.NewMetrics(reg)
 	sc := &servingCerts{ca: ca, names: names, ttl: 24 * time.Hour}
-	opts := append(xds.GRPCServerOptions(),
+	opts := append(xds.SecureGRPCServerOptions(maxAge, maxConnectionAgeGrace),
 		grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get})))
 	if auth != nil {
 		unary, stream := authn.Interceptors(auth, func(method string, err error) {
@@ -137,12 +142,22 @@ func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, 
 }
 
 // tokenReviewer authenticates service-account tokens against the cluster.
-func tokenReviewer(cfg *rest.Config, trustDomain string) (authn.Authenticator, error) {
+// Its Kubernetes client is its own, with its own QPS and burst: anyone who
+// can reach the secure port can make mizzen send TokenReviews, and they must
+// never wait behind (or hold up) the informers' requests. An accepted token
+// is believed for at most 10 s and at most one review interval.
+func tokenReviewer(cfg *rest.Config, o serveOptions, reg prometheus.Registerer) (authn.Authenticator, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.tokenReviewQPS, o.tokenReviewBurst
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("TokenReview client: %w", err)
 	}
-	return &authn.TokenReviewer{Client: client, TrustDomain: trustDomain}, nil
+	return authn.NewTokenReviewer(client, authn.ReviewOptions{
+		TrustDomain: o.trustDomain,
+		SuccessTTL:  min(10*time.Second, o.identityReviewInterval),
+		Metrics:     authn.NewMetrics(reg),
+	}), nil
 }
 
 // listenSecure opens the secure port, or returns nil when it is disabled.
