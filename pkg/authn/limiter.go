@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/peer"
 )
 
@@ -19,58 +18,86 @@ import (
 // kept for at most max addresses; a full bucket is the same as none, so those
 // are dropped first, and addresses beyond max share one overflow bucket.
 type sources struct {
-	rate  rate.Limit
-	burst int
+	rate  float64
+	burst float64
 	max   int
 
 	mu       sync.Mutex
-	m        map[netip.Prefix]*rate.Limiter
-	overflow *rate.Limiter
+	m        map[netip.Prefix]*bucket
+	overflow bucket
+}
+
+// bucket is a token bucket: tokens as of last.
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
 func newSources(perSecond float64, burst, max int) *sources {
-	return &sources{rate: rate.Limit(perSecond), burst: burst, max: max,
-		m: map[netip.Prefix]*rate.Limiter{}, overflow: rate.NewLimiter(rate.Limit(perSecond), burst)}
+	return &sources{rate: perSecond, burst: float64(burst), max: max, m: map[netip.Prefix]*bucket{},
+		overflow: bucket{tokens: float64(burst)}}
 }
 
-func (s *sources) limiter(src netip.Prefix, now time.Time) *rate.Limiter {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if l, ok := s.m[src]; ok {
-		return l
+// refill brings b up to now; call with mu held.
+func (s *sources) refill(b *bucket, now time.Time) {
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(s.burst, b.tokens+now.Sub(b.last).Seconds()*s.rate)
 	}
-	if len(s.m) >= s.max {
-		for k, l := range s.m {
-			if l.TokensAt(now) >= float64(s.burst) {
-				delete(s.m, k)
+	if now.After(b.last) {
+		b.last = now
+	}
+}
+
+// bucket returns src's bucket, refilled to now; call with mu held.
+func (s *sources) bucket(src netip.Prefix, now time.Time) *bucket {
+	b, ok := s.m[src]
+	if !ok {
+		if len(s.m) >= s.max {
+			for k, o := range s.m {
+				if s.refill(o, now); o.tokens >= s.burst {
+					delete(s.m, k)
+				}
 			}
 		}
 		if len(s.m) >= s.max {
-			return s.overflow
+			b = &s.overflow
+		} else {
+			b = &bucket{tokens: s.burst, last: now}
+			s.m[src] = b
 		}
 	}
-	l := rate.NewLimiter(s.rate, s.burst)
-	s.m[src] = l
-	return l
+	s.refill(b, now)
+	return b
 }
 
-// allow takes a token for a call refused without a review.
+// allow takes a token for a call refused without a review; false when the
+// address is over budget.
 func (s *sources) allow(src netip.Prefix, now time.Time) bool {
-	return s.limiter(src, now).AllowN(now, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.bucket(src, now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // reserve takes a token for a review, or returns nil when the address is
-// over its budget; refund gives the token back.
+// over budget; refund gives the token back.
 func (s *sources) reserve(src netip.Prefix, now time.Time) (refund func()) {
-	r := s.limiter(src, now).ReserveN(now, 1)
-	if !r.OK() {
+	if !s.allow(src, now) {
 		return nil
 	}
-	if r.DelayFrom(now) > 0 {
-		r.CancelAt(now)
-		return nil
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if b, ok := s.m[src]; ok {
+			b.tokens = min(s.burst, b.tokens+1)
+		} else {
+			s.overflow.tokens = min(s.burst, s.overflow.tokens+1)
+		}
 	}
-	return func() { r.CancelAt(time.Now()) }
 }
 
 func (s *sources) len() int {
