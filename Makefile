@@ -11,6 +11,7 @@ TEST_TIMEOUT ?= 25m
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
 	$(GO) build -o bin/xdsload ./cmd/xdsload
+	$(GO) build -o bin/csrload ./cmd/csrload
 
 # The control plane on the embedded default: the bookinfo example, no cluster.
 run: build
