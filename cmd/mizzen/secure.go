@@ -126,8 +126,8 @@ func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, 
 	auth authn.Authenticator, xdsServer *xds.Server, ctx context.Context) *grpc.Server {
 	csrMetrics := caserver.NewMetrics(reg)
 	sc := &servingCerts{ca: ca, names: names, ttl: 24 * time.Hour}
-	opts := append(xds.SecureGRPCServerOptions(maxAge, maxConnectionAgeGrace),
-		grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get})))
+	creds := limitHandshakes(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get}), maxHandshakes)
+	opts := append(xds.SecureGRPCServerOptions(maxAge, maxConnectionAgeGrace), grpc.Creds(creds))
 	if auth != nil {
 		unary, stream := authn.Interceptors(auth, func(method string, err error) {
 			csrMetrics.AuthFailure(authn.Reason(err))
@@ -139,6 +139,42 @@ func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, 
 	xdsServer.Register(ctx, g)
 	(&caserver.Server{CA: ca.get, Log: log, Metrics: csrMetrics}).Register(g)
 	return g
+}
+
+// maxHandshakes bounds the TLS handshakes the secure port runs at once.
+const maxHandshakes = 16
+
+// handshakeWait is how long a new connection may wait for a handshake slot.
+const handshakeWait = 30 * time.Second
+
+// limitHandshakes runs at most n server handshakes of creds at once. A burst
+// of new connections (a fleet reconnecting, or a flood from anyone who can
+// reach the port: the handshake comes before any credential) then costs n
+// handshakes' buffers at a time, not one per connection, and the CPU goes to
+// finishing handshakes rather than interleaving all of them.
+func limitHandshakes(creds credentials.TransportCredentials, n int) credentials.TransportCredentials {
+	return &limitedHandshakes{TransportCredentials: creds, slots: make(chan struct{}, n)}
+}
+
+type limitedHandshakes struct {
+	credentials.TransportCredentials
+	slots chan struct{}
+}
+
+func (l *limitedHandshakes) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	t := time.NewTimer(handshakeWait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+	case <-t.C:
+		return nil, nil, fmt.Errorf("no TLS handshake slot within %s (%d handshakes running)", handshakeWait, cap(l.slots))
+	}
+	defer func() { <-l.slots }()
+	return l.TransportCredentials.ServerHandshake(c)
+}
+
+func (l *limitedHandshakes) Clone() credentials.TransportCredentials {
+	return &limitedHandshakes{TransportCredentials: l.TransportCredentials.Clone(), slots: l.slots}
 }
 
 // tokenReviewer authenticates service-account tokens against the cluster.

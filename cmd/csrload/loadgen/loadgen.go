@@ -144,6 +144,18 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		}
 		rep.RSSIdle = sampler.Current().RSSFinal
 	}
+	// The legitimate caller is an established client: connected, with one
+	// certificate issued, before the flood starts.
+	var legitConn *grpc.ClientConn
+	if c.LegitToken != "" {
+		if legitConn, err = c.dial(c.LegitSource); err != nil {
+			return nil, err
+		}
+		defer legitConn.Close()
+		if _, err := c.legitCSR(ctx, pb.NewIstioCertificateServiceClient(legitConn), csr); err != nil {
+			return nil, fmt.Errorf("the legitimate caller's first CSR, before any load: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.Duration)
 	defer cancel()
 	start := time.Now()
@@ -175,7 +187,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat, fails, errs := c.legitCaller(ctx)
+			lat, fails, errs := c.legitCaller(ctx, pb.NewIstioCertificateServiceClient(legitConn), csr)
 			mu.Lock()
 			defer mu.Unlock()
 			legit, rep.LegitFailures, rep.LegitErrors = lat, fails, errs
@@ -261,17 +273,7 @@ func (c *Config) garbageCaller(ctx context.Context, src, csr, same string) (map[
 
 // legitCaller asks for a certificate every LegitInterval with the real token
 // and times each answer.
-func (c *Config) legitCaller(ctx context.Context) (lat []time.Duration, failures int, errs []string) {
-	conn, err := c.dial(c.LegitSource)
-	if err != nil {
-		return nil, 1, []string{err.Error()}
-	}
-	defer conn.Close()
-	client := pb.NewIstioCertificateServiceClient(conn)
-	csr, err := newCSR()
-	if err != nil {
-		return nil, 1, []string{err.Error()}
-	}
+func (c *Config) legitCaller(ctx context.Context, client pb.IstioCertificateServiceClient, csr string) (lat []time.Duration, failures int, errs []string) {
 	t := time.NewTicker(c.LegitInterval)
 	defer t.Stop()
 	for {
@@ -282,15 +284,7 @@ func (c *Config) legitCaller(ctx context.Context) (lat []time.Duration, failures
 		}
 		// Its own deadline, not the run's: a CSR under way when the run
 		// ends is still waited for and counted.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.LegitTimeout)
-		start := time.Now()
-		resp, err := client.CreateCertificate(metadata.AppendToOutgoingContext(cctx, "authorization", "Bearer "+c.LegitToken),
-			&pb.IstioCertificateRequest{Csr: csr, ValidityDuration: 3600})
-		d := time.Since(start)
-		cancel()
-		if err == nil && len(resp.GetCertChain()) == 0 {
-			err = errors.New("empty certificate chain")
-		}
+		d, err := c.legitCSR(context.WithoutCancel(ctx), client, csr)
 		if err != nil {
 			failures++
 			if len(errs) < 5 {
@@ -301,6 +295,20 @@ func (c *Config) legitCaller(ctx context.Context) (lat []time.Duration, failures
 		}
 		lat = append(lat, d)
 	}
+}
+
+// legitCSR is one CSR of the legitimate caller, within LegitTimeout.
+func (c *Config) legitCSR(ctx context.Context, client pb.IstioCertificateServiceClient, csr string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.LegitTimeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := client.CreateCertificate(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.LegitToken),
+		&pb.IstioCertificateRequest{Csr: csr, ValidityDuration: 3600})
+	d := time.Since(start)
+	if err == nil && len(resp.GetCertChain()) == 0 {
+		err = errors.New("empty certificate chain")
+	}
+	return d, err
 }
 
 // newCSR is a CSR for a fresh P-256 key, asking for no identity (the server
