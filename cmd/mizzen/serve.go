@@ -275,7 +275,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if secureLis != nil {
 		secureServer = newSecureServer(log, reg, ca, o.servingNames, o.secureMaxConnAge, auth, server, ctx)
 		run(func() {
-			if err := secureServer.Serve(secureLis); err != nil {
+			if err := secureServer.Serve(gateSecureListener(auth, secureLis)); err != nil {
 				log.Error("secure xDS server stopped", "err", err)
 			}
 		})

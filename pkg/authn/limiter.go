@@ -100,6 +100,30 @@ func (s *sources) reserve(src netip.Prefix, now time.Time) (refund func()) {
 	}
 }
 
+// tokens is what src's budget holds now (a full one if never used).
+func (s *sources) tokens(src netip.Prefix, now time.Time) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.m[src]
+	if !ok {
+		if len(s.m) < s.max {
+			return s.burst
+		}
+		b = &s.overflow
+	}
+	s.refill(b, now)
+	return b.tokens
+}
+
+// untilToken is how long until src's budget holds a whole token.
+func (s *sources) untilToken(src netip.Prefix, now time.Time) time.Duration {
+	missing := 1 - s.tokens(src, now)
+	if missing <= 0 {
+		return 0
+	}
+	return max(time.Duration(missing/s.rate*float64(time.Second)), time.Millisecond)
+}
+
 func (s *sources) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,12 +138,17 @@ func sourceOf(ctx context.Context) netip.Prefix {
 	if !ok || p.Addr == nil {
 		return netip.Prefix{}
 	}
+	return prefixOf(p.Addr)
+}
+
+// prefixOf is the budget key of a remote address (see sourceOf).
+func prefixOf(addr net.Addr) netip.Prefix {
 	var ip netip.Addr
-	switch a := p.Addr.(type) {
+	switch a := addr.(type) {
 	case *net.TCPAddr:
 		ip, _ = netip.AddrFromSlice(a.IP)
 	default:
-		ap, err := netip.ParseAddrPort(p.Addr.String())
+		ap, err := netip.ParseAddrPort(addr.String())
 		if err != nil {
 			return netip.Prefix{}
 		}
@@ -185,30 +214,3 @@ func (g *gate) enter(ctx context.Context) error {
 }
 
 func (g *gate) leave() { <-g.slots }
-
-// tarpit holds a call of an address over its budget before it is refused, so
-// a flooding client spends its time waiting instead of mizzen's CPU on
-// refusals. At most cap(slots) calls are held at once (bounded memory); the
-// rest are refused at once.
-type tarpit struct {
-	slots chan struct{}
-	delay time.Duration
-}
-
-func (t *tarpit) hold(ctx context.Context) {
-	if t.delay <= 0 {
-		return
-	}
-	select {
-	case t.slots <- struct{}{}:
-	default:
-		return
-	}
-	defer func() { <-t.slots }()
-	timer := time.NewTimer(t.delay)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-}

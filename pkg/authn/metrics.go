@@ -19,7 +19,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mizzen_token_review_cache_hits_total",
 			Help: "Token authentications answered from mizzen's cache of recent TokenReview answers, by result (authenticated, refused)."}, []string{"result"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mizzen_authn_throttled_total",
-			Help: "Unauthenticated calls turned away or held back before any TokenReview, by reason (rate_limited: the source address is over its budget; overloaded: too many reviews waiting; tarpitted: held before refusal)."}, []string{"reason"}),
+			Help: "Unauthenticated calls and connections turned away or held back, by reason (rate_limited: a call from an address over its budget; overloaded: too many reviews waiting; conn_closed: the connection of a call over budget closed; conn_delayed: a new connection from an address over budget made to wait; conn_dropped: closed at once, too many waiting)."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.reviews, m.cacheHits, m.throttled)
 	return m

@@ -43,14 +43,13 @@ type ReviewOptions struct {
 
 	// SourceRate and SourceBurst are each source address's budget of
 	// unauthenticated calls (default 5 a second, burst 20), tracked for at
-	// most MaxSources addresses (default 10,000). A call over budget is held
-	// Tarpit (default 1 s; negative: not held), at most MaxTarpit calls at
-	// once (default 1,024), then refused.
-	SourceRate  float64
-	SourceBurst int
-	MaxSources  int
-	Tarpit      time.Duration
-	MaxTarpit   int
+	// most MaxSources addresses (default 10,000). Over budget, a call is
+	// refused and its connection closed, and new connections wait for the
+	// budget (conns.go), at most MaxHeldConns of them (default 4,096).
+	SourceRate   float64
+	SourceBurst  int
+	MaxSources   int
+	MaxHeldConns int
 
 	Metrics *Metrics
 	// Now is the clock (tests); default time.Now.
@@ -75,13 +74,12 @@ func (o *ReviewOptions) defaults() {
 	def(&o.SuccessTTL, 10*time.Second)
 	def(&o.FailureTTL, 5*time.Second)
 	def(&o.ReviewWait, 2*time.Second)
-	def(&o.Tarpit, time.Second)
 	defInt(&o.CacheSize, 10000)
 	defInt(&o.MaxInFlight, 8)
 	defInt(&o.MaxWaiting, 64)
 	defInt(&o.SourceBurst, 20)
 	defInt(&o.MaxSources, 10000)
-	defInt(&o.MaxTarpit, 1024)
+	defInt(&o.MaxHeldConns, 4096)
 	if o.SourceRate <= 0 {
 		o.SourceRate = 5
 	}
@@ -111,7 +109,9 @@ type TokenReviewer struct {
 
 	calls, rechecks *gate
 	sources         *sources
-	tarpit          *tarpit
+
+	connsMu  sync.Mutex
+	listener *gatedListener // set by Listener
 
 	mu     sync.Mutex
 	good   *answers // accepted tokens
@@ -135,7 +135,6 @@ func NewTokenReviewer(client kubernetes.Interface, o ReviewOptions) *TokenReview
 		calls:    &gate{slots: make(chan struct{}, o.MaxInFlight), wait: o.ReviewWait, maxWaiting: o.MaxWaiting},
 		rechecks: &gate{slots: make(chan struct{}, o.MaxInFlight)},
 		sources:  newSources(o.SourceRate, o.SourceBurst, o.MaxSources),
-		tarpit:   &tarpit{slots: make(chan struct{}, o.MaxTarpit), delay: o.Tarpit},
 		good:     newAnswers(o.CacheSize),
 		bad:      newAnswers(o.CacheSize),
 		flight:   map[tokenKey]*flight{},
@@ -170,7 +169,7 @@ func (r *TokenReviewer) Authenticate(ctx context.Context) (Identity, error) {
 	refund := r.sources.reserve(src, now)
 	if refund == nil {
 		r.o.Metrics.throttle(ReasonRateLimited)
-		r.hold(ctx)
+		r.dropConn(ctx)
 		return Identity{}, fail(ReasonRateLimited, "too many unauthenticated calls from %s; retry later", src)
 	}
 	ans := r.review(ctx, key, tok, c, r.calls)
@@ -187,18 +186,13 @@ func (r *TokenReviewer) Authenticate(ctx context.Context) (Identity, error) {
 	return ans.id, nil
 }
 
-// refuse charges a call refused without a review to its address, holding it
-// first when the address is over budget.
+// refuse charges a call refused without a review to its address; over
+// budget, its connection is closed.
 func (r *TokenReviewer) refuse(ctx context.Context, src netip.Prefix, now time.Time, err error) error {
 	if !r.sources.allow(src, now) {
-		r.hold(ctx)
+		r.dropConn(ctx)
 	}
 	return err
-}
-
-func (r *TokenReviewer) hold(ctx context.Context) {
-	r.o.Metrics.throttle("tarpitted")
-	r.tarpit.hold(ctx)
 }
 
 // Rechecker returns the Recheck of the call's token (see Rechecker). A token

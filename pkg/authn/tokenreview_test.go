@@ -156,9 +156,6 @@ func callFrom(ip, tok string) context.Context {
 func newTestReviewer(t testing.TB, api *fakeAPI, clk *clock, o ReviewOptions) *TokenReviewer {
 	o.TrustDomain = "cluster.local"
 	o.Now = clk.now
-	if o.Tarpit == 0 {
-		o.Tarpit = -1
-	}
 	return NewTokenReviewer(api.client(t), o)
 }
 
