@@ -199,7 +199,9 @@ func tokenReviewer(cfg *rest.Config, o serveOptions, reg prometheus.Registerer) 
 // gateSecureListener lets the token reviewer hold back and close the
 // connections of addresses over their budget of unauthenticated calls.
 func gateSecureListener(auth authn.Authenticator, l net.Listener) net.Listener {
-	if g, ok := auth.(interface{ Listener(net.Listener) net.Listener }); ok {
+	if g, ok := auth.(interface {
+		Listener(net.Listener) net.Listener
+	}); ok {
 		return g.Listener(l)
 	}
 	return l
