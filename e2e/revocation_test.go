@@ -35,7 +35,7 @@ const (
 	// revocationBound is how soon after the deletion a stream must end: one
 	// review interval after the apiserver stops accepting the token, plus a
 	// few seconds of slack for a loaded 2-core machine.
-	revocationBound = apiserverCache + revocationInterval + 3*time.Second
+	revocationBound = apiserverCache + revocationInterval + 5*time.Second
 )
 
 // TestRevocationEndsStreams (issue 13): identities are re-checked on open

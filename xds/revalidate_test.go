@@ -296,3 +296,40 @@ func TestCertificateOnlyAfterRecheck(t *testing.T) {
 		t.Fatalf("certificate rotated without a re-check")
 	}
 }
+
+// TestSecureServerMaxConnectionAge: a connection to the secure port is closed
+// after its maximum age (±10%) and grace, even with a stream open on it, so
+// the proxy reconnects and proves its identity again.
+func TestSecureServerMaxConnectionAge(t *testing.T) {
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g := grpc.NewServer(SecureGRPCServerOptions(300*time.Millisecond, 300*time.Millisecond)...)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.Register(ctx, g)
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(func() { cancel(); g.Stop() })
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ended := make(chan error, 1)
+	go func() { _, err := st.Recv(); ended <- err }()
+	select {
+	case err := <-ended:
+		if took := time.Since(start); took < 250*time.Millisecond {
+			t.Fatalf("stream ended after %s, before the connection's maximum age: %v", took, err)
+		}
+		t.Logf("stream ended %s after it opened: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream still open 5 s after a maximum connection age of 300 ms + 300 ms grace")
+	}
+}
