@@ -79,21 +79,31 @@ func (gl *gatedListener) Close() error {
 	return err
 }
 
+// acceptLoop accepts until the listener fails for good (that error goes to
+// Accept). A temporary failure (out of file descriptors) is retried with
+// backoff here, as net/http does, so the port outlives it.
 func (gl *gatedListener) acceptLoop() {
+	var backoff time.Duration
 	for {
 		c, err := gl.Listener.Accept()
 		if err != nil {
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-gl.done:
+					return
+				}
+			}
 			select {
 			case gl.errs <- err:
 			case <-gl.done:
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
 			}
 			return
 		}
+		backoff = 0
 		gl.admit(c)
 	}
 }
