@@ -208,7 +208,7 @@ func metricsOf(ctx context.Context, t *testing.T, mz *rig.Mizzen) rig.Metrics {
 }
 
 // publishedRoot waits for mizzen's root in the namespace's istio-ca-root-cert.
-func publishedRoot(ctx context.Context, t *testing.T, api *rig.APIServer, ns string) string {
+func publishedRoot(ctx context.Context, t testing.TB, api *rig.APIServer, ns string) string {
 	t.Helper()
 	var root string
 	if err := rig.Eventually(ctx, 100*time.Millisecond, func(ctx context.Context) error {
@@ -226,7 +226,7 @@ func publishedRoot(ctx context.Context, t *testing.T, api *rig.APIServer, ns str
 
 // requestToken asks the apiserver (TokenRequest) for a token of ns/sa, as the
 // kubelet does for a projected istio-token volume.
-func requestToken(ctx context.Context, t *testing.T, api *rig.APIServer, ns, sa, audience string) string {
+func requestToken(ctx context.Context, t testing.TB, api *rig.APIServer, ns, sa, audience string) string {
 	t.Helper()
 	exp := int64(3600)
 	tr, err := api.Clientset().CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authv1.TokenRequest{

@@ -15,26 +15,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// adsServer is go-control-plane's ADS server for state of the world, with
-// mizzen's own delta stream handler. go-control-plane's delta server keeps, per
-// stream and type, a map of every subscribed name and a map of returned
-// versions, and hands each request (ACKs included) through a channel to a
-// second goroutine that cancels and re-creates the type's watch. An Envoy
+// serveDelta is mizzen's own delta ADS stream handler; state of the world
+// stays go-control-plane's. go-control-plane's delta server kept, per stream
+// and type, a map of every subscribed name and a map of returned versions,
+// and handed each request (ACKs included) through a channel to a second
+// goroutine that cancelled and re-created the type's watch. An Envoy
 // subscribes to each EDS cluster by name, so in a large mesh those maps were
 // half of mizzen's live heap per proxy, and the hand-offs a good part of the
 // CPU of an endpoint change. Here a subscription is a sorted slice of shared
 // (interned, see Codec) names, a request is handled on the goroutine that
-// received it, and only the sending goroutine touches the stream's Send.
-type adsServer struct {
-	discovery.AggregatedDiscoveryServiceServer
-	s   *Server
-	ctx context.Context
-}
-
-// DeltaAggregatedResources serves one delta ADS stream.
-func (a adsServer) DeltaAggregatedResources(str discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
-	return a.s.serveDelta(a.ctx, str)
-}
+// received it, and only the handler goroutine sends.
 
 // deltaStream is the state of one delta stream that its receiving goroutine
 // owns; mu orders requests against the stream's close.

@@ -150,8 +150,12 @@ func (s *Server) runRotation(ctx context.Context) {
 	}
 }
 
-// renewSecret issues a new certificate for cn and pushes it.
+// renewSecret issues a new certificate for cn and pushes it, once the
+// identity is confirmed (revalidate.go).
 func (s *Server) renewSecret(cn *conn, identity string, now time.Time) {
+	if !s.confirmIdentity(cn.id) {
+		return
+	}
 	st, err := s.secrets.issue(identity, now)
 	if err != nil {
 		if err != errCANotReady {

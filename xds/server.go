@@ -43,6 +43,9 @@ type Options struct {
 	// metadata of streams that proved no identity (cluster-less development
 	// only: anyone who can connect gets any identity's certificate).
 	InsecureDevIdentity bool
+	// IdentityReviewInterval is how often the identity of a stream that
+	// proved one is checked again (revalidate.go; 0: the default).
+	IdentityReviewInterval time.Duration
 }
 
 // Server is the ADS server plus its push loop.
@@ -68,6 +71,7 @@ type Server struct {
 	proven map[int64]authn.Identity
 
 	secrets     *secrets
+	guards      *guards // revalidate.go
 	changes     *changeLog
 	trustDomain string
 	devIdentity bool
@@ -95,6 +99,7 @@ func New(o Options) *Server {
 	if o.Metrics != nil {
 		reg = o.Metrics.reg
 	}
+	s.guards = newGuards(o.IdentityReviewInterval, reg)
 	s.changes = newChangeLog(reg)
 	s.cache = newProxyCache(o.Logger, o.Metrics, s.changes)
 	s.cache.builder = s.buildForNewProxy
@@ -110,7 +115,12 @@ func New(o Options) *Server {
 // listeners could reach Envoy before those listeners.
 func (s *Server) Register(ctx context.Context, g *grpc.Server) {
 	srv := serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, adsServer{AggregatedDiscoveryServiceServer: srv, s: s, ctx: ctx})
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, guardedADS{
+		sotw: srv.StreamAggregatedResources,
+		delta: func(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+			return s.serveDelta(ctx, st)
+		},
+	})
 }
 
 // Ready reports whether the first snapshot has been built, so proxies that
@@ -137,8 +147,9 @@ func (s *Server) Update(snap *model.Snapshot) {
 func (s *Server) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.runRotation(ctx) }()
+	go func() { defer wg.Done(); s.runRevalidation(ctx) }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -252,6 +263,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 }
 
 func (s *Server) streamOpen(ctx context.Context, key int64) {
+	s.guards.open(ctx, key)
 	if ident, ok := authn.FromContext(ctx); ok {
 		s.streamsMu.Lock()
 		s.proven[key] = ident
@@ -291,6 +303,7 @@ func (s *Server) streamRequest(key int64, node *core.Node) error {
 	s.streamsMu.Lock()
 	s.streams[key] = node.GetId()
 	s.streamsMu.Unlock()
+	s.guards.bind(key, node.GetId())
 	if cn.identity != "" && s.secrets != nil && !cn.proxy.AgentSDS() {
 		cn.mu.Lock()
 		fresh := cn.secret == nil
@@ -318,6 +331,7 @@ func (s *Server) streamClosed(key int64, node *core.Node) {
 	delete(s.streams, key)
 	delete(s.proven, key)
 	s.streamsMu.Unlock()
+	s.guards.close(key)
 	if !known {
 		return
 	}

@@ -113,16 +113,21 @@ func (s *servingCerts) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cert, nil
 }
 
+// maxConnectionAgeGrace is istiod's MaxServerConnectionAgeGrace: how long a
+// connection past its maximum age may finish its calls.
+const maxConnectionAgeGrace = 10 * time.Second
+
 // secureServer is port 15012: ADS and Istio's CSR API over TLS. Every call
 // must prove a workload identity (a service-account token checked with
 // TokenReview), except in cluster-less development with
 // --insecure-dev-identity, where ADS streams may come without one.
-func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, names []string,
+// Connections live at most maxAge (0: no limit), as istiod's do.
+func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, names []string, maxAge time.Duration,
 	auth authn.Authenticator, xdsServer *xds.Server, ctx context.Context) *grpc.Server {
 	csrMetrics := caserver.NewMetrics(reg)
 	sc := &servingCerts{ca: ca, names: names, ttl: 24 * time.Hour}
-	opts := append(xds.GRPCServerOptions(),
-		grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get})))
+	creds := limitHandshakes(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get}), maxHandshakes)
+	opts := append(xds.SecureGRPCServerOptions(maxAge, maxConnectionAgeGrace), grpc.Creds(creds))
 	if auth != nil {
 		unary, stream := authn.Interceptors(auth, func(method string, err error) {
 			csrMetrics.AuthFailure(authn.Reason(err))
@@ -136,13 +141,70 @@ func newSecureServer(log *slog.Logger, reg prometheus.Registerer, ca *caHolder, 
 	return g
 }
 
+// maxHandshakes bounds the TLS handshakes the secure port runs at once.
+const maxHandshakes = 16
+
+// handshakeWait is how long a new connection may wait for a handshake slot.
+const handshakeWait = 30 * time.Second
+
+// limitHandshakes runs at most n server handshakes of creds at once. A burst
+// of new connections (a fleet reconnecting, or a flood from anyone who can
+// reach the port: the handshake comes before any credential) then costs n
+// handshakes' buffers at a time, not one per connection, and the CPU goes to
+// finishing handshakes rather than interleaving all of them.
+func limitHandshakes(creds credentials.TransportCredentials, n int) credentials.TransportCredentials {
+	return &limitedHandshakes{TransportCredentials: creds, slots: make(chan struct{}, n)}
+}
+
+type limitedHandshakes struct {
+	credentials.TransportCredentials
+	slots chan struct{}
+}
+
+func (l *limitedHandshakes) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	t := time.NewTimer(handshakeWait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+	case <-t.C:
+		return nil, nil, fmt.Errorf("no TLS handshake slot within %s (%d handshakes running)", handshakeWait, cap(l.slots))
+	}
+	defer func() { <-l.slots }()
+	return l.TransportCredentials.ServerHandshake(c)
+}
+
+func (l *limitedHandshakes) Clone() credentials.TransportCredentials {
+	return &limitedHandshakes{TransportCredentials: l.TransportCredentials.Clone(), slots: l.slots}
+}
+
 // tokenReviewer authenticates service-account tokens against the cluster.
-func tokenReviewer(cfg *rest.Config, trustDomain string) (authn.Authenticator, error) {
+// Its Kubernetes client is its own, with its own QPS and burst: anyone who
+// can reach the secure port can make mizzen send TokenReviews, and they must
+// never wait behind (or hold up) the informers' requests. An accepted token
+// is believed for at most 10 s and at most one review interval.
+func tokenReviewer(cfg *rest.Config, o serveOptions, reg prometheus.Registerer) (authn.Authenticator, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.tokenReviewQPS, o.tokenReviewBurst
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("TokenReview client: %w", err)
 	}
-	return &authn.TokenReviewer{Client: client, TrustDomain: trustDomain}, nil
+	return authn.NewTokenReviewer(client, authn.ReviewOptions{
+		TrustDomain: o.trustDomain,
+		SuccessTTL:  min(10*time.Second, o.identityReviewInterval),
+		Metrics:     authn.NewMetrics(reg),
+	}), nil
+}
+
+// gateSecureListener lets the token reviewer hold back and close the
+// connections of addresses over their budget of unauthenticated calls.
+func gateSecureListener(auth authn.Authenticator, l net.Listener) net.Listener {
+	if g, ok := auth.(interface {
+		Listener(net.Listener) net.Listener
+	}); ok {
+		return g.Listener(l)
+	}
+	return l
 }
 
 // listenSecure opens the secure port, or returns nil when it is disabled.

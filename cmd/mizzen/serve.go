@@ -50,6 +50,11 @@ type serveOptions struct {
 	workloadCertTTL     time.Duration
 	insecureDevIdentity bool
 
+	identityReviewInterval time.Duration
+	secureMaxConnAge       time.Duration
+	tokenReviewQPS         float32
+	tokenReviewBurst       int
+
 	webhook webhookOptions // cmd/mizzen/webhook.go
 }
 
@@ -86,6 +91,12 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.workloadCertTTL, "workload-cert-ttl", certs.DefaultCertTTL, "lifetime of workload certificates; they are renewed at about half of it")
 	f.BoolVar(&o.insecureDevIdentity, "insecure-dev-identity", false,
 		"cluster-less development only: give proxies that prove no identity a certificate for the namespace and service account their node metadata claims")
+	f.DurationVar(&o.identityReviewInterval, "identity-review-interval", xds.DefaultIdentityReviewInterval,
+		"how often the identity of an open secure xDS stream is checked again with TokenReview (also before each certificate it is sent); a revoked identity's stream is ended")
+	f.DurationVar(&o.secureMaxConnAge, "secure-max-connection-age", 30*time.Minute,
+		"maximum age of a connection to the secure port (±10% jitter, then 10 s grace), as istiod's keepaliveMaxServerConnectionAge; 0: no limit")
+	f.Float32Var(&o.tokenReviewQPS, "token-review-qps", 50, "QPS of the Kubernetes client that sends TokenReviews (its own, apart from the informers')")
+	f.IntVar(&o.tokenReviewBurst, "token-review-burst", 100, "burst of the Kubernetes client that sends TokenReviews")
 	addWebhookFlags(f, &o.webhook)
 	return cmd
 }
@@ -131,8 +142,12 @@ func serve(ctx context.Context, o serveOptions) error {
 		}
 		ca.set(fileCA)
 	}
+	if o.identityReviewInterval <= 0 {
+		o.identityReviewInterval = xds.DefaultIdentityReviewInterval
+	}
 	server := xds.New(xds.Options{Logger: log, Metrics: metrics, CA: ca.get, CertTTL: o.workloadCertTTL,
-		TrustDomain: o.trustDomain, InsecureDevIdentity: o.insecureDevIdentity})
+		TrustDomain: o.trustDomain, InsecureDevIdentity: o.insecureDevIdentity,
+		IdentityReviewInterval: o.identityReviewInterval})
 
 	xdsLis, err := net.Listen("tcp", o.xdsAddr)
 	if err != nil {
@@ -161,7 +176,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	// from node metadata); else nobody, so it is not opened.
 	var auth authn.Authenticator
 	if kubeCfg != nil {
-		if auth, err = tokenReviewer(kubeCfg, o.trustDomain); err != nil {
+		if auth, err = tokenReviewer(kubeCfg, o, reg); err != nil {
 			closeListeners()
 			return err
 		}
@@ -269,9 +284,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	})
 	var secureServer *grpc.Server
 	if secureLis != nil {
-		secureServer = newSecureServer(log, reg, ca, o.servingNames, auth, server, ctx)
+		secureServer = newSecureServer(log, reg, ca, o.servingNames, o.secureMaxConnAge, auth, server, ctx)
 		run(func() {
-			if err := secureServer.Serve(secureLis); err != nil {
+			if err := secureServer.Serve(gateSecureListener(auth, secureLis)); err != nil {
 				log.Error("secure xDS server stopped", "err", err)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -36,8 +37,16 @@ type Authenticator interface {
 }
 
 // Failure is an authentication refusal with a reason fit for a metric label.
+//
+// Reasons are of two kinds. Definite: the credential itself is refused
+// (no_token, invalid_token, expired_token, wrong_audience,
+// not_service_account, identity_changed): the identity is gone and an open
+// stream that proved it is ended. Transient: mizzen could not get an answer
+// (review_failed: the apiserver did not answer; overloaded: too many reviews
+// waiting; rate_limited: the caller's address is over its budget of
+// unauthenticated calls): the caller may retry, and an open stream is kept.
 type Failure struct {
-	Reason string // no_token, invalid_token, wrong_audience, not_service_account, review_failed
+	Reason string
 	Err    error
 }
 
@@ -55,6 +64,28 @@ func Reason(err error) string {
 		return f.Reason
 	}
 	return "error"
+}
+
+// Transient failure reasons: no answer about the credential, rather than a
+// refusal of it.
+const (
+	ReasonReviewFailed = "review_failed"
+	ReasonOverloaded   = "overloaded"
+	ReasonRateLimited  = "rate_limited"
+)
+
+// Definite reports whether err refuses the credential itself (see Failure);
+// any error that is not a Failure, or a transient Failure, is not definite.
+func Definite(err error) bool {
+	var f *Failure
+	if !errors.As(err, &f) {
+		return false
+	}
+	switch f.Reason {
+	case ReasonReviewFailed, ReasonOverloaded, ReasonRateLimited:
+		return false
+	}
+	return true
 }
 
 // BearerToken returns the token of the call's `authorization: Bearer <token>`
@@ -78,6 +109,35 @@ func BearerToken(ctx context.Context) (string, error) {
 }
 
 type ctxKey struct{}
+
+type recheckKey struct{}
+
+// Recheck asks again whether the credential that proved an identity still
+// proves it, accepting an answer of the apiserver at most maxAge old (0: ask
+// now). It returns nil while it does, a definite Failure once the identity is
+// revoked (deleted service account or pod, expired token), and a transient
+// error when no answer could be had.
+type Recheck func(ctx context.Context, maxAge time.Duration) error
+
+// Rechecker is an Authenticator whose proofs can be checked again later, so
+// a long-lived stream does not outlive its identity.
+type Rechecker interface {
+	Authenticator
+	// Rechecker returns the Recheck of the credential the call in callCtx
+	// carried, which proved id.
+	Rechecker(callCtx context.Context, id Identity) Recheck
+}
+
+// WithRecheck records how the call's identity can be checked again.
+func WithRecheck(ctx context.Context, r Recheck) context.Context {
+	return context.WithValue(ctx, recheckKey{}, r)
+}
+
+// RecheckFromContext returns the Recheck recorded by WithRecheck.
+func RecheckFromContext(ctx context.Context) (Recheck, bool) {
+	r, ok := ctx.Value(recheckKey{}).(Recheck)
+	return r, ok && r != nil
+}
 
 // WithIdentity records the identity the transport proved for this call.
 func WithIdentity(ctx context.Context, id Identity) context.Context {
