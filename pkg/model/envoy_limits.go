@@ -3,7 +3,10 @@ package model
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	security "istio.io/client-go/pkg/apis/security/v1"
 )
 
 // Envoy refuses a whole resource (a NACK: the proxy keeps its old config and
@@ -69,4 +72,82 @@ func headerValueLengthProblem(value string) string {
 		return fmt.Sprintf("header value %s is longer than the %d bytes Envoy accepts", quoteShort(value), maxHeaderBytes)
 	}
 	return ""
+}
+
+// rbacRegexes are the regexes translate/rbac_principals.go builds from an
+// AuthorizationPolicy value: principals' namespace and service account
+// parts are matched by regex on the SPIFFE ID. Keep the two in step; the
+// cross-check is TestRBACRegexesMatchTranslate.
+func rbacRegexes(key, v string) []string {
+	switch key {
+	case "source.namespace":
+		if v == "*" {
+			return []string{".+"}
+		}
+		ns := regexp.QuoteMeta(v)
+		switch {
+		case strings.HasPrefix(v, "*"):
+			ns = "[^/]*" + regexp.QuoteMeta(strings.TrimPrefix(v, "*"))
+		case strings.HasSuffix(v, "*"):
+			ns = regexp.QuoteMeta(strings.TrimSuffix(v, "*")) + "[^/]*"
+		}
+		return []string{`.*/ns/` + ns + `/.*`}
+	case "source.serviceAccount":
+		if ns, sa, ok := strings.Cut(v, "/"); ok {
+			return []string{`.*/ns/` + regexp.QuoteMeta(ns) + `/sa/` + regexp.QuoteMeta(sa)}
+		}
+		return []string{`.*/sa/` + regexp.QuoteMeta(v)}
+	}
+	return nil
+}
+
+// authzEnvoyProblem says why Envoy would refuse what an AuthorizationPolicy
+// field becomes: an RBAC regex over the program size limit, a header name
+// or value Envoy does not accept.
+func authzEnvoyProblem(f AuthzField) string {
+	name, arg, bracket := AuthzBracketKey(f.Key)
+	if bracket && name == "request.headers" {
+		if msg := headerNameProblem(arg); msg != "" {
+			return msg
+		}
+	}
+	for _, v := range append(append([]string(nil), f.Values...), f.NotValues...) {
+		for _, re := range rbacRegexes(f.Key, v) {
+			if msg := RegexProblem(re); msg != "" {
+				return fmt.Sprintf("value %s becomes an RBAC regex on the caller's identity that Envoy refuses: %s", quoteShort(v), msg)
+			}
+		}
+		if strings.HasPrefix(f.Key, "request.headers") || f.Key == "request.host" || f.Key == "request.method" {
+			if msg := headerValueLengthProblem(v); msg != "" {
+				return msg
+			}
+		}
+	}
+	return ""
+}
+
+// ValidateAuthorizationPolicy returns what the admission webhook refuses in
+// an AuthorizationPolicy: values Envoy's RBAC filter would reject. (Fields
+// mizzen cannot express are warnings the model reports; it drops them.)
+func ValidateAuthorizationPolicy(ap *security.AuthorizationPolicy) []ConfigError {
+	v := validator{kind: "AuthorizationPolicy", ns: ap.Namespace, name: ap.Name}
+	for i, r := range ap.Spec.GetRules() {
+		base := fmt.Sprintf("spec.rules[%d]", i)
+		var fields []AuthzField
+		for j, f := range r.GetFrom() {
+			fields = append(fields, sourceFields(f.GetSource(), fmt.Sprintf("%s.from[%d].source", base, j))...)
+		}
+		for j, t := range r.GetTo() {
+			fields = append(fields, operationFields(t.GetOperation(), fmt.Sprintf("%s.to[%d].operation", base, j))...)
+		}
+		for j, c := range r.GetWhen() {
+			fields = append(fields, AuthzField{Key: c.GetKey(), Values: c.GetValues(), NotValues: c.GetNotValues(), Field: fmt.Sprintf("%s.when[%d]", base, j)})
+		}
+		for _, f := range fields {
+			if msg := authzEnvoyProblem(f); msg != "" {
+				v.fail(f.Field, "EnvoyLimit", msg)
+			}
+		}
+	}
+	return v.errs
 }
