@@ -38,8 +38,8 @@ func RegexProblem(re string) string {
 	case err != nil:
 		return fmt.Sprintf("%s is not a valid RE2 regex: %v", quoteShort(re), err)
 	case size > MaxRegexProgramSize:
-		return fmt.Sprintf("%s compiles to an RE2 program of %d instructions; Envoy refuses more than %d (re2.max_program_size.error_level) "+
-			"and would reject the whole route table", quoteShort(re), size, MaxRegexProgramSize)
+		return fmt.Sprintf("%s compiles to an RE2 program of %d instructions; Envoy refuses more than %d (re2.max_program_size.error_level), "+
+			"and with it the whole resource", quoteShort(re), size, MaxRegexProgramSize)
 	}
 	return ""
 }

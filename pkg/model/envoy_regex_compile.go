@@ -414,7 +414,7 @@ func (c *reCompiler) isMatch(id uint32) bool {
 // rootSet is RE2's SparseArray rootmap: which instructions start a list.
 type rootSet struct {
 	order []uint32
-	in    map[uint32]bool
+	in    []bool
 }
 
 func (r *rootSet) add(id uint32) {
@@ -424,18 +424,29 @@ func (r *rootSet) add(id uint32) {
 	}
 }
 
+// flattener holds Flatten's scratch space, reused by every flood: a stamp
+// per instruction instead of a set allocated per root.
+type flattener struct {
+	c     *reCompiler
+	roots *rootSet
+	mark  []uint32
+	stamp uint32
+	stk   []uint32
+}
+
 // flattenedSize is Prog::Flatten's count: the program is cut into lists,
 // one per "root" (the start instructions, the successor of every
 // byte range, capture and assertion, and dominators found in a second
 // pass); each list holds the leaves reachable from its root through Alts
 // and Nops, one Nop per other root reached, and its AltMatches.
 func (c *reCompiler) flattenedSize(start, startUnanchored uint32) int {
-	roots := &rootSet{in: map[uint32]bool{}}
-	preds := map[uint32][]uint32{}
+	n := len(c.inst)
+	roots := &rootSet{in: make([]bool, n)}
+	preds := make([][]uint32, n)
 	roots.add(0)
 	roots.add(startUnanchored)
 	roots.add(start)
-	reached := map[uint32]bool{}
+	reached := make([]bool, n)
 	stk := []uint32{startUnanchored}
 	for len(stk) > 0 {
 		id := stk[len(stk)-1]
@@ -462,40 +473,43 @@ func (c *reCompiler) flattenedSize(start, startUnanchored uint32) int {
 		}
 	}
 
+	f := &flattener{c: c, roots: roots, mark: make([]uint32, n)}
 	sorted := append([]uint32(nil), roots.order...)
 	slices.Sort(sorted)
 	for i := len(sorted) - 1; i > 0; i-- {
 		if sorted[i] != startUnanchored && sorted[i] != start {
-			c.markDominator(sorted[i], roots, preds)
+			f.markDominator(sorted[i], preds)
 		}
 	}
 
 	total := 0
 	for _, root := range roots.order {
-		total += c.listSize(root, roots)
+		total += f.listSize(root)
 	}
 	return total
 }
 
 // flood follows Alts and Nops from root, stopping at leaves and other roots;
-// visit is called for each instruction reached, in RE2's order.
-func (c *reCompiler) flood(root uint32, roots *rootSet, visit func(id uint32, otherRoot bool)) {
-	seen := map[uint32]bool{}
-	stk := []uint32{root}
-	for len(stk) > 0 {
-		id := stk[len(stk)-1]
-		stk = stk[:len(stk)-1]
-		for !seen[id] {
-			seen[id] = true
-			if id != root && roots.in[id] {
+// visit is called once for each instruction reached. seen reports, until
+// the next flood, whether an instruction was reached.
+func (f *flattener) flood(root uint32, visit func(id uint32, otherRoot bool)) (seen func(uint32) bool) {
+	f.stamp++
+	stamp := f.stamp
+	f.stk = append(f.stk[:0], root)
+	for len(f.stk) > 0 {
+		id := f.stk[len(f.stk)-1]
+		f.stk = f.stk[:len(f.stk)-1]
+		for f.mark[id] != stamp {
+			f.mark[id] = stamp
+			if id != root && f.roots.in[id] {
 				visit(id, true)
 				break
 			}
 			visit(id, false)
-			ip := c.inst[id]
+			ip := f.c.inst[id]
 			switch ip.op {
 			case instAlt, instAltMatch:
-				stk = append(stk, ip.out1)
+				f.stk = append(f.stk, ip.out1)
 				id = ip.out
 				continue
 			case instNop:
@@ -505,35 +519,32 @@ func (c *reCompiler) flood(root uint32, roots *rootSet, visit func(id uint32, ot
 			break
 		}
 	}
+	return func(id uint32) bool { return f.mark[id] == stamp }
 }
 
 // markDominator is Prog::MarkDominator: an instruction reachable from root
 // that also has a predecessor root cannot reach becomes a root itself.
-func (c *reCompiler) markDominator(root uint32, roots *rootSet, preds map[uint32][]uint32) {
+func (f *flattener) markDominator(root uint32, preds [][]uint32) {
 	var reached []uint32
-	in := map[uint32]bool{}
-	c.flood(root, roots, func(id uint32, _ bool) {
-		reached = append(reached, id)
-		in[id] = true
-	})
+	seen := f.flood(root, func(id uint32, _ bool) { reached = append(reached, id) })
 	for _, id := range reached {
 		for _, p := range preds[id] {
-			if !in[p] {
-				roots.add(id)
+			if !seen(p) {
+				f.roots.add(id)
 			}
 		}
 	}
 }
 
 // listSize is the length of the list Prog::EmitList writes for root.
-func (c *reCompiler) listSize(root uint32, roots *rootSet) int {
+func (f *flattener) listSize(root uint32) int {
 	n := 0
-	c.flood(root, roots, func(id uint32, otherRoot bool) {
+	f.flood(root, func(id uint32, otherRoot bool) {
 		if otherRoot {
 			n++ // a Nop to the other root's list
 			return
 		}
-		switch c.inst[id].op {
+		switch f.c.inst[id].op {
 		case instAltMatch, instByteRange, instCapture, instEmptyWidth, instMatch, instFail:
 			n++
 		}
