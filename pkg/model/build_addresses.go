@@ -130,7 +130,7 @@ func (s *Snapshot) cleanEndpointSlice(es *discoveryv1.EndpointSlice) *discoveryv
 	var ports []discoveryv1.EndpointPort
 	for i, p := range es.Ports {
 		if p.Port != nil && !validPort(*p.Port) {
-			bad(fmt.Sprintf("ports[%d].port", i), "InvalidPort", fmt.Sprintf("port %d is not in 1-65535; this port is left out of the slice", *p.Port))
+			bad(fmt.Sprintf("ports[%d].port", i), "InvalidEndpointPort", fmt.Sprintf("port %d is not in 1-65535; this port is left out of the slice", *p.Port))
 			edit()
 			continue
 		}
@@ -142,7 +142,7 @@ func (s *Snapshot) cleanEndpointSlice(es *discoveryv1.EndpointSlice) *discoveryv
 		for j, a := range ep.Addresses {
 			ip, err := netip.ParseAddr(a)
 			if err != nil || ip.Is4() != (es.AddressType == discoveryv1.AddressTypeIPv4) {
-				bad(fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), "InvalidAddress",
+				bad(fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), "InvalidEndpointAddress",
 					fmt.Sprintf("%q is not an %s address; this endpoint address is left out, the rest of the slice is used", a, es.AddressType))
 				edit()
 				continue

@@ -112,8 +112,8 @@ func TestHostileConfig(t *testing.T) {
 		"AuthorizationPolicy default/hostile-authz spec.rules[0].from[0].source.serviceAccounts":  "UnsupportedAuthzField",
 		"Service default/hostile-cluster-ip spec.clusterIP":                                       "InvalidAddress",
 		"Service default/hostile-port spec.ports[0].port":                                         "InvalidPort",
-		"EndpointSlice default/hostile-slice ports[1].port":                                       "InvalidPort",
-		"EndpointSlice default/hostile-slice endpoints[0].addresses[0]":                           "InvalidAddress",
+		"EndpointSlice default/hostile-slice ports[1].port":                                       "InvalidEndpointPort",
+		"EndpointSlice default/hostile-slice endpoints[0].addresses[0]":                           "InvalidEndpointAddress",
 		"Pod default/hostile-pod status.podIP":                                                    "InvalidAddress",
 		"Gateway istio-system/hostile-tls spec.servers[0].tls.credentialName":                     "InvalidCredential",
 	}
