@@ -21,30 +21,44 @@ import (
 // everything parses, else a copy without what does not (the objects in in
 // are never changed: a source may share them with its caches).
 func (s *Snapshot) checkAddresses(in *Inputs) *Inputs {
-	out := *in
-	out.Services = keep(in.Services, s.serviceAddressesOK)
-	out.Pods = keep(in.Pods, s.podAddressesOK)
-	out.EndpointSlices = nil
-	changed := len(out.Services) != len(in.Services) || len(out.Pods) != len(in.Pods)
-	for _, es := range in.EndpointSlices {
+	services := keep(in.Services, s.serviceAddressesOK)
+	pods := keep(in.Pods, s.podAddressesOK)
+	var slices []*discoveryv1.EndpointSlice // nil: no slice changed
+	for i, es := range in.EndpointSlices {
 		clean := s.cleanEndpointSlice(es)
-		changed = changed || clean != es
-		out.EndpointSlices = append(out.EndpointSlices, clean)
+		if clean != es && slices == nil {
+			slices = append(make([]*discoveryv1.EndpointSlice, 0, len(in.EndpointSlices)), in.EndpointSlices[:i]...)
+		}
+		if slices != nil {
+			slices = append(slices, clean)
+		}
 	}
-	if !changed {
+	if len(services) == len(in.Services) && len(pods) == len(in.Pods) && slices == nil {
 		return in
+	}
+	out := *in
+	out.Services, out.Pods = services, pods
+	if slices != nil {
+		out.EndpointSlices = slices
 	}
 	return &out
 }
 
+// keep returns the elements ok accepts: in itself when it accepts all.
 func keep[T any](in []T, ok func(T) bool) []T {
-	out := make([]T, 0, len(in))
-	for _, o := range in {
+	for i, o := range in {
 		if ok(o) {
-			out = append(out, o)
+			continue
 		}
+		out := append(make([]T, 0, len(in)-1), in[:i]...)
+		for _, o := range in[i+1:] {
+			if ok(o) {
+				out = append(out, o)
+			}
+		}
+		return out
 	}
-	return out
+	return in
 }
 
 func validPort(p int32) bool { return p >= 1 && p <= 65535 }

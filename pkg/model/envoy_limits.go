@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	networkingapi "istio.io/api/networking/v1alpha3"
 	security "istio.io/client-go/pkg/apis/security/v1"
 )
 
@@ -150,4 +151,21 @@ func ValidateAuthorizationPolicy(ap *security.AuthorizationPolicy) []ConfigError
 		}
 	}
 	return v.errs
+}
+
+// serviceEntryPorts: a ServiceEntry's targetPorts and its endpoints' ports
+// become endpoint socket addresses, whose port Envoy requires in 1-65535.
+func (v *validator) serviceEntryPorts(spec *networkingapi.ServiceEntry) {
+	for i, p := range spec.GetPorts() {
+		if tp := p.GetTargetPort(); tp > 65535 {
+			v.fail(fmt.Sprintf("spec.ports[%d].targetPort", i), "InvalidPort", fmt.Sprintf("targetPort %d is not in 1-65535", tp))
+		}
+	}
+	for i, we := range spec.GetEndpoints() {
+		for _, name := range sortedKeys(we.GetPorts()) {
+			if n := we.GetPorts()[name]; n == 0 || n > 65535 {
+				v.fail(fmt.Sprintf("spec.endpoints[%d].ports[%s]", i, name), "InvalidPort", fmt.Sprintf("port %d is not in 1-65535", n))
+			}
+		}
+	}
 }
