@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -67,6 +66,14 @@ spec:
 		}
 	}
 	mz := rig.StartMizzen(t, "--config-dir", dir, "--insecure-dev-identity", "--ca-dir", t.TempDir())
+	page := func(path string) []byte {
+		t.Helper()
+		body, status := get(t, context.Background(), mz.MonitoringURL+path)
+		if status != http.StatusOK {
+			t.Errorf("GET %s: %d", path, status)
+		}
+		return []byte(body)
+	}
 	gwID := rig.GatewayNodeID(gwIP)
 	gw := rig.StartEnvoy(t, rig.EnvoyOptions{NodeID: gwID, Cluster: "istio-ingressgateway.istio-system", Metadata: rig.GatewayMetadata(gwIP), XDSAddr: mz.XDSAddr})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -95,7 +102,7 @@ spec:
 		"/metrics", "/ready",
 	}
 	var conns []string
-	if err := json.Unmarshal(mustGet(ctx, t, mz, "/debug/connections"), &conns); err != nil || len(conns) == 0 {
+	if err := json.Unmarshal(page("/debug/connections"), &conns); err != nil || len(conns) == 0 {
 		t.Fatalf("/debug/connections: %v %v", conns, err)
 	}
 	for _, id := range conns {
@@ -104,13 +111,13 @@ spec:
 	var changes []struct {
 		ID uint64 `json:"id"`
 	}
-	if err := json.Unmarshal(mustGet(ctx, t, mz, "/debug/changes"), &changes); err != nil {
+	if err := json.Unmarshal(page("/debug/changes"), &changes); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range changes {
 		pages = append(pages, fmt.Sprintf("/debug/changes?id=%d", c.ID))
 	}
-	for _, m := range regexp.MustCompile(`href='([a-z_]+)\?debug=1'`).FindAllStringSubmatch(string(mustGet(ctx, t, mz, "/debug/pprof/")), -1) {
+	for _, m := range regexp.MustCompile(`href='([a-z_]+)\?debug=1'`).FindAllStringSubmatch(string(page("/debug/pprof/")), -1) {
 		switch m[1] {
 		case "profile", "trace", "cmdline", "symbol": // fetched above (CPU and trace for 1 s, not 30)
 		default:
@@ -132,7 +139,7 @@ spec:
 	base64Run := regexp.MustCompile(`[A-Za-z0-9+/]{40,}={0,2}`)
 	sawCredential := false
 	for _, p := range pages {
-		body := mustGet(ctx, t, mz, p)
+		body := page(p)
 		for what, n := range needles {
 			if strings.Contains(string(body), n) {
 				t.Errorf("%s shows %s", p, what)
@@ -154,7 +161,7 @@ spec:
 	var cz struct {
 		Objects map[string]map[string]json.RawMessage `json:"objects"`
 	}
-	if err := json.Unmarshal(mustGet(ctx, t, mz, "/debug/configz?kind=Secret"), &cz); err != nil {
+	if err := json.Unmarshal(page("/debug/configz?kind=Secret"), &cz); err != nil {
 		t.Fatal(err)
 	}
 	raw := cz.Objects["Secret"]["istio-system/"+secretName]
@@ -167,26 +174,4 @@ spec:
 		t.Errorf("configz shows the Secret as %s (%v), want its type and key names only", raw, err)
 	}
 	t.Logf("%d pages searched", len(pages))
-}
-
-// mustGet fetches a page of mizzen's monitoring port, any status.
-func mustGet(ctx context.Context, t *testing.T, mz *rig.Mizzen, path string) []byte {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, mz.MonitoringURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return b
 }

@@ -3,19 +3,9 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -38,7 +28,7 @@ import (
 // clusterIP garbage and one with port 99999, an EndpointSlice with address
 // not-an-ip and port 70000 naming the good Service productpage, a Pod with
 // podIP garbage, and a gateway credential with an RSA-1024 key
-// (pkg/model/testdata/hostile.yaml plus the Secrets made here). A real
+// (pkg/model/testdata/hostile.yaml and hostile-credentials.yaml). A real
 // gateway Envoy (with an identity, so it is served credentials) and a real
 // sidecar Envoy take everything mizzen sends: no NACK (mizzen's
 // pilot_total_xds_rejects, Envoy's update_rejected counters, /debug/syncz),
@@ -75,24 +65,30 @@ func TestHostileConfigNoNACK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.WriteConfig(t, "hostile-credentials.yaml", hostileCredentials(t))
+	creds, err := os.ReadFile("../pkg/model/testdata/hostile-credentials.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.WriteConfig(t, "hostile-credentials.yaml", string(creds))
 	b.WriteConfig(t, "hostile.yaml", string(hostile))
 
 	// The good config in the same files is served: a route whose regex is
 	// exactly at Envoy's limit, and an HTTPS server with a good credential.
-	limitPath := "/limit/" + strings.Repeat("q", 89)
-	if err := rig.Eventually(ctx, 100*time.Millisecond, func(ctx context.Context) error {
-		for _, p := range []string{"/good", limitPath} {
-			r, err := b.Get(ctx, "good.example.com", p, nil)
-			if err != nil {
-				return err
+	served := func(paths ...string) error {
+		return rig.Eventually(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+			for _, p := range paths {
+				r, err := b.Get(ctx, "good.example.com", p, nil)
+				if err != nil {
+					return err
+				}
+				if r.Status != 200 || r.Body.Service != "details" {
+					return fmt.Errorf("GET %s: %d from %q", p, r.Status, r.Body.Service)
+				}
 			}
-			if r.Status != 200 || r.Body.Service != "details" {
-				return fmt.Errorf("GET %s: %d from %q", p, r.Status, r.Body.Service)
-			}
-		}
-		return nil
-	}); err != nil {
+			return nil
+		})
+	}
+	if err := served("/good", "/limit/"+strings.Repeat("q", 89)); err != nil {
 		t.Fatalf("good config next to the hostile one not served: %v\n%s", err, b.Mizzen.Log())
 	}
 	if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
@@ -187,64 +183,10 @@ func TestHostileConfigNoNACK(t *testing.T) {
 
 	// The good config keeps updating with the hostile config still there.
 	b.WriteConfig(t, "hostile.yaml", strings.Replace(string(hostile), "prefix: /good", "prefix: /better", 1))
-	if err := rig.Eventually(ctx, 100*time.Millisecond, func(ctx context.Context) error {
-		r, err := b.Get(ctx, "good.example.com", "/better", nil)
-		if err != nil {
-			return err
-		}
-		if r.Status != 200 || r.Body.Service != "details" {
-			return fmt.Errorf("GET /better: %d from %q", r.Status, r.Body.Service)
-		}
-		return nil
-	}); err != nil {
+	if err := served("/better"); err != nil {
 		t.Errorf("an edit of the good config next to the hostile one did not reach the gateway: %v", err)
 	}
 	noRejects("good config edited")
-}
-
-// hostileCredentials: two gateway credentials in istio-system, one whose
-// certificate key Envoy refuses (RSA-1024), and an HTTPS Gateway server for
-// each (ports 8443 and 9443 on the gateway's IP). pkg/model's
-// TestHostileConfig builds the same.
-func hostileCredentials(t *testing.T) string {
-	t.Helper()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := func(name string, k crypto.Signer) string {
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-			DNSNames: []string{name + ".example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: istio-system}\ntype: kubernetes.io/tls\ndata: {tls.crt: %s, tls.key: %s}\n", name,
-			base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-			base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})))
-	}
-	return secret("hostile-rsa1024", rsaKey) + "---\n" + secret("good-cred", ecKey) + `---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: hostile-tls, namespace: istio-system}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8443, name: https-rsa1024, protocol: HTTPS}
-    hosts: [hostile-rsa1024.example.com]
-    tls: {mode: SIMPLE, credentialName: hostile-rsa1024}
-  - port: {number: 9443, name: https-good, protocol: HTTPS}
-    hosts: [good-cred.example.com]
-    tls: {mode: SIMPLE, credentialName: good-cred}
-`
 }
 
 // tlsServedBy checks that addr answers a TLS handshake for sni with a

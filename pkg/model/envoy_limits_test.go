@@ -1,23 +1,12 @@
 package model_test
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -30,53 +19,8 @@ import (
 	"github.com/mizzenmesh/mizzen/translate"
 )
 
-// HostileCredentials is the YAML of two gateway credentials in istio-system,
-// one whose certificate key Envoy refuses (RSA-1024), and an HTTPS Gateway
-// server for each. The e2e test builds the same from its own copy.
-func hostileCredentials(t *testing.T) string {
-	t.Helper()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := func(name string, k crypto.Signer) string {
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name + ".example.com"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		key := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
-		return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: istio-system}\ntype: kubernetes.io/tls\ndata: {tls.crt: %s, tls.key: %s}\n",
-			name, base64.StdEncoding.EncodeToString(crt), base64.StdEncoding.EncodeToString(key))
-	}
-	return secret("hostile-rsa1024", rsaKey) + "---\n" + secret("good-cred", ecKey) + `---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: hostile-tls, namespace: istio-system}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8443, name: https-rsa1024, protocol: HTTPS}
-    hosts: [hostile-rsa1024.example.com]
-    tls: {mode: SIMPLE, credentialName: hostile-rsa1024}
-  - port: {number: 9443, name: https-good, protocol: HTTPS}
-    hosts: [good-cred.example.com]
-    tls: {mode: SIMPLE, credentialName: good-cred}
-`
-}
-
-// TestHostileConfig loads examples/bookinfo next to testdata/hostile.yaml
-// (and hostileCredentials) as `mizzen serve --config-dir` does: each bad
+// TestHostileConfig loads examples/bookinfo next to testdata/hostile.yaml and
+// testdata/hostile-credentials.yaml as `mizzen serve --config-dir` does: each bad
 // object, or only the bad address of an EndpointSlice, is reported and left
 // out, the good ones are untouched, and nothing translated for a gateway or
 // a sidecar is something Envoy would refuse.
@@ -86,7 +30,7 @@ func TestHostileConfig(t *testing.T) {
 	if err != nil || len(examples) == 0 {
 		t.Fatalf("examples/bookinfo: %v", err)
 	}
-	for _, src := range append(examples, "testdata/hostile.yaml") {
+	for _, src := range append(examples, "testdata/hostile.yaml", "testdata/hostile-credentials.yaml") {
 		b, err := os.ReadFile(src)
 		if err != nil {
 			t.Fatal(err)
@@ -94,9 +38,6 @@ func TestHostileConfig(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "hostile-credentials.yaml"), []byte(hostileCredentials(t)), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	in, errs := file.New(dir, file.Options{}).Load()
 	for _, e := range errs {

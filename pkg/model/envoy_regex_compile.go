@@ -292,31 +292,28 @@ func (c *reCompiler) compile(n *reNode) frag {
 	case reQuest:
 		return c.quest(c.compile(n.sub[0]), n.nongreedy())
 	case reConcat:
-		fs := make([]frag, len(n.sub))
-		for i, s := range n.sub {
-			fs[i] = c.compile(s)
-		}
-		f := fs[0]
-		for _, g := range fs[1:] {
-			f = c.cat(f, g)
-		}
-		return f
+		return c.fold(n.sub, c.cat)
 	case reAlternate:
-		// RE2 compiles every branch, then chains the Alts: instruction
-		// numbers decide Flatten's dominator order, so keep RE2's.
-		fs := make([]frag, len(n.sub))
-		for i, s := range n.sub {
-			fs[i] = c.compile(s)
-		}
-		f := fs[0]
-		for _, g := range fs[1:] {
-			f = c.alt(f, g)
-		}
-		return f
+		return c.fold(n.sub, c.alt)
 	}
 	// A repeat left after simplification would be a bug in simplifyNode.
 	c.failed = true
 	return noMatch()
+}
+
+// fold compiles every sub, then combines them left to right: RE2 compiles
+// all branches of an alternation before chaining the Alts, and instruction
+// numbers decide Flatten's dominator order, so the order is RE2's.
+func (c *reCompiler) fold(subs []*reNode, combine func(a, b frag) frag) frag {
+	fs := make([]frag, len(subs))
+	for i, s := range subs {
+		fs[i] = c.compile(s)
+	}
+	f := fs[0]
+	for _, g := range fs[1:] {
+		f = combine(f, g)
+	}
+	return f
 }
 
 // compileSize compiles the simplified tree as Compiler::Compile does and
@@ -424,7 +421,7 @@ func (r *rootSet) add(id uint32) {
 	}
 }
 
-// flattener holds Flatten's scratch space, reused by every flood: a stamp
+// flattener holds Flatten's scratch space, reused by every walk: a stamp
 // per instruction instead of a set allocated per root.
 type flattener struct {
 	c     *reCompiler
@@ -441,67 +438,52 @@ type flattener struct {
 // and Nops, one Nop per other root reached, and its AltMatches.
 func (c *reCompiler) flattenedSize(start, startUnanchored uint32) int {
 	n := len(c.inst)
-	roots := &rootSet{in: make([]bool, n)}
+	f := &flattener{c: c, roots: &rootSet{in: make([]bool, n)}, mark: make([]uint32, n)}
+	f.roots.add(0)
+	f.roots.add(startUnanchored)
+	f.roots.add(start)
+	// Prog::MarkSuccessors: every successor of a byte range, capture or
+	// assertion is a root; the Alts are remembered as predecessors.
 	preds := make([][]uint32, n)
-	roots.add(0)
-	roots.add(startUnanchored)
-	roots.add(start)
-	reached := make([]bool, n)
-	stk := []uint32{startUnanchored}
-	for len(stk) > 0 {
-		id := stk[len(stk)-1]
-		stk = stk[:len(stk)-1]
-		for !reached[id] {
-			reached[id] = true
-			ip := c.inst[id]
-			switch ip.op {
-			case instAlt, instAltMatch:
-				preds[ip.out] = append(preds[ip.out], id)
-				preds[ip.out1] = append(preds[ip.out1], id)
-				stk = append(stk, ip.out1)
-				id = ip.out
-				continue
-			case instByteRange, instCapture, instEmptyWidth:
-				roots.add(ip.out)
-				id = ip.out
-				continue
-			case instNop:
-				id = ip.out
-				continue
-			}
-			break
+	f.walk(startUnanchored, false, func(id uint32, _ bool) {
+		switch ip := c.inst[id]; ip.op {
+		case instAlt, instAltMatch:
+			preds[ip.out] = append(preds[ip.out], id)
+			preds[ip.out1] = append(preds[ip.out1], id)
+		case instByteRange, instCapture, instEmptyWidth:
+			f.roots.add(ip.out)
 		}
-	}
-
-	f := &flattener{c: c, roots: roots, mark: make([]uint32, n)}
-	sorted := append([]uint32(nil), roots.order...)
+	})
+	sorted := append([]uint32(nil), f.roots.order...)
 	slices.Sort(sorted)
 	for i := len(sorted) - 1; i > 0; i-- {
 		if sorted[i] != startUnanchored && sorted[i] != start {
 			f.markDominator(sorted[i], preds)
 		}
 	}
-
 	total := 0
-	for _, root := range roots.order {
+	for _, root := range f.roots.order {
 		total += f.listSize(root)
 	}
 	return total
 }
 
-// flood follows Alts and Nops from root, stopping at leaves and other roots;
-// visit is called once for each instruction reached. seen reports, until
-// the next flood, whether an instruction was reached.
-func (f *flattener) flood(root uint32, visit func(id uint32, otherRoot bool)) (seen func(uint32) bool) {
+// walk visits, once each, the instructions reachable from root through Alts
+// and Nops. A list (list true) stops at byte ranges, captures and assertions
+// and at other roots (visit is told otherRoot); the whole program (list
+// false) goes on through them. seen reports, until the next walk, whether an
+// instruction was reached.
+func (f *flattener) walk(root uint32, list bool, visit func(id uint32, otherRoot bool)) (seen func(uint32) bool) {
 	f.stamp++
 	stamp := f.stamp
 	f.stk = append(f.stk[:0], root)
 	for len(f.stk) > 0 {
 		id := f.stk[len(f.stk)-1]
 		f.stk = f.stk[:len(f.stk)-1]
+	follow:
 		for f.mark[id] != stamp {
 			f.mark[id] = stamp
-			if id != root && f.roots.in[id] {
+			if list && id != root && f.roots.in[id] {
 				visit(id, true)
 				break
 			}
@@ -510,13 +492,15 @@ func (f *flattener) flood(root uint32, visit func(id uint32, otherRoot bool)) (s
 			switch ip.op {
 			case instAlt, instAltMatch:
 				f.stk = append(f.stk, ip.out1)
-				id = ip.out
-				continue
 			case instNop:
-				id = ip.out
-				continue
+			case instByteRange, instCapture, instEmptyWidth:
+				if list {
+					break follow
+				}
+			default: // match, fail
+				break follow
 			}
-			break
+			id = ip.out
 		}
 	}
 	return func(id uint32) bool { return f.mark[id] == stamp }
@@ -526,7 +510,7 @@ func (f *flattener) flood(root uint32, visit func(id uint32, otherRoot bool)) (s
 // that also has a predecessor root cannot reach becomes a root itself.
 func (f *flattener) markDominator(root uint32, preds [][]uint32) {
 	var reached []uint32
-	seen := f.flood(root, func(id uint32, _ bool) { reached = append(reached, id) })
+	seen := f.walk(root, true, func(id uint32, _ bool) { reached = append(reached, id) })
 	for _, id := range reached {
 		for _, p := range preds[id] {
 			if !seen(p) {
@@ -539,7 +523,7 @@ func (f *flattener) markDominator(root uint32, preds [][]uint32) {
 // listSize is the length of the list Prog::EmitList writes for root.
 func (f *flattener) listSize(root uint32) int {
 	n := 0
-	f.flood(root, func(id uint32, otherRoot bool) {
+	f.walk(root, true, func(id uint32, otherRoot bool) {
 		if otherRoot {
 			n++ // a Nop to the other root's list
 			return

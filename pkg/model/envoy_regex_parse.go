@@ -335,19 +335,11 @@ func (p *re2Parser) escape(s []rune, i int) (int, error) {
 	if i+1 >= len(s) {
 		return 0, fmt.Errorf("trailing backslash")
 	}
+	if op, ok := map[rune]reOp{'b': reWordBoundary, 'B': reNoWordBoundary, 'A': reBeginText, 'z': reEndText}[s[i+1]]; ok {
+		p.pushSimple(op, p.flags)
+		return i + 2, nil
+	}
 	switch s[i+1] {
-	case 'b':
-		p.pushSimple(reWordBoundary, p.flags)
-		return i + 2, nil
-	case 'B':
-		p.pushSimple(reNoWordBoundary, p.flags)
-		return i + 2, nil
-	case 'A':
-		p.pushSimple(reBeginText, p.flags)
-		return i + 2, nil
-	case 'z':
-		p.pushSimple(reEndText, p.flags)
-		return i + 2, nil
 	case 'Q':
 		j := i + 2
 		for ; j < len(s); j++ {
