@@ -40,9 +40,11 @@ import (
 // regex it sends to Envoy. It is Envoy's default for
 // re2.max_program_size.error_level: mizzen's own sidecar bootstrap
 // (pkg/bootstrap) and plain Envoy bootstraps set no runtime override, so 100
-// is what those proxies enforce. istio-agent's bootstrap raises it to 32768,
-// but mizzen cannot tell from a VirtualService which kind of proxy will get
-// it, so the smallest limit of any proxy it serves applies to all.
+// is what those proxies enforce. istio-agent's bootstrap raises it to 32768
+// (the runtime layer of Istio's tools/packaging/common/envoy_bootstrap.json,
+// from its pkg/bootstrap/config.go), but mizzen cannot tell from a
+// VirtualService which kind of proxy will get it, so the smallest limit of
+// any proxy it serves applies to all.
 const MaxRegexProgramSize = 100
 
 // maxRegexInsts stops the compiler on patterns that expand far beyond any
