@@ -13,6 +13,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
@@ -167,14 +168,23 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-// publicSecretJSON renders an SDS secret without its private key.
+// publicSecretJSON renders an SDS secret without anything private: of a
+// certificate only the chain (and OCSP staple), a validation context as is
+// (CA certificates are public), any other kind of secret by name only.
 func publicSecretJSON(a *anypb.Any) ([]byte, error) {
 	sec := &tlsv3.Secret{}
 	if err := a.UnmarshalTo(sec); err != nil {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
-	if c := sec.GetTlsCertificate(); c != nil {
-		c.PrivateKey, c.PrivateKeyProvider, c.Password = nil, nil, nil
+	switch t := sec.GetType().(type) {
+	case *tlsv3.Secret_TlsCertificate:
+		c := t.TlsCertificate
+		sec.Type = &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: c.GetCertificateChain(), OcspStaple: c.GetOcspStaple(), WatchedDirectory: c.GetWatchedDirectory(),
+		}}
+	case *tlsv3.Secret_ValidationContext:
+	default:
+		sec.Type = nil
 	}
 	pub, err := anypb.New(sec)
 	if err != nil {
@@ -327,7 +337,7 @@ func (s *Server) PushStatus() PushStatus {
 
 // serveConfigz writes the served snapshot's inputs, every object by kind and
 // "namespace/name" (cluster-scoped objects by name), optionally narrowed by
-// ?kind=, ?namespace= and ?name=.
+// ?kind=, ?namespace= and ?name=. Secrets are shown without their data.
 func (s *Server) serveConfigz(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	gen := s.gen
@@ -368,7 +378,7 @@ func configzObjects(in *model.Inputs, kind, ns, name string) (map[string]map[str
 			if (ns != "" && obj.GetNamespace() != ns) || (name != "" && obj.GetName() != name) {
 				continue
 			}
-			b, err := marshalWithoutManagedFields(obj)
+			b, err := configzJSON(obj)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s/%s: %w", k, obj.GetNamespace(), obj.GetName(), err)
 			}
@@ -383,6 +393,50 @@ func configzObjects(in *model.Inputs, kind, ns, name string) (map[string]map[str
 		}
 	}
 	return out, nil
+}
+
+// configzJSON is an input object as /debug/configz shows it: a Secret by
+// name, type and key names only (see secretSummary), anything else without
+// its managedFields.
+func configzJSON(obj metav1.Object) ([]byte, error) {
+	if sec, ok := obj.(*corev1.Secret); ok {
+		return json.Marshal(secretSummary(sec))
+	}
+	return marshalWithoutManagedFields(obj)
+}
+
+// secretView is what the debug views show of a Secret.
+type secretView struct {
+	Metadata metav1.ObjectMeta `json:"metadata"`
+	Type     corev1.SecretType `json:"type,omitempty"`
+	// Keys are the names under data and stringData; their values (gateway
+	// TLS private keys among them) are never shown.
+	Keys []string `json:"keys"`
+}
+
+// secretSummary keeps a Secret's name, labels, type and key names. The
+// values are private keys: the debug port is loopback-only, but anyone who
+// may port-forward to mizzen must not read every gateway's key through it.
+// Annotations are dropped too (kubectl's last-applied-configuration holds
+// the whole Secret, data included), as is managedFields.
+func secretSummary(s *corev1.Secret) secretView {
+	v := secretView{Type: s.Type, Keys: []string{}}
+	v.Metadata = metav1.ObjectMeta{
+		Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+		CreationTimestamp: s.CreationTimestamp, Labels: s.Labels,
+	}
+	seen := map[string]bool{}
+	for k := range s.Data {
+		seen[k] = true
+	}
+	for k := range s.StringData {
+		seen[k] = true
+	}
+	for k := range seen {
+		v.Keys = append(v.Keys, k)
+	}
+	sort.Strings(v.Keys)
+	return v
 }
 
 // marshalWithoutManagedFields drops server-side-apply bookkeeping, which is

@@ -62,6 +62,12 @@ func classify(code string, warning bool) (id, hint string) {
 		return MultipleSidecarsWithoutWorkloadSelectors, "keep one Sidecar without workloadSelector per namespace; give the others selectors"
 	case "InvalidRegex":
 		return InvalidRegexp, "write an RE2 regular expression (no lookaround or backreferences); Envoy matches it against the whole value"
+	case "RegexTooLarge":
+		return InvalidRegexp, "make the regex's RE2 program smaller (Envoy accepts 100 instructions): fewer alternatives and smaller {n,m} counts, a class instead of an alternation of characters; a literal right after ^ costs nothing, and a prefix or exact match none at all"
+	case "InvalidEndpointAddress", "InvalidEndpointPort":
+		return SchemaValidationError, "write an IP address of the slice's addressType and ports in 1-65535 (the apiserver refuses anything else); mizzen leaves out only that address or port, the rest of the slice is used"
+	case "InvalidAddress", "InvalidPort":
+		return SchemaValidationError, "use an IP address and ports in 1-65535 (for Services and Pods the apiserver would refuse anything else); mizzen skips the whole object until then"
 	case "PrincipalsWithoutMTLS":
 		return PrincipalsWithoutMTLS, "require mTLS (PeerAuthentication STRICT) for the workloads the policy selects"
 	case "SubsetMatchesNoEndpoint":

@@ -202,6 +202,9 @@ func validateAuthzField(f AuthzField) string {
 	if len(f.Values) == 0 && len(f.NotValues) == 0 {
 		return "a condition needs values or notValues"
 	}
+	if msg := authzEnvoyProblem(f); msg != "" { // envoy_limits.go
+		return msg
+	}
 	all := append(append([]string(nil), f.Values...), f.NotValues...)
 	each := func(ok func(string) string) string {
 		for _, v := range all {

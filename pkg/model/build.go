@@ -28,6 +28,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 		epHashes:   &endpointHashes{},
 	}
 	s.Mesh, s.Errors = meshConfigFrom(in.ConfigMaps)
+	in = s.checkAddresses(in) // build_addresses.go: what does not parse is left out
 	s.buildServices(in)
 	s.crossCheckPorts()
 	s.buildEndpoints(in)

@@ -1,6 +1,9 @@
 package model
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -90,8 +93,13 @@ func buildCredentials(in []*corev1.Secret) credentials {
 			c.invalid[key] = fmt.Sprintf("Secret %s has no certificate and key (keys tls.crt/tls.key or cert/key)", key)
 			continue
 		}
-		if _, err := tls.X509KeyPair(cert, k); err != nil {
+		pair, err := tls.X509KeyPair(cert, k)
+		if err != nil {
 			c.invalid[key] = fmt.Sprintf("Secret %s: certificate and key do not parse as a PEM pair: %v", key, err)
+			continue
+		}
+		if msg := envoyKeyProblem(pair); msg != "" {
+			c.invalid[key] = fmt.Sprintf("Secret %s: %s", key, msg)
 			continue
 		}
 		cr := &Credential{Namespace: s.Namespace, Name: s.Name, CertChain: cert, Key: k}
@@ -107,6 +115,32 @@ func buildCredentials(in []*corev1.Secret) credentials {
 		c.ok[key] = cr
 	}
 	return c
+}
+
+// envoyKeyProblem: Envoy refuses a certificate whose public key it does not
+// support, and with it the whole SDS response (every credential of the
+// gateway): RSA keys need 2048 bits or more, ECDSA keys the P-256, P-384 or
+// P-521 curve (Envoy 1.40's ContextImpl; checked in validation mode, which
+// also takes Ed25519).
+func envoyKeyProblem(pair tls.Certificate) string {
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return fmt.Sprintf("certificate does not parse: %v", err)
+	}
+	switch k := leaf.PublicKey.(type) {
+	case *rsa.PublicKey:
+		if bits := k.N.BitLen(); bits < 2048 {
+			return fmt.Sprintf("certificate key is RSA with %d bits; Envoy accepts RSA keys of 2048 bits or more", bits)
+		}
+	case *ecdsa.PublicKey:
+		if name := k.Curve.Params().Name; name != "P-256" && name != "P-384" && name != "P-521" {
+			return fmt.Sprintf("certificate key is ECDSA on curve %s; Envoy accepts P-256, P-384 and P-521", name)
+		}
+	case ed25519.PublicKey:
+	default:
+		return fmt.Sprintf("certificate key type %T is not one Envoy accepts (RSA of 2048 bits or more, ECDSA P-256/P-384/P-521, Ed25519)", k)
+	}
+	return ""
 }
 
 func validPEMCerts(b []byte) bool {

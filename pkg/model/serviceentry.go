@@ -186,5 +186,6 @@ func ValidateServiceEntry(se *networking.ServiceEntry) []ConfigError {
 			}
 		}
 	}
+	v.serviceEntryPorts(spec) // envoy_limits.go
 	return v.errs
 }

@@ -1,8 +1,8 @@
 package model
 
 import (
+	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -146,34 +146,55 @@ func (v *validator) destination(field string, d *networkingapi.Destination) {
 	}
 }
 
-// maxRegexLen keeps regexes well inside Envoy's default RE2 program size limit;
-// Envoy rejects (NACKs) a route table whose regex exceeds it.
-const maxRegexLen = 1024
+// matchKind says what Envoy turns a StringMatch into: a path matcher, a
+// header matcher (headers, withoutHeaders, method, authority, scheme) or a
+// query parameter or CORS origin matcher.
+type matchKind int
 
-func (v *validator) stringMatch(field string, m *networkingapi.StringMatch) {
+const (
+	matchPath matchKind = iota
+	matchHeader
+	matchOther
+)
+
+// stringMatch checks a StringMatch against what Envoy's StringMatcher
+// accepts: a regex must compile within the program size limit; a header
+// matcher's prefix must not be empty and its values must fit a header.
+func (v *validator) stringMatch(field string, m *networkingapi.StringMatch, kind matchKind) {
 	if m == nil {
 		return
 	}
-	re, ok := m.GetMatchType().(*networkingapi.StringMatch_Regex)
-	if !ok {
-		return
+	switch t := m.GetMatchType().(type) {
+	case *networkingapi.StringMatch_Regex:
+		v.regex(field+".regex", t.Regex)
+	case *networkingapi.StringMatch_Prefix:
+		if kind == matchHeader && t.Prefix == "" {
+			v.fail(field+".prefix", "InvalidMatch", "Envoy refuses an empty prefix in a header matcher; to match any value of a header that is present, write an empty match ({})")
+		}
+		if msg := headerValueLengthProblem(t.Prefix); kind == matchHeader && msg != "" {
+			v.fail(field+".prefix", "InvalidHeaderValue", msg)
+		}
+	case *networkingapi.StringMatch_Exact:
+		if msg := headerValueLengthProblem(t.Exact); kind == matchHeader && msg != "" {
+			v.fail(field+".exact", "InvalidHeaderValue", msg)
+		}
 	}
-	v.regex(field+".regex", re.Regex)
 }
 
-// regex checks an RE2 regex Envoy will compile.
+// regex checks a regex Envoy will compile: RE2 syntax as Envoy's RE2 reads
+// it, and an RE2 program no larger than Envoy accepts (envoy_regex.go; the
+// program size, not the length, is what Envoy limits).
 func (v *validator) regex(field, re string) {
 	if re == "" {
 		v.fail(field, "InvalidRegex", "regex must not be empty")
 		return
 	}
-	if len(re) > maxRegexLen {
-		v.fail(field, "InvalidRegex", fmt.Sprintf("regex is longer than %d characters", maxRegexLen))
-		return
-	}
-	// Go's regexp accepts RE2 syntax, the dialect Envoy compiles.
-	if _, err := regexp.Compile(re); err != nil {
-		v.fail(field, "InvalidRegex", fmt.Sprintf("%q is not a valid RE2 regex: %v", re, err))
+	if msg := RegexProblem(re); msg != "" {
+		code := "InvalidRegex"
+		if _, err := RegexProgramSize(re); err == nil || errors.Is(err, errRegexTooLarge) {
+			code = "RegexTooLarge"
+		}
+		v.fail(field, code, msg)
 	}
 }
 

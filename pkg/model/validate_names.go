@@ -47,6 +47,19 @@ func (v *validator) headers(field string, h *networkingapi.Headers) {
 		{name: ".response.add", kv: h.GetResponse().GetAdd()},
 		{name: ".response.remove", removeList: h.GetResponse().GetRemove(), isRemoveField: true},
 	}
+	// set and add of one direction become one request_headers_to_add (or
+	// response_headers_to_add) list.
+	for _, d := range []struct {
+		name string
+		n    int
+	}{
+		{".request", len(h.GetRequest().GetSet()) + len(h.GetRequest().GetAdd())},
+		{".response", len(h.GetResponse().GetSet()) + len(h.GetResponse().GetAdd())},
+	} {
+		if d.n > maxHeadersToAdd {
+			v.fail(field+d.name, "TooManyHeaders", fmt.Sprintf("%d headers to set or add; Envoy accepts at most %d per route", d.n, maxHeadersToAdd))
+		}
+	}
 	for _, op := range ops {
 		if op.isRemoveField {
 			for i, name := range op.removeList {
@@ -59,6 +72,8 @@ func (v *validator) headers(field string, h *networkingapi.Headers) {
 			v.headerName(f, name, op.authorityOK)
 			if err := checkHeaderValue(op.kv[name]); err != nil {
 				v.fail(f, "InvalidHeaderValue", err.Error())
+			} else if msg := headerValueLengthProblem(op.kv[name]); msg != "" {
+				v.fail(f, "InvalidHeaderValue", msg)
 			}
 		}
 	}
@@ -73,6 +88,8 @@ func (v *validator) headerName(field, name string, authorityOK bool) {
 		v.fail(field, "InvalidHeaderName", fmt.Sprintf("header %q cannot be modified (pseudo-header or Host)", name))
 	case !validHeaderName(name):
 		v.fail(field, "InvalidHeaderName", fmt.Sprintf("%q is not a valid header name", name))
+	case len(name) > maxHeaderBytes:
+		v.fail(field, "InvalidHeaderName", headerNameProblem(name))
 	}
 }
 

@@ -116,21 +116,32 @@ func (v *validator) httpMatch(mb string, m *networkingapi.HTTPMatchRequest, dele
 		return
 	}
 	sms := map[string]*networkingapi.StringMatch{".uri": m.GetUri(), ".method": m.GetMethod(), ".authority": m.GetAuthority(), ".scheme": m.GetScheme()}
-	for _, k := range sortedKeys(m.GetHeaders()) {
-		sms[fmt.Sprintf(".headers[%s]", k)] = m.GetHeaders()[k]
-	}
-	for _, k := range sortedKeys(m.GetWithoutHeaders()) {
-		sms[fmt.Sprintf(".withoutHeaders[%s]", k)] = m.GetWithoutHeaders()[k]
+	kinds := map[string]matchKind{".uri": matchPath, ".method": matchHeader, ".authority": matchHeader, ".scheme": matchHeader}
+	for _, hs := range []struct {
+		name string
+		m    map[string]*networkingapi.StringMatch
+	}{{"headers", m.GetHeaders()}, {"withoutHeaders", m.GetWithoutHeaders()}} {
+		for _, k := range sortedKeys(hs.m) {
+			f := fmt.Sprintf(".%s[%s]", hs.name, k)
+			sms[f], kinds[f] = hs.m[k], matchHeader
+			if msg := headerNameProblem(k); msg != "" {
+				v.fail(mb+f, "InvalidHeaderName", msg)
+			}
+		}
 	}
 	for _, k := range sortedKeys(m.GetQueryParams()) {
 		qp := m.GetQueryParams()[k]
+		f := fmt.Sprintf(".queryParams[%s]", k)
 		if _, ok := qp.GetMatchType().(*networkingapi.StringMatch_Prefix); ok {
-			v.fail(fmt.Sprintf("%s.queryParams[%s].prefix", mb, k), "UnsupportedMatch", "queryParams support exact and regex only")
+			v.fail(mb+f+".prefix", "UnsupportedMatch", "queryParams support exact and regex only")
 		}
-		sms[fmt.Sprintf(".queryParams[%s]", k)] = qp
+		if k == "" || len(k) > maxQueryParamNameBytes {
+			v.fail(mb+f, "InvalidQueryParam", fmt.Sprintf("a query parameter name is 1-%d bytes in Envoy (this one: %d)", maxQueryParamNameBytes, len(k)))
+		}
+		sms[f], kinds[f] = qp, matchOther
 	}
 	for _, k := range sortedKeys(sms) {
-		v.stringMatch(mb+k, sms[k])
+		v.stringMatch(mb+k, sms[k], kinds[k])
 		if _, isRegex := sms[k].GetMatchType().(*networkingapi.StringMatch_Regex); isRegex && delegation {
 			v.fail(mb+k+".regex", "RegexInDelegation", "routes that delegate, and delegate VirtualServices, cannot match by regex (Istio cannot intersect regexes)")
 		}
@@ -261,7 +272,7 @@ func (v *validator) cors(field string, c *networkingapi.CorsPolicy) {
 			v.fail(f, "InvalidCorsOrigin", "an origin match needs a non-empty exact, prefix or regex")
 			continue
 		}
-		v.stringMatch(f, o)
+		v.stringMatch(f, o, matchOther)
 	}
 	if len(c.GetAllowOrigin()) > 0 { //nolint:staticcheck // validating the deprecated field
 		v.warn(field+".allowOrigin", "DeprecatedField", `"allowOrigin" is deprecated, use "allowOrigins"`)

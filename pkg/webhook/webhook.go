@@ -272,6 +272,8 @@ func validateObject(v any) []model.ConfigError {
 		return model.ValidateSidecar(o)
 	case *security.RequestAuthentication:
 		return model.ValidateRequestAuthentication(o)
+	case *security.AuthorizationPolicy:
+		return model.ValidateAuthorizationPolicy(o)
 	}
 	return nil
 }

@@ -183,6 +183,12 @@ func TestValidate(t *testing.T) {
 			[]string{"VirtualService shop/r", "spec.http[0].route", "90"}},
 		{"unknown field", "  http: [{rout: [{destination: {host: reviews}}]}]\n", false,
 			[]string{"VirtualService shop/r spec.http[0]", "rout"}},
+		// Valid RE2, but a program Envoy refuses: the webhook says so at apply time.
+		{"regex over Envoy's program size", "  http: [{match: [{uri: {regex: '/static/[a-zA-Z0-9._-]{0,200}/x'}}], route: [{destination: {host: reviews}}]}]\n", false,
+			[]string{"spec.http[0].match[0].uri.regex", "RE2 program of 1014 instructions", "RegexTooLarge"}},
+		{"regex at Envoy's program size", "  http: [{match: [{uri: {regex: '[a-z]{96}'}}], route: [{destination: {host: reviews}}]}]\n", true, nil},
+		{"header value over 16 KiB", "  http: [{headers: {request: {set: {x-big: '" + strings.Repeat("a", 16385) + "'}}}, route: [{destination: {host: reviews}}]}]\n", false,
+			[]string{"spec.http[0].headers.request.set[x-big]", "16384 bytes", "InvalidHeaderValue"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,6 +205,14 @@ func TestValidate(t *testing.T) {
 	}
 	if resp := review(t, url, vsRequest(t, head+"  http: [{match: [{uri: {regex: 'a('}}]}]\n", "shop", admissionv1.Delete)); !resp.Allowed {
 		t.Errorf("delete refused: %+v", resp.Result)
+	}
+	ap := `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"p"},` +
+		`"spec":{"rules":[{"from":[{"source":{"serviceAccounts":["` + strings.Repeat("n", 60) + "/" + strings.Repeat("s", 120) + `"]}}]}]}}`
+	apReq := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Group: "security.istio.io", Version: "v1", Kind: "AuthorizationPolicy"},
+		Namespace: "shop", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(ap)}}
+	if resp := review(t, url, apReq); resp.Allowed || !strings.Contains(resp.Result.Message, "AuthorizationPolicy shop/p spec.rules[0].from[0].source.serviceAccounts") ||
+		!strings.Contains(resp.Result.Message, "RBAC regex") {
+		t.Errorf("an AuthorizationPolicy whose RBAC regex Envoy refuses: %+v", resp.Result)
 	}
 	other := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Group: "telemetry.istio.io", Version: "v1", Kind: "Telemetry"},
 		Namespace: "shop", Operation: admissionv1.Create,

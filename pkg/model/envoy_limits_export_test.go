@@ -1,0 +1,4 @@
+package model
+
+// RBACRegexesForTest lets model_test compare rbacRegexes with translate.
+var RBACRegexesForTest = rbacRegexes
