@@ -127,7 +127,6 @@ func TestHostileConfigNoNACK(t *testing.T) {
 		"VirtualService default/hostile-regex spec.http[0].match[0].uri.regex RegexTooLarge",
 		"VirtualService default/hostile-header-value spec.http[0].headers.request.set[x-big] InvalidHeaderValue",
 		"VirtualService default/hostile-header-match spec.http[0].match[0].headers[x-big].exact InvalidHeaderValue",
-		"VirtualService default/hostile-header-match spec.http[0].match[1].headers[x-any].prefix InvalidMatch",
 		"AuthorizationPolicy default/hostile-authz spec.rules[0].from[0].source.serviceAccounts UnsupportedAuthzField",
 		"Service default/hostile-cluster-ip spec.clusterIP InvalidAddress",
 		"Service default/hostile-port spec.ports[0].port InvalidPort",

@@ -53,7 +53,8 @@ func routeMatch(m *networkingapi.HTTPMatchRequest) *routev3.RouteMatch {
 	return out
 }
 
-// headerMatcher: an empty StringMatch means "header present", as in Istio.
+// headerMatcher: an empty StringMatch, or an empty prefix, means "header
+// present", as in istiod (Envoy refuses an empty prefix in a StringMatcher).
 func headerMatcher(name string, m *networkingapi.StringMatch, invert bool) *routev3.HeaderMatcher {
 	hm := &routev3.HeaderMatcher{Name: strings.ToLower(name), InvertMatch: invert}
 	if sm := stringMatcher(m); sm != nil {
@@ -69,6 +70,9 @@ func stringMatcher(m *networkingapi.StringMatch) *matcherv3.StringMatcher {
 	case *networkingapi.StringMatch_Exact:
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v.Exact}}
 	case *networkingapi.StringMatch_Prefix:
+		if v.Prefix == "" {
+			return nil // any value: the callers match on presence
+		}
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: v.Prefix}}
 	case *networkingapi.StringMatch_Regex:
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v.Regex}}}

@@ -159,7 +159,8 @@ const (
 
 // stringMatch checks a StringMatch against what Envoy's StringMatcher
 // accepts: a regex must compile within the program size limit; a header
-// matcher's prefix must not be empty and its values must fit a header.
+// matcher's values must fit a header (an empty prefix is a presence match,
+// translate's headerMatcher).
 func (v *validator) stringMatch(field string, m *networkingapi.StringMatch, kind matchKind) {
 	if m == nil {
 		return
@@ -168,9 +169,6 @@ func (v *validator) stringMatch(field string, m *networkingapi.StringMatch, kind
 	case *networkingapi.StringMatch_Regex:
 		v.regex(field+".regex", t.Regex)
 	case *networkingapi.StringMatch_Prefix:
-		if kind == matchHeader && t.Prefix == "" {
-			v.fail(field+".prefix", "InvalidMatch", "Envoy refuses an empty prefix in a header matcher; to match any value of a header that is present, write an empty match ({})")
-		}
 		if msg := headerValueLengthProblem(t.Prefix); kind == matchHeader && msg != "" {
 			v.fail(field+".prefix", "InvalidHeaderValue", msg)
 		}
