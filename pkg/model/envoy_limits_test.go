@@ -46,16 +46,16 @@ func TestHostileConfig(t *testing.T) {
 	snap := model.Build(&in, 1)
 
 	want := map[string]string{ // kind ns/name field -> code
-		"VirtualService default/hostile-regex spec.http[0].match[0].uri.regex":                    "RegexTooLarge",
-		"VirtualService default/hostile-header-value spec.http[0].headers.request.set[x-big]":     "InvalidHeaderValue",
-		"VirtualService default/hostile-header-match spec.http[0].match[0].headers[x-big].exact":  "InvalidHeaderValue",
-		"AuthorizationPolicy default/hostile-authz spec.rules[0].from[0].source.serviceAccounts":  "UnsupportedAuthzField",
-		"Service default/hostile-cluster-ip spec.clusterIP":                                       "InvalidAddress",
-		"Service default/hostile-port spec.ports[0].port":                                         "InvalidPort",
-		"EndpointSlice default/hostile-slice ports[1].port":                                       "InvalidEndpointPort",
-		"EndpointSlice default/hostile-slice endpoints[0].addresses[0]":                           "InvalidEndpointAddress",
-		"Pod default/hostile-pod status.podIP":                                                    "InvalidAddress",
-		"Gateway istio-system/hostile-tls spec.servers[0].tls.credentialName":                     "InvalidCredential",
+		"VirtualService default/hostile-regex spec.http[0].match[0].uri.regex":                   "RegexTooLarge",
+		"VirtualService default/hostile-header-value spec.http[0].headers.request.set[x-big]":    "InvalidHeaderValue",
+		"VirtualService default/hostile-header-match spec.http[0].match[0].headers[x-big].exact": "InvalidHeaderValue",
+		"AuthorizationPolicy default/hostile-authz spec.rules[0].from[0].source.serviceAccounts": "UnsupportedAuthzField",
+		"Service default/hostile-cluster-ip spec.clusterIP":                                      "InvalidAddress",
+		"Service default/hostile-port spec.ports[0].port":                                        "InvalidPort",
+		"EndpointSlice default/hostile-slice ports[1].port":                                      "InvalidEndpointPort",
+		"EndpointSlice default/hostile-slice endpoints[0].addresses[0]":                          "InvalidEndpointAddress",
+		"Pod default/hostile-pod status.podIP":                                                   "InvalidAddress",
+		"Gateway istio-system/hostile-tls spec.servers[0].tls.credentialName":                    "InvalidCredential",
 	}
 	var seen []string
 	for _, e := range snap.Errors {
