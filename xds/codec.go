@@ -65,6 +65,32 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(b, m)
 }
 
+// eachField calls f with every field of the encoded DeltaDiscoveryRequest b:
+// list is 0 for a resource_names_subscribe entry, 1 for an unsubscribe one
+// (value: the name's bytes), -1 for any other field (field: its encoding).
+func eachField(b []byte, f func(list int, field, value []byte) error) error {
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		list, value := -1, []byte(nil)
+		if (num == deltaReqFieldSubscribe || num == deltaReqFieldUnsubscribe) && typ == protowire.BytesType {
+			list = int(num - deltaReqFieldSubscribe)
+			value, _ = protowire.ConsumeBytes(b[off+n:])
+		}
+		if err := f(list, b[off:off+n+m], value); err != nil {
+			return err
+		}
+		off += n + m
+	}
+	return nil
+}
+
 // DeltaDiscoveryRequest's name lists (discovery.proto).
 const (
 	deltaReqFieldSubscribe   = 3
@@ -81,49 +107,35 @@ const (
 // (SotW requests are left alone: they repeat every name on every ACK, and
 // each is dropped at the next one.)
 func unmarshalDeltaRequest(b []byte, r *discovery.DeltaDiscoveryRequest) error {
-	var rest []byte
-	var lists [2][]string
 	// Count first: the lists are kept (the subscription), so sized exactly.
 	var counts [2]int
-	for off := 0; off < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[off:])
-		if n < 0 {
-			return protowire.ParseError(n)
+	if err := eachField(b, func(list int, _, _ []byte) error {
+		if list >= 0 {
+			counts[list]++
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
-		if m < 0 {
-			return protowire.ParseError(m)
-		}
-		if (num == deltaReqFieldSubscribe || num == deltaReqFieldUnsubscribe) && typ == protowire.BytesType {
-			counts[num-deltaReqFieldSubscribe]++
-		}
-		off += n + m
+		return nil
+	}); err != nil {
+		return err
 	}
+	var lists [2][]string
 	for i, c := range counts {
 		if c > 0 {
 			lists[i] = make([]string, 0, c)
 		}
 	}
-	for off := 0; off < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[off:])
-		if n < 0 {
-			return protowire.ParseError(n)
+	var rest []byte
+	if err := eachField(b, func(list int, field, value []byte) error {
+		if list < 0 {
+			rest = append(rest, field...)
+			return nil
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
-		if m < 0 {
-			return protowire.ParseError(m)
+		if !utf8.Valid(value) {
+			return fmt.Errorf("xds codec: a resource name is not valid UTF-8")
 		}
-		if (num == deltaReqFieldSubscribe || num == deltaReqFieldUnsubscribe) && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[off+n:])
-			if !utf8.Valid(v) {
-				return fmt.Errorf("xds codec: a resource name is not valid UTF-8")
-			}
-			i := num - deltaReqFieldSubscribe
-			lists[i] = append(lists[i], unique.Make(string(v)).Value())
-		} else {
-			rest = append(rest, b[off:off+n+m]...)
-		}
-		off += n + m
+		lists[list] = append(lists[list], unique.Make(string(value)).Value())
+		return nil
+	}); err != nil {
+		return err
 	}
 	if err := proto.Unmarshal(rest, r); err != nil {
 		return err

@@ -73,11 +73,7 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		extra := "10.201.0.1"
-		if i%2 == 1 {
-			extra = ""
-		}
-		snap := model.Build(benchMesh(n, proxies, extra), uint64(i+2))
+		snap := model.Build(benchMesh(n, proxies, togglingEndpoint(i)), uint64(i+2))
 		b.StartTimer()
 		g, err := newGeneration(snap, prev, nil)
 		if err != nil {
@@ -117,12 +113,16 @@ func BenchmarkEndpointChangeModel(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		extra := "10.201.0.1"
-		if i%2 == 1 {
-			extra = ""
-		}
-		in := versioned(benchMesh(n, proxies, extra), fmt.Sprint(i+2))
+		in := versioned(benchMesh(n, proxies, togglingEndpoint(i)), fmt.Sprint(i+2))
 		b.StartTimer()
 		model.Build(in, uint64(i+2))
 	}
+}
+
+// togglingEndpoint is the extra endpoint of svc-0 in round i: there, then gone.
+func togglingEndpoint(i int) string {
+	if i%2 == 1 {
+		return ""
+	}
+	return "10.201.0.1"
 }
