@@ -41,9 +41,12 @@ type deltaStream struct {
 // most one response in flight (respondDelta parks until the ACK), twice over.
 const deltaOutCap = 2 * int(numTypes)
 
-func (s *Server) serveDelta(ctx context.Context, str discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+// serveDelta serves one delta stream until it ends, the server stops (ctx) or
+// its identity is revoked (revoked closes; nil for a stream that proved none):
+// then nothing more is sent. streamCtx is the stream's context (with its guard).
+func (s *Server) serveDelta(ctx, streamCtx context.Context, str discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, revoked <-chan struct{}) error {
 	ds := &deltaStream{key: deltaKey(s.deltaStreams.Add(1))}
-	s.streamOpen(str.Context(), ds.key)
+	s.streamOpen(streamCtx, ds.key)
 	out := make(chan *discovery.DeltaDiscoveryResponse, deltaOutCap)
 	recvErr := make(chan error, 1)
 	go func() {
@@ -77,12 +80,19 @@ func (s *Server) serveDelta(ctx context.Context, str discovery.AggregatedDiscove
 			return nil
 		case <-str.Context().Done():
 			return nil
+		case <-revoked:
+			return errRevoked
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
 		case resp := <-out:
+			select {
+			case <-revoked:
+				return errRevoked // revoked meanwhile: send nothing more
+			default:
+			}
 			nonce++
 			resp.Nonce = strconv.FormatInt(nonce, 10)
 			if nodeID, known := s.streamNode(ds.key); known {

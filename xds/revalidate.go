@@ -279,16 +279,40 @@ func (s *Server) confirmIdentity(node string) bool {
 // delta with mizzen's, deltaserver.go), giving each stream whose identity can
 // be checked again (authn.RecheckFromContext) a guard.
 type guardedADS struct {
-	sotw  func(discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error
-	delta func(discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error
+	sotw func(discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error
+	// delta serves a delta stream whose context is ctx and ends it when
+	// revoked closes (nil: never); mizzen's own handler needs no wrapper.
+	delta func(ctx context.Context, st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, revoked <-chan struct{}) error
 }
 
 func (a guardedADS) StreamAggregatedResources(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	return serveGuarded(st, a.sotw)
 }
 
+// DeltaAggregatedResources guards a delta stream without serveGuarded's
+// extra goroutine per stream: the handler watches the guard itself.
 func (a guardedADS) DeltaAggregatedResources(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
-	return serveGuarded(st, a.delta)
+	g, ctx := newStreamGuard(st.Context())
+	if g == nil {
+		return a.delta(st.Context(), st, nil)
+	}
+	err := a.delta(ctx, st, g.revoked)
+	if g.isRevoked() {
+		return status.Errorf(codes.Unauthenticated, "identity %s revoked: %v", g.identity.SpiffeID(), g.cause)
+	}
+	return err
+}
+
+// newStreamGuard returns a guard for a stream whose identity can be checked
+// again (nil if it cannot) and the stream context that carries it.
+func newStreamGuard(ctx context.Context) (*streamGuard, context.Context) {
+	recheck, ok := authn.RecheckFromContext(ctx)
+	if !ok {
+		return nil, ctx
+	}
+	id, _ := authn.FromContext(ctx)
+	g := &streamGuard{recheck: recheck, identity: id, revoked: make(chan struct{})}
+	return g, context.WithValue(ctx, guardKey{}, g)
 }
 
 // serveGuarded runs serve on st; if st's identity can be checked again, the
@@ -297,18 +321,15 @@ func (a guardedADS) DeltaAggregatedResources(st discovery.AggregatedDiscoverySer
 // guard makes Recv fail, and Send too, so nothing more reaches the proxy
 // before the stream ends with Unauthenticated.
 func serveGuarded[Req, Resp any](st grpc.BidiStreamingServer[Req, Resp], serve func(grpc.BidiStreamingServer[Req, Resp]) error) error {
-	recheck, ok := authn.RecheckFromContext(st.Context())
-	if !ok {
+	g, ctx := newStreamGuard(st.Context())
+	if g == nil {
 		return serve(st)
 	}
-	id, _ := authn.FromContext(st.Context())
-	g := &streamGuard{recheck: recheck, identity: id, revoked: make(chan struct{})}
-	w := &guardedStream[Req, Resp]{BidiStreamingServer: st, g: g, in: make(chan received[Req])}
-	w.ctx = context.WithValue(st.Context(), guardKey{}, g)
+	w := &guardedStream[Req, Resp]{BidiStreamingServer: st, g: g, in: make(chan received[Req]), ctx: ctx}
 	go w.pump()
 	err := serve(w)
 	if g.isRevoked() {
-		return status.Errorf(codes.Unauthenticated, "identity %s revoked: %v", id.SpiffeID(), g.cause)
+		return status.Errorf(codes.Unauthenticated, "identity %s revoked: %v", g.identity.SpiffeID(), g.cause)
 	}
 	return err
 }

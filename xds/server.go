@@ -117,8 +117,8 @@ func (s *Server) Register(ctx context.Context, g *grpc.Server) {
 	srv := serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, guardedADS{
 		sotw: srv.StreamAggregatedResources,
-		delta: func(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
-			return s.serveDelta(ctx, st)
+		delta: func(streamCtx context.Context, st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, revoked <-chan struct{}) error {
+			return s.serveDelta(ctx, streamCtx, st, revoked)
 		},
 	})
 }
