@@ -196,6 +196,10 @@ func (p *part) encodedAll() []byte {
 
 // deltaResourceAll returns the part as one pre-encoded delta pseudo-resource.
 func (p *part) deltaResourceAll() *discovery.Resource {
+	if len(p.items) == 1 {
+		// A route table, say: the item's own encoding, not a copy of it.
+		return p.items[0].deltaResource()
+	}
 	p.deltaAllOnce.Do(func() {
 		n := 0
 		for _, it := range p.items {
