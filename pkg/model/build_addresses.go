@@ -130,6 +130,9 @@ func (s *Snapshot) cleanEndpointSlice(es *discoveryv1.EndpointSlice) *discoveryv
 	if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 		return es // FQDN slices are not read
 	}
+	if sliceAddressesValid(es) {
+		return es // the usual case: checked without building anything
+	}
 	bad := func(field, code, msg string) {
 		s.addressError("EndpointSlice", es.Namespace, es.Name, field, code, msg)
 	}
@@ -174,4 +177,24 @@ func (s *Snapshot) cleanEndpointSlice(es *discoveryv1.EndpointSlice) *discoveryv
 	}
 	clean.Ports, clean.Endpoints = ports, endpoints
 	return clean
+}
+
+// sliceAddressesValid reports whether every port and address of es parses, so
+// cleanEndpointSlice has nothing to leave out. It allocates nothing: it runs
+// for every slice on every build.
+func sliceAddressesValid(es *discoveryv1.EndpointSlice) bool {
+	for _, p := range es.Ports {
+		if p.Port != nil && !validPort(*p.Port) {
+			return false
+		}
+	}
+	for _, ep := range es.Endpoints {
+		for _, a := range ep.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil || ip.Is4() != (es.AddressType == discoveryv1.AddressTypeIPv4) {
+				return false
+			}
+		}
+	}
+	return true
 }
