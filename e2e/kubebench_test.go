@@ -277,6 +277,8 @@ type kubeBenchResult struct {
 	Changes []kubeBenchChange `json:"changes"`
 	// Aggregates over the rounds of each kind.
 	EDSAllMS float64 `json:"eds_change_all_ms"`
+	// Rate is the sustained-rate run (MIZZEN_BENCH_EDS_RATE), if any.
+	Rate *kbRate `json:"eds_rate,omitempty"`
 	EDSP50MS float64 `json:"eds_change_p50_ms"`
 	EDSP99MS float64 `json:"eds_change_p99_ms"`
 	VSAllMS  float64 `json:"vs_change_all_ms"`
@@ -320,6 +322,9 @@ type kubeBenchEnv struct {
 	// slVSs VirtualServices (svc-10, svc-20, …) get a first HTTP route with
 	// sourceLabels app=svc-<k> (k = 1, 2, …): calls from workload k go to v2.
 	slVSs int
+	// edsRate > 0: after the measured changes, EndpointSlice patches at this
+	// many per second for rateSeconds (kbRateRun).
+	edsRate, rateSeconds int
 }
 
 // kbSetup starts the apiserver and creates the mesh, once for every mode.
@@ -335,6 +340,8 @@ func kbSetup(b *testing.B, cps []string) *kubeBenchEnv {
 	env.workloads = kbEnvInt(b, "MIZZEN_BENCH_WORKLOADS", max(1, env.proxies/2))
 	env.namespaces = kbEnvInt(b, "MIZZEN_BENCH_NAMESPACES", 5)
 	env.slVSs = kbEnvInt(b, "MIZZEN_BENCH_SOURCE_LABEL_VS", 10)
+	env.edsRate = kbEnvInt(b, "MIZZEN_BENCH_EDS_RATE", 0)
+	env.rateSeconds = kbEnvInt(b, "MIZZEN_BENCH_RATE_SECONDS", 30)
 	if env.sameLabels {
 		env.workloads, env.namespaces, env.slVSs = 0, 1, 0
 	}
@@ -589,6 +596,13 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	res.EDSAllMS, res.EDSP50MS, res.EDSP99MS, res.EDSCPUPerChange = kbAggregate(res.Changes, "eds")
 	res.VSAllMS, res.VSP50MS, res.VSP99MS, res.VSCPUPerChange = kbAggregate(res.Changes, "vs")
 	res.EDSBytesPerChange, res.VSBytesPerChange = kbMeanBytes(res.Changes, "eds"), kbMeanBytes(res.Changes, "vs")
+
+	if env.edsRate > 0 {
+		res.Rate = kbRateRun(ctx, b, env, cp, lc)
+		r := res.Rate
+		logf("%s eds at %d/s for %ds: %d changes in %.1fs, %d responses (%.0f/s), %s cpu %.2f cpu-s/s (2 = both cores), eds pushes %d; quiet %.0f ms after the last change (one change alone: %.0f ms); responses/s first vs last third: %.0f vs %.0f",
+			cp.name, r.Asked, env.rateSeconds, r.Changes, r.WallS, r.Responses, float64(r.Responses)/r.WallS, cp.name, r.CPUPerS, r.EDSPushes, r.QuietAfterMS, res.EDSAllMS, r.FirstThirdRPS, r.LastThirdRPS)
+	}
 
 	// 4. Resources.
 	st := sampler.Stop()
@@ -1122,3 +1136,74 @@ func kbSize(n float64) string {
 }
 
 func kbPtr[T any](v T) *T { return &v }
+
+// kbRate is a sustained run of endpoint changes: can the control plane keep
+// up with env.edsRate changes per second, or does a backlog grow?
+type kbRate struct {
+	Asked     int     `json:"asked_per_s"`
+	Changes   int     `json:"changes"`
+	WallS     float64 `json:"wall_s"`
+	Responses int64   `json:"responses"`
+	EDSPushes int64   `json:"eds_pushes"`
+	// CPUPerS is the control plane's CPU-seconds per second during the run.
+	CPUPerS float64 `json:"cpu_per_s"`
+	// QuietAfterMS: from the last change until the proxies received nothing
+	// more. Close to one change's convergence: no backlog; growing with the
+	// run's length: a backlog.
+	QuietAfterMS float64 `json:"quiet_after_ms"`
+	// Responses per second in the first and the last third of the run.
+	FirstThirdRPS float64 `json:"first_third_rps"`
+	LastThirdRPS  float64 `json:"last_third_rps"`
+}
+
+// kbRateRun patches EndpointSlices at env.edsRate per second for
+// env.rateSeconds, rotating over services without VirtualServices (svc-1 …
+// svc-99 but the tens), each change adding or removing one endpoint.
+func kbRateRun(ctx context.Context, b *testing.B, env *kubeBenchEnv, cp *kbControlPlane, lc *loadclient.Client) *kbRate {
+	var svcs []string
+	for i := 1; i < min(env.services, 100); i++ {
+		if i%10 != 0 {
+			svcs = append(svcs, fmt.Sprintf("svc-%d", i))
+		}
+	}
+	r := &kbRate{Asked: env.edsRate}
+	before := kbPushes(ctx, b, cp)
+	cpu0, resp0, start := kbCPUNanos(cp.pid), lc.Counters().Responses, time.Now()
+	third := time.Duration(env.rateSeconds) * time.Second / 3
+	var thirds [3]int64
+	tick := time.NewTicker(time.Second / time.Duration(env.edsRate))
+	defer tick.Stop()
+	end := start.Add(time.Duration(env.rateSeconds) * time.Second)
+	prev, prevAt := resp0, start
+	for now := start; now.Before(end) && ctx.Err() == nil; now = time.Now() {
+		<-tick.C
+		svc := svcs[r.Changes%len(svcs)]
+		add := (r.Changes/len(svcs))%2 == 0
+		if err := kbToggleEndpoint(ctx, env.api, svc, add); err != nil {
+			b.Fatalf("kube-bench: rate run: %s: %v", svc, err)
+		}
+		r.Changes++
+		if n, at := lc.Counters().Responses, time.Now(); at.Sub(prevAt) >= time.Second {
+			thirds[min(2, int(at.Sub(start)/third))] += n - prev
+			prev, prevAt = n, at
+		}
+	}
+	last := time.Now()
+	r.WallS = last.Sub(start).Seconds()
+	lc.WaitQuiet(ctx, kubeBenchQuiet, kubeBenchQuietMax)
+	r.QuietAfterMS = kbMS(time.Since(last) - kubeBenchQuiet)
+	r.CPUPerS = float64(kbCPUNanos(cp.pid)-cpu0) / 1e9 / time.Since(start).Seconds()
+	r.Responses = lc.Counters().Responses - resp0
+	if after := kbPushes(ctx, b, cp); after != nil {
+		r.EDSPushes = int64(after["eds"] - before["eds"])
+	}
+	r.FirstThirdRPS, r.LastThirdRPS = float64(thirds[0])/third.Seconds(), float64(thirds[2])/third.Seconds()
+	// Leave every rotated service as it was (without the extra endpoint).
+	for _, svc := range svcs {
+		if err := kbToggleEndpoint(ctx, env.api, svc, false); err != nil {
+			b.Fatalf("kube-bench: rate run: resetting %s: %v", svc, err)
+		}
+	}
+	lc.WaitQuiet(ctx, kubeBenchQuiet, kubeBenchQuietMax)
+	return r
+}
