@@ -278,7 +278,7 @@ type kubeBenchResult struct {
 	// Aggregates over the rounds of each kind.
 	EDSAllMS float64 `json:"eds_change_all_ms"`
 	// Rate is the sustained-rate run (MIZZEN_BENCH_EDS_RATE), if any.
-	Rate *kbRate `json:"eds_rate,omitempty"`
+	Rate     *kbRate `json:"eds_rate,omitempty"`
 	EDSP50MS float64 `json:"eds_change_p50_ms"`
 	EDSP99MS float64 `json:"eds_change_p99_ms"`
 	VSAllMS  float64 `json:"vs_change_all_ms"`
