@@ -375,6 +375,19 @@ func sdsSourceOf(t *testing.T, m any) string {
 	return sc[0].GetSdsConfig().GetApiConfigSource().GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName()
 }
 
+// syncedClient starts a harness on bookinfo and a SotW client of the client
+// pod that holds its full config and expects nothing more.
+func syncedClient(t *testing.T) (*harness, *model.Inputs, *client) {
+	t.Helper()
+	h := newHarness(t)
+	base := bookinfo()
+	h.start(base)
+	c := h.connect(clientNode())
+	c.syncFull()
+	c.expectNone(quiet)
+	return h, base, c
+}
+
 // syncedDeltaClient starts a harness on bookinfo and a delta client of the
 // client pod that holds its full config and expects nothing more.
 func syncedDeltaClient(t *testing.T) (*harness, *model.Inputs, *deltaClient) {

@@ -11,12 +11,7 @@ import (
 // An endpoint-only change (an address added to an EndpointSlice) pushes EDS and
 // nothing else, and only pilot_xds_pushes{type="eds"} rises.
 func TestEndpointOnlyChangePushesOnlyEDS(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connect(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedClient(t)
 	before := h.pushes()
 	if before["eds"] == 0 || before["cds"] == 0 || before["lds"] == 0 || before["rds"] == 0 {
 		t.Fatalf("pushes before the change = %v, want all four counted", before)

@@ -10,12 +10,7 @@ import (
 // the proxy held before it: nothing new is sent (SotW: the proxy's own request
 // names that version), yet /debug/syncz must not keep the type NACKED.
 func TestNACKThenRevertIsSynced(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connect(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedClient(t)
 	good := c.state(RDS).version
 
 	h.update(withVirtualServices(base, reviewsTo("v2")))

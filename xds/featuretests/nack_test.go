@@ -18,12 +18,7 @@ func withVirtualServices(in *model.Inputs, vss ...*networking.VirtualService) *m
 // A NACKed route table is not sent again; the reject is counted and shown in
 // the sync status; the next change that produces a new version is sent.
 func TestNACKedVersionIsNotResent(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connect(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedClient(t)
 	good := c.state(RDS).version
 
 	// reviews now goes to v2: only route table 9080 changes.

@@ -17,12 +17,7 @@ import (
 // so the server must follow the CDS response with an EDS response carrying
 // those clusters' endpoints again — and only those.
 func TestRedefinedClustersGetTheirEndpointsAgain(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connect(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedClient(t)
 	edsVersion := c.state(EDS).version
 
 	in := *base
@@ -78,12 +73,7 @@ func TestRedefinedClustersGetTheirEndpointsAgain(t *testing.T) {
 // response; that case is driven by hand in xds.TestRewarmSurvivesADroppedResponse,
 // as here the stream loop practically always writes the response first.)
 func TestRedefinedClustersEndpointsFollowACDSAnswerToAnACK(t *testing.T) {
-	h := newHarness(t)
-	base := bookinfo()
-	h.start(base)
-	c := h.connect(clientNode())
-	c.syncFull()
-	c.expectNone(quiet)
+	h, base, c := syncedClient(t)
 	reviews := "outbound|9080||reviews.default.svc.cluster.local"
 	redefine := func(in *model.Inputs, maxConnections int32) *model.Snapshot {
 		dr := base.DestinationRules[0].DeepCopy()
