@@ -37,7 +37,7 @@ func newInjectCommand() *cobra.Command {
 			"sidecar.istio.io/inject: \"false\" are left alone. Other documents are printed unchanged.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runInject(o, cmd.InOrStdin(), cmd.OutOrStdout())
+			return runInject(o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -51,7 +51,7 @@ func newInjectCommand() *cobra.Command {
 	return cmd
 }
 
-func runInject(o injectOptions, stdin io.Reader, stdout io.Writer) error {
+func runInject(o injectOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := loadInjectorConfig(o.injectorConfig, o.meshConfig)
 	if err != nil {
 		return err
@@ -66,8 +66,19 @@ func runInject(o injectOptions, stdin io.Reader, stdout io.Writer) error {
 		in = f
 	}
 	var out bytes.Buffer
-	if _, err := inject.InjectYAML(in, cfg, &out); err != nil {
+	results, err := inject.InjectYAML(in, cfg, &out)
+	if err != nil {
 		return fmt.Errorf("%s: %w", o.file, err)
+	}
+	// What the injector config asks for and mizzen does not apply, and what
+	// a template could not do, go to stderr: nothing is dropped unsaid.
+	for _, n := range cfg.Notes {
+		fmt.Fprintf(stderr, "warning: injector config: %s\n", n)
+	}
+	for _, r := range results {
+		for _, n := range r.Notes {
+			fmt.Fprintf(stderr, "warning: %s %s/%s: %s\n", r.Kind, r.Namespace, r.Name, n)
+		}
 	}
 	if o.output == "" {
 		_, err = stdout.Write(out.Bytes())

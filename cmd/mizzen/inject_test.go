@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ func TestInjectCommand(t *testing.T) {
 	meshCM := write("mesh-cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio}\ndata:\n  mesh: 'defaultConfig: {discoveryAddress: \"mizzen.x.svc:15012\"}'\n")
 	meshRaw := write("mesh.yaml", "defaultConfig:\n  discoveryAddress: raw.x.svc:15012\n")
 	var out bytes.Buffer
-	if err := runInject(injectOptions{file: in, injectorConfig: injector, meshConfig: meshCM}, nil, &out); err != nil {
+	if err := runInject(injectOptions{file: in, injectorConfig: injector, meshConfig: meshCM}, nil, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"image: example/envoy:1", `"target_uri": "mizzen.x.svc:15012"`, "name: istio-init", "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n"} {
@@ -31,7 +32,7 @@ func TestInjectCommand(t *testing.T) {
 		}
 	}
 	outFile := filepath.Join(dir, "out.yaml")
-	if err := runInject(injectOptions{file: "-", output: outFile, meshConfig: meshRaw}, strings.NewReader(out.String()), nil); err != nil {
+	if err := runInject(injectOptions{file: "-", output: outFile, meshConfig: meshRaw}, strings.NewReader(out.String()), nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	again, _ := os.ReadFile(outFile)
@@ -39,12 +40,12 @@ func TestInjectCommand(t *testing.T) {
 		t.Errorf("injecting the injected output changed it")
 	}
 	var fresh bytes.Buffer
-	if err := runInject(injectOptions{file: in, meshConfig: meshRaw}, nil, &fresh); err != nil || !strings.Contains(fresh.String(), "raw.x.svc:15012") {
+	if err := runInject(injectOptions{file: in, meshConfig: meshRaw}, nil, &fresh, io.Discard); err != nil || !strings.Contains(fresh.String(), "raw.x.svc:15012") {
 		t.Errorf("plain MeshConfig file not used: %v", err)
 	}
 	for _, o := range []injectOptions{{file: in, injectorConfig: meshRaw}, {file: filepath.Join(dir, "missing")},
 		{file: write("bad.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containerz: []}\n")}} {
-		if err := runInject(o, nil, &bytes.Buffer{}); err == nil {
+		if err := runInject(o, nil, &bytes.Buffer{}, io.Discard); err == nil {
 			t.Errorf("%+v: no error", o)
 		}
 	}

@@ -10,7 +10,10 @@ package inject
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"text/template"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -69,13 +72,33 @@ type Config struct {
 	NeverInjectSelector  []metav1.LabelSelector
 	// InjectedAnnotations are added to every injected pod.
 	InjectedAnnotations map[string]string
-	// Templates are Pod fragments (YAML, no Go templating) merged into the
-	// injected Pod with a strategic merge patch, after the built-in sidecar:
-	// e.g. an extra env var for istio-proxy. Those named in DefaultTemplates,
-	// or in the pod's inject.istio.io/templates annotation, apply; "sidecar"
-	// names the built-in mutation and needs no entry.
+	// Templates are Istio's injection templates by name: Go text/templates
+	// rendering Pod fragments (Istio's `sidecar` and `gateway`, or plain
+	// YAML), merged into the pod with a strategic merge patch. Those named
+	// in DefaultTemplates, or in the pod's inject.istio.io/templates
+	// annotation, apply (Aliases name several at once). BuiltinTemplate
+	// (mizzen-envoy) is mizzen's own sidecar; "sidecar" names it too when
+	// the config has no template of that name.
 	Templates        map[string]string
 	DefaultTemplates []string
+	Aliases          map[string][]string
+	// Values are the Helm values the templates read (.Values), as given.
+	Values map[string]any
+	// Mesh is the mesh config over Istio's defaults (.MeshConfig; its
+	// defaultConfig is .ProxyConfig).
+	Mesh *meshv1alpha1.MeshConfig
+	// NativeSidecars runs istio-proxy as a Kubernetes native sidecar (an
+	// init container with restartPolicy Always), as istiod does with
+	// ENABLE_NATIVE_SIDECARS (values.pilot.env.ENABLE_NATIVE_SIDECARS).
+	NativeSidecars bool
+	// CompliancePolicy is istiod's COMPLIANCE_POLICY (values.pilot.env).
+	CompliancePolicy string
+	// Notes are what the config asks for that mizzen does not apply, for
+	// `analyze` and the logs; nothing is dropped without one.
+	Notes []string
+
+	parsed       map[string]*template.Template
+	templateErrs map[string]error
 
 	ProxyImage      string
 	InitImage       string
@@ -167,9 +190,18 @@ type injectionConfig struct {
 	InjectedAnnotations  map[string]string      `json:"injectedAnnotations"`
 	Templates            map[string]string      `json:"templates"`
 	DefaultTemplates     []string               `json:"defaultTemplates"`
-	// Template (Istio's single-template form) is refused with a clear error.
+	Aliases              map[string][]string    `json:"aliases"`
+	// Template is Istio's old single-template form; istiod ignores it, and
+	// Istio's chart sets it to a sentinel that fails on istiods too old for
+	// `templates`.
 	Template string `json:"template"`
 }
+
+// BuiltinTemplate names mizzen's own plain-Envoy sidecar.
+const BuiltinTemplate = "mizzen-envoy"
+
+// chartTemplateSentinel is what Istio's chart puts in `template`.
+const chartTemplateSentinel = "{{ Template_Version_And_Istio_Version_Mismatched_Check_Installation }}"
 
 // FromConfigMap reads the injector ConfigMap's data (keys values and config)
 // and the mesh config (the `mesh` key of ConfigMap istio; empty for none)
@@ -184,6 +216,11 @@ func FromConfigMap(data map[string]string, meshYAML string) (*Config, error) {
 		if err := c.applyValues(&v); err != nil {
 			return nil, fmt.Errorf("%s: %w", ValuesKey, err)
 		}
+		if err := yaml.Unmarshal([]byte(raw), &c.Values); err != nil {
+			return nil, fmt.Errorf("%s: %w", ValuesKey, err)
+		}
+		c.NativeSidecars = valuesBool(c.Values, "pilot", "env", "ENABLE_NATIVE_SIDECARS")
+		c.CompliancePolicy = valuesString(c.Values, "pilot", "env", "COMPLIANCE_POLICY")
 	}
 	if raw := strings.TrimSpace(data[ConfigKey]); raw != "" {
 		var ic injectionConfig
@@ -197,7 +234,77 @@ func FromConfigMap(data map[string]string, meshYAML string) (*Config, error) {
 	if err := c.applyMeshConfig(meshYAML); err != nil {
 		return nil, err
 	}
+	mc, err := istioMeshConfig(meshYAML)
+	if err != nil {
+		return nil, err
+	}
+	c.Mesh = mc
 	return c, nil
+}
+
+// istioRevision is the revision Istio's templates see: "" for the default.
+func (c *Config) istioRevision() string {
+	if c.Revision == DefaultRevision {
+		return ""
+	}
+	return c.Revision
+}
+
+// rewriteProbesDefault is values.sidecarInjectorWebhook.rewriteAppHTTPProbe.
+func (c *Config) rewriteProbesDefault() bool {
+	return valuesBool(c.Values, "sidecarInjectorWebhook", "rewriteAppHTTPProbe")
+}
+
+func (c *Config) templateNames() []string {
+	names := []string{BuiltinTemplate}
+	for n := range c.Templates {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// resolve maps a template name to what runs: the built-in for mizzen-envoy
+// and for "sidecar" when the config has none.
+func (c *Config) resolve(name string) (string, error) {
+	if name == BuiltinTemplate {
+		return name, nil
+	}
+	if _, ok := c.Templates[name]; ok {
+		return name, nil
+	}
+	if name == "sidecar" {
+		return BuiltinTemplate, nil
+	}
+	return "", fmt.Errorf("no template %q in the injector config (have %s)", name, strings.Join(c.templateNames(), ", "))
+}
+
+// selectTemplates are the templates for a pod: its inject.istio.io/templates
+// annotation, else the default ones, aliases expanded (not recursively, as
+// in Istio).
+func (c *Config) selectTemplates(ann map[string]string) ([]string, error) {
+	names := c.DefaultTemplates
+	if v, ok := ann[AnnotationTemplates]; ok {
+		names = nil
+		for _, n := range strings.Split(v, ",") {
+			names = append(names, strings.TrimSpace(n))
+		}
+	}
+	var out []string
+	for _, n := range names {
+		expanded := []string{n}
+		if a, ok := c.Aliases[n]; ok {
+			expanded = a
+		}
+		for _, e := range expanded {
+			r, err := c.resolve(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (c *Config) applyValues(v *values) error {
@@ -296,23 +403,56 @@ func (c *Config) applyInjectionConfig(ic *injectionConfig) error {
 	}
 	c.AlwaysInjectSelector, c.NeverInjectSelector = ic.AlwaysInjectSelector, ic.NeverInjectSelector
 	c.InjectedAnnotations = ic.InjectedAnnotations
-	if ic.Template != "" {
-		return fmt.Errorf("template: Istio's Go-templated injection template is not supported; use templates (Pod fragments merged after the built-in sidecar)")
+	switch strings.TrimSpace(ic.Template) {
+	case "", chartTemplateSentinel:
+	default:
+		if len(ic.Templates) == 0 {
+			return fmt.Errorf("template: Istio's single-template form is not supported; put it under templates.sidecar")
+		}
+		c.Notes = append(c.Notes, "config.template: ignored, as istiod ignores it when templates is set")
 	}
-	for name, t := range ic.Templates {
-		if strings.Contains(t, "{{") {
-			return fmt.Errorf("templates.%s: Go template actions ({{ ... }}) are not supported; a template is a plain Pod fragment", name)
+	c.parsed = map[string]*template.Template{}
+	c.templateErrs = map[string]error{}
+	for _, name := range slices.Sorted(maps.Keys(ic.Templates)) {
+		t := ic.Templates[name]
+		if name == BuiltinTemplate {
+			return fmt.Errorf("templates.%s: the name is mizzen's built-in sidecar", name)
 		}
-		var frag corev1.Pod
-		if err := yaml.UnmarshalStrict([]byte(t), &frag); err != nil {
-			return fmt.Errorf("templates.%s: not a Pod fragment: %w", name, err)
+		if !strings.Contains(t, "{{") {
+			// A plain fragment can be checked now: a typo in it would
+			// otherwise vanish in the merge.
+			var frag corev1.Pod
+			if err := yaml.UnmarshalStrict([]byte(t), &frag); err != nil {
+				return fmt.Errorf("templates.%s: not a Pod fragment: %w", name, err)
+			}
 		}
+		p, err := parseTemplate(name, t)
+		if err != nil {
+			// One template mizzen cannot parse (a function it lacks) must
+			// not stop the others: pods that ask for it are refused with
+			// this error, and analyze reports it.
+			c.templateErrs[name] = err
+			c.Notes = append(c.Notes, fmt.Sprintf("config.templates.%s: not usable: %v", name, err))
+			continue
+		}
+		c.parsed[name] = p
 	}
 	c.Templates = ic.Templates
+	c.Aliases = ic.Aliases
+	for alias, names := range ic.Aliases {
+		for i, n := range names {
+			if _, err := c.resolve(n); err != nil {
+				return fmt.Errorf("aliases.%s[%d]: %w", alias, i, err)
+			}
+		}
+	}
 	if len(ic.DefaultTemplates) > 0 {
 		for i, name := range ic.DefaultTemplates {
-			if _, ok := ic.Templates[name]; !ok && name != "sidecar" {
-				return fmt.Errorf("defaultTemplates[%d]: no template %q", i, name)
+			if _, ok := ic.Aliases[name]; ok {
+				continue
+			}
+			if _, err := c.resolve(name); err != nil {
+				return fmt.Errorf("defaultTemplates[%d]: %w", i, err)
 			}
 		}
 		c.DefaultTemplates = ic.DefaultTemplates

@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -12,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/pkg/bootstrap"
 )
@@ -54,6 +53,11 @@ type Params struct {
 	// WorkloadName is the workload the pod belongs to (its Deployment, Job,
 	// …); default: derived from the pod's controller, else its name.
 	WorkloadName string
+	// WorkloadKind, WorkloadAPIVersion and WorkloadNamespace complete it for
+	// Istio's templates (ISTIO_META_OWNER, ISTIO_META_WORKLOAD_NAME) when
+	// the caller knows the workload (`mizzen inject` reads a Deployment);
+	// without a kind the workload is derived from the pod as istiod does.
+	WorkloadKind, WorkloadAPIVersion, WorkloadNamespace string
 }
 
 // status is the sidecar.istio.io/status annotation, in Istio's shape: what was
@@ -82,9 +86,57 @@ func (e *Error) Error() string {
 // (Injected), so injecting twice changes nothing. On error pod is unchanged.
 // It does not decide whether the pod should get a sidecar; see Required.
 func Inject(pod *corev1.Pod, cfg *Config, p Params) error {
+	_, err := InjectNotes(pod, cfg, p)
+	return err
+}
+
+// InjectNotes is Inject, also returning what it could not apply as asked
+// (a template function that failed on its input, say): istiod only logs
+// those; mizzen hands them to the user (kubectl prints the webhook's
+// warnings, `mizzen inject` prints them on stderr).
+func InjectNotes(pod *corev1.Pod, cfg *Config, p Params) ([]string, error) {
 	if Injected(pod) {
-		return nil
+		return nil, nil
 	}
+	names, err := cfg.selectTemplates(pod.Annotations)
+	if err != nil {
+		return nil, podError(pod, p, "metadata.annotations["+AnnotationTemplates+"]", err.Error())
+	}
+	if !slices.Contains(names, BuiltinTemplate) {
+		out, notes, err := injectIstio(pod, cfg, p, names)
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				return notes, podError(pod, p, fe.field, fe.reason)
+			}
+			return notes, podError(pod, p, "spec", err.Error())
+		}
+		*pod = *out
+		return notes, nil
+	}
+	return nil, injectBuiltin(pod, cfg, p, names)
+}
+
+func podError(pod *corev1.Pod, p Params, field, reason string) *Error {
+	ns := pod.Namespace
+	if ns == "" {
+		ns = p.Namespace
+	}
+	name := pod.Name
+	if name == "" && pod.GenerateName != "" {
+		name = pod.GenerateName + "*"
+	}
+	if name == "" {
+		name = p.WorkloadName
+	}
+	return &Error{Namespace: ns, Name: name, Field: field, Reason: reason}
+}
+
+// injectBuiltin is mizzen's own sidecar (template mizzen-envoy): a stock
+// Envoy bootstrapped to mizzen, for clusters without Istio's proxyv2; the
+// other templates named with it are merged over it, without Istio's
+// post-processing (there is no agent to take over probes or metrics).
+func injectBuiltin(pod *corev1.Pod, cfg *Config, p Params, names []string) error {
 	ns := pod.Namespace
 	if ns == "" {
 		ns = p.Namespace
@@ -102,6 +154,9 @@ func Inject(pod *corev1.Pod, cfg *Config, p Params) error {
 		return fail("metadata.annotations["+field+"]", "%s", reason)
 	}
 
+	if hasContainer(pod.Spec.Containers, ProxyContainerName) {
+		return fail("spec.containers", "the pod has its own istio-proxy container; customising the sidecar needs Istio's templates, not %s", BuiltinTemplate)
+	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == TokenVolumeName || v.Name == RootCertVolumeName {
 			return fail("spec.volumes", "the pod already has a volume named %s, which the sidecar needs", v.Name)
@@ -157,7 +212,7 @@ func Inject(pod *corev1.Pod, cfg *Config, p Params) error {
 	})
 	out.Annotations[AnnotationStatus] = string(st)
 
-	if out, err = applyTemplates(cfg, out); err != nil {
+	if out, err = applyTemplates(cfg, out, p, names); err != nil {
 		return fail("metadata.annotations["+AnnotationTemplates+"]", "%v", err)
 	}
 	*pod = *out
@@ -170,7 +225,6 @@ type settings struct {
 	logLevel   string
 	resources  corev1.ResourceRequirements
 	capture    Capture
-	templates  []string
 }
 
 var logLevels = []string{"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}
@@ -233,15 +287,6 @@ func podSettings(cfg *Config, ann map[string]string) (settings, error) {
 		annotationOr(ann, AnnotationExcludeInboundPorts, cfg.ExcludeInboundPorts))
 	if err := s.capture.check(); err != nil {
 		return s, err
-	}
-	s.templates = cfg.DefaultTemplates
-	if v, ok := ann[AnnotationTemplates]; ok {
-		s.templates = splitList(v)
-		for _, t := range s.templates {
-			if _, ok := cfg.Templates[t]; !ok && t != "sidecar" {
-				return s, fmt.Errorf("%s: no template %q in the injector config", AnnotationTemplates, t)
-			}
-		}
 	}
 	return s, nil
 }
@@ -465,36 +510,31 @@ func base(path string) string { return path[strings.LastIndexByte(path, '/')+1:]
 
 func ptr[T any](v T) *T { return &v }
 
-// applyTemplates merges the pod's custom templates (Pod fragments) into it
-// with a strategic merge patch, in order; "sidecar" is the built-in mutation
-// already done.
-func applyTemplates(cfg *Config, pod *corev1.Pod) (*corev1.Pod, error) {
-	names := cfg.DefaultTemplates
-	if v, ok := pod.Annotations[AnnotationTemplates]; ok {
-		names = splitList(v)
-	}
+// applyTemplates merges the other templates named with the built-in one
+// into the pod, in order.
+func applyTemplates(cfg *Config, pod *corev1.Pod, p Params, names []string) (*corev1.Pod, error) {
 	for _, name := range names {
-		t, ok := cfg.Templates[name]
-		if !ok {
-			continue // "sidecar"
+		if name == BuiltinTemplate {
+			continue
 		}
-		cur, err := json.Marshal(pod)
-		if err != nil {
-			return nil, err
+		t := cfg.parsed[name]
+		if t == nil {
+			return nil, fmt.Errorf("template %q cannot be used: %v", name, cfg.templateErrs[name])
 		}
-		patch, err := yaml.YAMLToJSON([]byte(t))
+		deployMeta, typeMeta := workloadMeta(pod, p)
+		mc := cfg.Mesh
+		if mc == nil {
+			mc = defaultMeshConfig()
+		}
+		out, _, err := render(t, &templateData{TypeMeta: typeMeta, DeploymentMeta: deployMeta, ObjectMeta: pod.ObjectMeta,
+			Spec: pod.Spec, ProxyConfig: mc.GetDefaultConfig(), MeshConfig: mc, Values: cfg.Values, Revision: cfg.istioRevision(),
+			ProxyUID: ProxyUID, ProxyGID: ProxyGID, ProxyImage: cfg.ProxyImage, ProxyInitImage: cfg.InitImage})
 		if err != nil {
 			return nil, fmt.Errorf("template %q: %w", name, err)
 		}
-		merged, err := strategicpatch.StrategicMergePatch(cur, patch, corev1.Pod{})
-		if err != nil {
+		if pod, err = overlay(pod, out); err != nil {
 			return nil, fmt.Errorf("template %q: %w", name, err)
 		}
-		next := &corev1.Pod{}
-		if err := json.Unmarshal(merged, next); err != nil {
-			return nil, fmt.Errorf("template %q: %w", name, err)
-		}
-		pod = next
 	}
 	return pod, nil
 }

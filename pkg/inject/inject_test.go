@@ -229,8 +229,9 @@ func TestFromConfigMapErrors(t *testing.T) {
 		{map[string]string{ValuesKey: `{"global": {"proxy": {"excludeOutboundPorts": "x"}}}`}, "", "values: global.proxy: traffic.sidecar.istio.io/excludeOutboundPorts"},
 		{map[string]string{ConfigKey: "policy: maybe"}, "", "config: policy"},
 		{map[string]string{ConfigKey: "polcy: enabled"}, "", `config: error unmarshaling JSON: while decoding JSON: json: unknown field "polcy"`},
-		{map[string]string{ConfigKey: "template: '{{ .Values }}'"}, "", "config: template: Istio's Go-templated"},
-		{map[string]string{ConfigKey: "templates: {x: 'spec: {containers: [{name: a, env: [{name: X, value: \"{{ .Y }}\"}]}]}'}"}, "", "config: templates.x: Go template"},
+		{map[string]string{ConfigKey: "template: '{{ .Values }}'"}, "", "config: template: Istio's single-template form is not supported"},
+		{map[string]string{ConfigKey: "templates: {mizzen-envoy: 'spec: {}'}"}, "", "config: templates.mizzen-envoy: the name is mizzen's built-in sidecar"},
+		{map[string]string{ConfigKey: "templates: {x: 'spec: {containerz: []}'}"}, "", "config: templates.x: not a Pod fragment"},
 		{map[string]string{ConfigKey: "defaultTemplates: [sidecar, nope]"}, "", `config: defaultTemplates[1]: no template "nope"`},
 		{map[string]string{ConfigKey: "neverInjectSelector: [{matchExpressions: [{key: a, operator: Bogus}]}]"}, "", "config: neverInjectSelector[0]"},
 		{nil, "defaultConfig: {discoveryAddress: 7}", "mesh config"},
@@ -241,7 +242,24 @@ func TestFromConfigMapErrors(t *testing.T) {
 			t.Errorf("%v %q: err = %v, want %q", tc.data, tc.mesh, err, tc.want)
 		}
 	}
-	cfg, err := FromConfigMap(map[string]string{ValuesKey: `{"global": {"hub": "h", "tag": 1.2, "proxy": {"image": "proxyv2"}}}`}, "trustDomain: x\ndefaultConfig: {discoveryAddress: 'a:1', concurrency: 0}")
+	// A template mizzen cannot parse (here: a function it lacks) is
+	// reported and refused when used; the others still work.
+	cfg, err := FromConfigMap(map[string]string{ConfigKey: "templates: {x: '{{ nosuchfunc }}', plain: 'metadata: {labels: {a: b}}'}"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], `config.templates.x: not usable`) || !strings.Contains(cfg.Notes[0], "nosuchfunc") {
+		t.Errorf("notes = %q", cfg.Notes)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "n", Annotations: map[string]string{AnnotationTemplates: "x"}}}
+	if err := Inject(pod, cfg, Params{}); err == nil || !strings.Contains(err.Error(), `Pod n/p spec: template "x" cannot be used`) {
+		t.Errorf("err = %v", err)
+	}
+	pod.Annotations[AnnotationTemplates] = "plain"
+	if err := Inject(pod, cfg, Params{}); err != nil || pod.Labels["a"] != "b" {
+		t.Errorf("err = %v, labels %v", err, pod.Labels)
+	}
+	cfg, err = FromConfigMap(map[string]string{ValuesKey: `{"global": {"hub": "h", "tag": 1.2, "proxy": {"image": "proxyv2"}}}`}, "trustDomain: x\ndefaultConfig: {discoveryAddress: 'a:1', concurrency: 0}")
 	if err != nil {
 		t.Fatal(err)
 	}

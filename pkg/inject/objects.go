@@ -28,6 +28,8 @@ func offlineNamespaceLabels() map[string]string {
 type Result struct {
 	Kind, Namespace, Name string
 	Decision              Decision
+	// Notes are what injection could not apply as asked (see InjectNotes).
+	Notes []string
 }
 
 // InjectYAML is `mizzen inject`: it reads multi-document YAML (or JSON),
@@ -215,9 +217,15 @@ func injectObject(js []byte, cfg *Config) ([]byte, []Result, error) {
 	if !res.Decision.Inject {
 		return nil, []Result{res}, nil
 	}
-	if err := Inject(pod, cfg, Params{Namespace: ns, WorkloadName: meta.Name}); err != nil {
+	params := Params{Namespace: ns, WorkloadName: meta.Name}
+	if h.Kind != "Pod" {
+		params.WorkloadKind, params.WorkloadAPIVersion, params.WorkloadNamespace = h.Kind, h.APIVersion, meta.Namespace
+	}
+	notes, err := InjectNotes(pod, cfg, params)
+	if err != nil {
 		return nil, nil, err
 	}
+	res.Notes = notes
 	if h.Kind != "Pod" {
 		pod.Namespace = tm.Namespace
 	}

@@ -111,16 +111,13 @@ func Required(cfg *Config, nsLabels map[string]string, pod *corev1.Pod, namespac
 }
 
 // Injected reports whether the pod already has mizzen's (or Istio's) sidecar:
-// the status annotation, or a container named istio-proxy (a second one
-// would make the pod invalid).
+// the status annotation, or istio-init or istio-proxy among its init
+// containers. A container named istio-proxy among the pod's own containers is
+// not one: with Istio's templates it customises the injected proxy (Istio's
+// gateway Deployments say `image: auto` there and are injected).
 func Injected(pod *corev1.Pod) bool {
 	if _, ok := pod.Annotations[AnnotationStatus]; ok {
 		return true
-	}
-	for _, c := range pod.Spec.Containers {
-		if c.Name == ProxyContainerName {
-			return true
-		}
 	}
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == ProxyContainerName || c.Name == InitContainerName {
