@@ -1,0 +1,361 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mizzenmesh/mizzen/e2e/rig"
+)
+
+// Istio's own injection, as the oracle of mizzen's: the istio-sidecar-injector
+// ConfigMap is built at test time the way Istio's istio-discovery chart builds
+// it (templates/istiod-injector-configmap.yaml: `values` is the chart's
+// global, sidecarInjectorWebhook and revision values plus pilot.cni/env and
+// gateways.securityContext/seccompProfile; `config` holds defaultTemplates,
+// policy, the selectors, injectedAnnotations and every template of the
+// chart's files/), from the istio.io/istio module pinned by e2e/istio —
+// nothing of it is copied into this repository.
+
+// istioChartTemplates are the templates the chart puts in the ConfigMap.
+var istioChartTemplates = map[string]string{
+	"sidecar":               "injection-template.yaml",
+	"gateway":               "gateway-injection-template.yaml",
+	"grpc-simple":           "grpc-simple.yaml",
+	"grpc-agent":            "grpc-agent.yaml",
+	"waypoint":              "waypoint.yaml",
+	"kube-gateway":          "kube-gateway.yaml",
+	"agentgateway":          "agentgateway.yaml",
+	"agentgateway-waypoint": "agentgateway-waypoint.yaml",
+}
+
+// istioInjector is the chart's injector ConfigMap written out three ways:
+// the ConfigMap (for mizzen), and its config and values keys alone plus the
+// mesh config (for istioctl's --injectConfigFile, --valuesFile and
+// --meshConfigFile).
+type istioInjector struct {
+	ConfigMap, Config, Values, Mesh string
+	CM                              *corev1.ConfigMap
+}
+
+// writeIstioInjector builds the ConfigMap from the chart; editValues may
+// change the chart's values first (e.g. pilot.env).
+func writeIstioInjector(t *testing.T, meshYAML string, editValues func(map[string]any)) istioInjector {
+	t.Helper()
+	chart := filepath.Join(rig.IstioModuleDir(t), "manifests", "charts", "istio-control", "istio-discovery")
+	raw, err := os.ReadFile(filepath.Join(chart, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chartValues map[string]any
+	if err := yaml.Unmarshal(raw, &chartValues); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := chartValues["_internal_defaults_do_not_set"].(map[string]any)
+	if v == nil {
+		t.Fatalf("%s: no _internal_defaults_do_not_set", filepath.Join(chart, "values.yaml"))
+	}
+	pick := func(m map[string]any, keys ...string) map[string]any {
+		out := map[string]any{}
+		for _, k := range keys {
+			if x, ok := m[k]; ok {
+				out[k] = x
+			}
+		}
+		return out
+	}
+	values := pick(v, "global", "sidecarInjectorWebhook", "revision")
+	values["pilot"] = pick(v, "cni", "env")
+	gw, _ := v["gateways"].(map[string]any)
+	values["gateways"] = pick(gw, "securityContext", "seccompProfile")
+	if editValues != nil {
+		editValues(values)
+	}
+	valuesJSON, err := json.MarshalIndent(values, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	global := values["global"].(map[string]any)
+	templates := map[string]string{}
+	for name, file := range istioChartTemplates {
+		b, err := os.ReadFile(filepath.Join(chart, "files", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		templates[name] = strings.TrimSpace(string(b)) + "\n"
+	}
+	config := map[string]any{
+		"defaultTemplates":     []string{"sidecar"},
+		"policy":               global["proxy"].(map[string]any)["autoInject"],
+		"alwaysInjectSelector": []any{},
+		"neverInjectSelector":  []any{},
+		"injectedAnnotations":  map[string]any{},
+		"template":             "{{ Template_Version_And_Istio_Version_Mismatched_Check_Installation }}",
+		"templates":            templates,
+	}
+	configYAML, err := yaml.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{}
+	cm.APIVersion, cm.Kind = "v1", "ConfigMap"
+	cm.Name, cm.Namespace = "istio-sidecar-injector", "istio-system"
+	cm.Data = map[string]string{"values": string(valuesJSON), "config": string(configYAML)}
+	cmYAML, err := yaml.Marshal(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := istioInjector{ConfigMap: filepath.Join(dir, "injector-configmap.yaml"), Config: filepath.Join(dir, "config.yaml"),
+		Values: filepath.Join(dir, "values.json"), Mesh: filepath.Join(dir, "mesh.yaml"), CM: cm}
+	for path, b := range map[string][]byte{out.ConfigMap: cmYAML, out.Config: configYAML, out.Values: valuesJSON, out.Mesh: []byte(meshYAML)} {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// The acceptance workloads: httpGet, tcpSocket and gRPC probes; an opt-out;
+// proxy.istio.io/config with traffic.sidecar.istio.io/excludeOutboundPorts
+// (and the app's own Prometheus annotations, an HTTPS probe, an init
+// container); a gateway pod asking for the gateway template, with Istio's
+// `image: auto` istio-proxy as Istio's gateway Deployments have.
+const istioInjectCases = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probes, namespace: demo}
+spec:
+  selector: {matchLabels: {app: probes}}
+  template:
+    metadata:
+      labels: {app: probes, version: v1}
+    spec:
+      serviceAccountName: probes
+      containers:
+      - name: app
+        image: example/echo:1
+        ports:
+        - {name: http, containerPort: 8080}
+        - {name: grpc, containerPort: 9090}
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 2
+        livenessProbe:
+          tcpSocket: {port: 8080}
+        startupProbe:
+          grpc: {port: 9090}
+          failureThreshold: 30
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: optout, namespace: demo}
+spec:
+  selector: {matchLabels: {app: optout}}
+  template:
+    metadata:
+      labels: {app: optout}
+      annotations: {sidecar.istio.io/inject: "false"}
+    spec:
+      containers:
+      - {name: app, image: example/echo:1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tuned, namespace: demo}
+spec:
+  selector: {matchLabels: {app: tuned}}
+  template:
+    metadata:
+      labels: {app: tuned}
+      annotations:
+        proxy.istio.io/config: |
+          concurrency: 3
+          holdApplicationUntilProxyStarts: true
+          terminationDrainDuration: 12s
+          proxyMetadata:
+            ISTIO_META_DNS_CAPTURE: "true"
+        traffic.sidecar.istio.io/excludeOutboundPorts: "5432,6379"
+        prometheus.io/scrape: "true"
+        prometheus.io/port: "9102"
+        prometheus.io/path: /metrics
+    spec:
+      initContainers:
+      - {name: migrate, image: example/echo:1}
+      containers:
+      - name: app
+        image: example/echo:1
+        ports: [{containerPort: 8443, name: https}]
+        readinessProbe:
+          httpGet: {path: /ready, port: https, scheme: HTTPS}
+          timeoutSeconds: 4
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: istio-ingressgateway-0
+  namespace: istio-system
+  labels: {app: istio-ingressgateway, istio: ingressgateway}
+  annotations: {inject.istio.io/templates: gateway}
+spec:
+  serviceAccountName: istio-ingressgateway
+  containers:
+  - {name: istio-proxy, image: auto}
+`
+
+// TestIstioTemplatesMatchIstioctl: `mizzen inject` with Istio's own injector
+// ConfigMap gives what `istioctl kube-inject` gives on the same workloads,
+// ConfigMap, values and mesh config, compared as typed Kubernetes objects
+// (the only normalisation: both outputs are decoded, so `status: {}` or
+// `resources: {}` that istioctl's re-marshalling adds equal their absence;
+// every string, env value included, is compared exactly). Also with native
+// sidecars (values.pilot.env.ENABLE_NATIVE_SIDECARS, istioctl's
+// ENABLE_NATIVE_SIDECARS). No cluster: ≈ 1 s.
+func TestIstioTemplatesMatchIstioctl(t *testing.T) {
+	istioctl := rig.IstioBinary(t, "istioctl")
+	mizzen := rig.MizzenBinary(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "workloads.yaml")
+	if err := os.WriteFile(in, []byte(istioInjectCases), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		mesh   string
+		native bool
+	}{
+		{"default mesh", "trustDomain: cluster.local\n", false},
+		{"mesh with discovery address and metadata", "trustDomain: example.org\ndefaultConfig:\n  discoveryAddress: mizzen.mesh.svc:15012\n  proxyMetadata: {FOO: bar}\n", false},
+		{"native sidecars", "trustDomain: cluster.local\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inj := writeIstioInjector(t, tc.mesh, func(v map[string]any) {
+				if tc.native {
+					v["pilot"].(map[string]any)["env"] = map[string]any{"ENABLE_NATIVE_SIDECARS": "true"}
+				}
+			})
+			start := time.Now()
+			// -r default: istioctl otherwise asks a cluster for the default
+			// revision.
+			cmd := exec.Command(istioctl, "kube-inject", "-r", "default", "-f", in, "--injectConfigFile", inj.Config,
+				"--valuesFile", inj.Values, "--meshConfigFile", inj.Mesh)
+			cmd.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
+			if tc.native {
+				cmd.Env = append(cmd.Env, "ENABLE_NATIVE_SIDECARS=true")
+			}
+			want := run(t, cmd)
+			mcmd := exec.Command(mizzen, "inject", "-f", in, "--injector-config", inj.ConfigMap, "--meshconfig", inj.Mesh)
+			var mstderr bytes.Buffer
+			mcmd.Stderr = &mstderr
+			got, err := mcmd.Output()
+			if err != nil {
+				t.Fatalf("mizzen inject: %v\n%s", err, mstderr.String())
+			}
+			// Every template of Istio's chart is one mizzen can render: no
+			// warnings.
+			if mstderr.Len() > 0 {
+				t.Errorf("mizzen inject warned:\n%s", mstderr.String())
+			}
+			t.Logf("istioctl + mizzen inject: %v", time.Since(start).Round(time.Millisecond))
+			wantObjs, gotObjs := decodeAll(t, want), decodeAll(t, got)
+			if len(wantObjs) != len(gotObjs) || len(wantObjs) != 4 {
+				t.Fatalf("istioctl gave %d objects, mizzen %d (want 4)", len(wantObjs), len(gotObjs))
+			}
+			for i := range wantObjs {
+				if !apiequality.Semantic.DeepEqual(wantObjs[i], gotObjs[i]) {
+					t.Errorf("object %d differs from istioctl's:\n%s", i+1, yamlDiff(t, wantObjs[i], gotObjs[i]))
+				}
+			}
+			// Not vacuous: what each case is about is in the output.
+			probes := gotObjs[0].(*appsv1.Deployment).Spec.Template.Spec
+			proxy := container(append(probes.InitContainers, probes.Containers...), "istio-proxy")
+			if proxy == nil || !strings.Contains(envValue(proxy, "ISTIO_KUBE_APP_PROBERS"), `"/app-health/app/startupz":{"grpc"`) ||
+				probes.Containers[0].ReadinessProbe.HTTPGet.Path != "/app-health/app/readyz" {
+				t.Errorf("probes were not rewritten: %+v", probes)
+			}
+			if tc.native != (container(probes.InitContainers, "istio-proxy") != nil) {
+				t.Errorf("native sidecars %v, init containers %v", tc.native, names(probes.InitContainers))
+			}
+			if optout := gotObjs[1].(*appsv1.Deployment).Spec.Template.Spec; len(optout.Containers) != 1 {
+				t.Errorf("the opt-out was injected")
+			}
+			tuned := gotObjs[2].(*appsv1.Deployment).Spec.Template
+			if init := container(tuned.Spec.InitContainers, "istio-init"); init == nil || !strings.Contains(strings.Join(init.Args, " "), "-o 5432,6379") {
+				t.Errorf("excludeOutboundPorts not applied: %+v", tuned.Spec.InitContainers)
+			}
+			if gw := gotObjs[3].(*corev1.Pod); gw.Spec.Containers[0].Image == "auto" || gw.Spec.Containers[0].Args[1] != "router" {
+				t.Errorf("gateway pod not injected with the gateway template: %+v", gw.Spec.Containers[0])
+			}
+		})
+	}
+}
+
+func run(t *testing.T, cmd *exec.Cmd) []byte {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// decodeAll decodes multi-document YAML into typed objects.
+func decodeAll(t *testing.T, b []byte) []runtime.Object {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufioReader(b))
+	var out []runtime.Object
+	for {
+		doc, err := r.Read()
+		if err != nil {
+			break
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("decoding %s: %v", doc, err)
+		}
+		out = append(out, obj)
+	}
+	return out
+}
+
+// yamlDiff is diff -u of the two objects as YAML.
+func yamlDiff(t *testing.T, want, got any) string {
+	t.Helper()
+	dir := t.TempDir()
+	w, _ := yaml.Marshal(want)
+	g, _ := yaml.Marshal(got)
+	wp, gp := filepath.Join(dir, "istioctl.yaml"), filepath.Join(dir, "mizzen.yaml")
+	_ = os.WriteFile(wp, w, 0o644)
+	_ = os.WriteFile(gp, g, 0o644)
+	out, _ := exec.Command("diff", "-u", wp, gp).CombinedOutput()
+	return string(out)
+}
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+func envValue(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
