@@ -13,10 +13,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/pkg/analyze"
+	"github.com/mizzenmesh/mizzen/pkg/inject"
 	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/file"
 	"github.com/mizzenmesh/mizzen/pkg/source/kube"
@@ -28,6 +33,7 @@ type analyzeOptions struct {
 	output             string
 	timeout            time.Duration
 	discoverySelectors []string
+	injectorConfig     string
 }
 
 // errFound makes `mizzen analyze` exit non-zero after printing its findings.
@@ -51,6 +57,8 @@ func newAnalyzeCommand() *cobra.Command {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "analyze the cluster of this kubeconfig instead of files")
 	f.StringVarP(&o.output, "output", "o", "text", "text, json or yaml")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the cluster's config")
+	f.StringVar(&o.injectorConfig, "injector-config", "",
+		"also check this istio-sidecar-injector ConfigMap (YAML) as mizzen's injector reads it (with --kubeconfig: the cluster's is checked)")
 	f.StringArrayVar(&o.discoverySelectors, "discovery-selectors", nil,
 		"analyze as mizzen serve --discovery-selectors sees the mesh: only namespaces matching one of these selectors (repeatable)")
 	return cmd
@@ -64,6 +72,17 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 	}
 	var in model.Inputs
 	var findings []analyze.Finding
+	var injector *corev1.ConfigMap
+	if o.injectorConfig != "" {
+		cm, err := readConfigMap(o.injectorConfig)
+		if err != nil {
+			return fmt.Errorf("--injector-config %s: %w", o.injectorConfig, err)
+		}
+		if cm == nil {
+			return fmt.Errorf("--injector-config %s: want the %s ConfigMap", o.injectorConfig, inject.ConfigMapName)
+		}
+		injector = cm
+	}
 	switch {
 	case len(o.files) > 0 && o.kubeconfig != "":
 		return errors.New("-f and --kubeconfig exclude each other")
@@ -82,6 +101,21 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 		if err != nil {
 			return fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
+		}
+		if injector == nil {
+			// The cluster's injector ConfigMap, read once as the webhook
+			// reads it; none is not a finding (mizzen's defaults apply).
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			cm, err := cs.CoreV1().ConfigMaps(model.MeshConfigMapNamespace).Get(ctx, inject.ConfigMapName, metav1.GetOptions{})
+			switch {
+			case err == nil:
+				injector = cm
+			case !apierrors.IsNotFound(err):
+				return fmt.Errorf("reading ConfigMap %s/%s: %w", model.MeshConfigMapNamespace, inject.ConfigMapName, err)
+			}
 		}
 		src, err := kube.New(cfg, kube.Options{Logger: quiet, OnError: func(e kube.Error) {
 			findings = append(findings, analyze.NewFinding(model.ConfigError{Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Field: e.Field, Code: "DecodeError", Message: e.Reason}))
@@ -108,6 +142,15 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 		}
 	default:
 		return errors.New("give files with -f, or a cluster with --kubeconfig")
+	}
+	meshYAML := ""
+	for _, cm := range in.ConfigMaps {
+		if cm.Name == model.MeshConfigMapName && cm.Namespace == model.MeshConfigMapNamespace {
+			meshYAML = cm.Data[model.MeshConfigMapKey]
+		}
+	}
+	if injector != nil {
+		findings = append(findings, analyze.Injector(injector, meshYAML)...)
 	}
 	found, err := analyze.Analyze(&in, analyze.Options{DiscoverySelectors: selectors})
 	if err != nil {

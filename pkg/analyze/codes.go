@@ -106,6 +106,10 @@ func classify(code string, warning bool) (id, hint string) {
 		return SchemaValidationError, "make the route's weights add up to 100"
 	case "ParseError", "DecodeError", "InvalidMeshConfig":
 		return ConfigNotRead, "fix the YAML or field named; mizzen skips the object (or file) until then"
+	case "InjectorConfigRefused":
+		return ConfigNotRead, "fix the key and field named; until then the webhook injects with the last injector config it accepted"
+	case "InjectorNotApplied":
+		return UnsupportedByMizzen, "pods asking for the template named are refused with this error; the other templates are used"
 	case "Duplicate":
 		return ConfigNotRead, "define each object once: remove or rename this definition (the one served is named; at start the oldest file wins)"
 	case "InvalidName", "InvalidSecret":

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -114,7 +115,32 @@ func InjectNotes(pod *corev1.Pod, cfg *Config, p Params) ([]string, error) {
 		*pod = *out
 		return notes, nil
 	}
-	return nil, injectBuiltin(pod, cfg, p, names)
+	notes := builtinIgnores(pod.Annotations)
+	return notes, injectBuiltin(pod, cfg, p, names)
+}
+
+// builtinHonours are the injection annotations mizzen's own sidecar reads.
+var builtinHonours = []string{AnnotationInject, AnnotationStatus, AnnotationProxyCPU, AnnotationProxyMemory,
+	AnnotationProxyCPULimit, AnnotationProxyMemoryLimit, AnnotationProxyImage, AnnotationLogLevel, AnnotationTemplates,
+	AnnotationIncludeOutboundIPRanges, AnnotationExcludeOutboundIPRanges, AnnotationExcludeOutboundPorts,
+	AnnotationIncludeInboundPorts, AnnotationExcludeInboundPorts}
+
+// builtinIgnores names the pod's injection annotations (those Istio's
+// templates and injector read) that mizzen's own sidecar does not apply.
+func builtinIgnores(ann map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		domain, _, ok := strings.Cut(k, "/")
+		if !ok || slices.Contains(builtinHonours, k) {
+			continue
+		}
+		switch domain {
+		case "sidecar.istio.io", "proxy.istio.io", "traffic.sidecar.istio.io", "status.sidecar.istio.io",
+			"readiness.status.sidecar.istio.io", "inject.istio.io", "prometheus.istio.io":
+			out = append(out, fmt.Sprintf("metadata.annotations[%s]: not applied by template %s (Istio's templates apply it)", k, BuiltinTemplate))
+		}
+	}
+	return out
 }
 
 func podError(pod *corev1.Pod, p Params, field, reason string) *Error {

@@ -157,7 +157,8 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		s.Metrics.injectFailureInc("encode")
 		return denied(http.StatusInternalServerError, err.Error())
 	}
-	if err := inject.Inject(&pod, cfg, inject.Params{Namespace: ns}); err != nil {
+	notes, err := inject.InjectNotes(&pod, cfg, inject.Params{Namespace: ns})
+	if err != nil {
 		s.Metrics.injectFailureInc("inject")
 		log.Warn("sidecar injection refused", "err", err)
 		field := ""
@@ -180,8 +181,13 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	}
 	s.Metrics.injectSuccessInc()
 	log.Info("sidecar injected", "reason", d.Reason, "dry_run", req.DryRun != nil && *req.DryRun)
+	for _, n := range notes {
+		log.Warn("sidecar injection: not applied as asked", "note", n)
+	}
 	pt := admissionv1.PatchTypeJSONPatch
-	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}
+	// kubectl prints warnings: what was not applied is said where the user
+	// looks.
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: notes}
 }
 
 // toJSONValue is v as decoded JSON. Both sides of the diff go through the
