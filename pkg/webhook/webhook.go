@@ -134,6 +134,12 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		return denied(http.StatusBadRequest, fmt.Sprintf("sidecar injection: Pod %s/%s: %v", req.Namespace, req.Name, err))
 	}
 	ns := req.Namespace
+	// A pod created with `kubectl -n` or by a controller may carry no
+	// namespace of its own; templates see the request's, as istiod's do.
+	// Set before the patch's "before", so the patch does not add it.
+	if pod.Namespace == "" {
+		pod.Namespace = ns
+	}
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName + "*"
