@@ -550,7 +550,7 @@ spec:
 		}
 		// Plain HTTP from outside the mesh to the app is refused (STRICT):
 		// the probes above did not pass by a hole in mTLS.
-		legacy := m.AddWorkload(t, rig.WorkloadSpec{Name: "legacy", Namespace: "demo", IP: "198.18.21.3", Labels: map[string]string{"app": "legacy"}})
+		legacy := m.AddWorkload(t, rig.WorkloadSpec{Name: "legacy", Namespace: "plain", IP: "198.18.21.3", Labels: map[string]string{"app": "legacy"}})
 		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
 			if status, _, err := legacy.Echo(ctx, "GET", "http://"+server.IP+":8080/", nil); err == nil {
 				return fmt.Errorf("plaintext answered %d under STRICT", status)
