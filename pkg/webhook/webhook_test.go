@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/pkg/inject"
@@ -285,5 +286,49 @@ func TestDiff(t *testing.T) {
 		if !reflect.DeepEqual(g, b) {
 			t.Errorf("%s -> %s: got %s with %s", tc.a, tc.b, got, raw)
 		}
+	}
+}
+
+// With Go-templated injection templates (Istio's form), the webhook's patch
+// gives inject.Inject's pod, and what a template could not do comes back as
+// admission warnings (kubectl prints them).
+func TestInjectIstioTemplateWarnings(t *testing.T) {
+	cfg, err := inject.FromConfigMap(map[string]string{
+		inject.ValuesKey: `{"sidecarInjectorWebhook": {"rewriteAppHTTPProbe": true}}`,
+		inject.ConfigKey: "templates:\n  sidecar: |\n    metadata:\n      annotations:\n        parsed: {{ fromJSON (index .ObjectMeta.Annotations `x/json`) | toString | quote }}\n" +
+			"    spec:\n      containers:\n      - name: istio-proxy\n        image: {{ .ProxyImage | quote }}\n"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil),
+		InjectConfig: func() *inject.Config { return cfg },
+		NamespaceLabels: func(context.Context, string) (map[string]string, error) {
+			return map[string]string{"istio-injection": "enabled"}, nil
+		}}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{"x/json": "{bad"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1",
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/r", Port: intstr.FromInt32(80)}}}}}}}
+	resp := review(t, srv.URL+InjectPath, podRequest(t, pod, "on"))
+	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `template "sidecar": fromJSON: "{bad" is not JSON`) {
+		t.Fatalf("response %+v", resp)
+	}
+	orig, _ := json.Marshal(pod)
+	p, err := jsonpatch.DecodePatch(resp.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(patched, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Annotations["parsed"] != "{}" || got.Spec.Containers[1].Name != "istio-proxy" ||
+		got.Spec.Containers[0].ReadinessProbe.HTTPGet.Path != "/app-health/web/readyz" || got.Annotations["prometheus.io/port"] != "15020" {
+		t.Errorf("patched pod %+v", got)
 	}
 }
