@@ -198,6 +198,7 @@ spec:
         prometheus.io/port: "9102"
         prometheus.io/path: /metrics
     spec:
+      serviceAccountName: tuned
       initContainers:
       - {name: migrate, image: example/echo:1}
       containers:
@@ -432,6 +433,23 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 	// them the Deployment's for ISTIO_META_OWNER), the gateway pod as it is.
 	const hash = "5f7b9c8d4"
 	objs := decodeAll(t, []byte(istioInjectCases))
+	// The webhook sees pods as the apiserver defaulted them (probe
+	// timeouts, port protocols, …); istioctl sees what it is given. So
+	// istioctl is given the same defaulted pod templates: each one's
+	// defaults as a Deployment's template gets them (a dry run, where no pod
+	// webhook runs).
+	apps := api.Clientset().AppsV1()
+	for _, o := range objs {
+		meta, spec := podTemplate(o)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "defaults", Namespace: "plain"},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"x": "y"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"x": "y"}}, Spec: *spec}}}
+		stored, err := apps.Deployments("plain").Create(ctx, d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatalf("defaulting %s: %v", meta.Name, err)
+		}
+		*spec = stored.Spec.Template.Spec
+	}
 	var pods []*corev1.Pod
 	for _, o := range objs {
 		switch o := o.(type) {
@@ -464,11 +482,6 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 	var probesPod *corev1.Pod
 	t.Run("the webhook gives istioctl kube-inject's pods", func(t *testing.T) {
 		for i, p := range pods {
-			if p.Namespace == "istio-system" {
-				// The gateway pod opts in by label; its namespace is not
-				// labelled.
-				p.Labels["sidecar.istio.io/inject"] = "true"
-			}
 			got, err := core.Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatalf("creating pod %d: %v", i, err)
@@ -482,9 +495,6 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 				want = &corev1.Pod{ObjectMeta: o.Spec.Template.ObjectMeta, Spec: o.Spec.Template.Spec}
 			case *corev1.Pod:
 				want = o
-			}
-			if p.Namespace == "istio-system" {
-				want.Labels["sidecar.istio.io/inject"] = "true"
 			}
 			// Stored by the same apiserver (defaulting alike) where no
 			// webhook changes it: an unlabelled namespace, or already
@@ -582,4 +592,15 @@ func mustYAML(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// podTemplate is the pod metadata and spec of a Deployment or Pod.
+func podTemplate(o runtime.Object) (*metav1.ObjectMeta, *corev1.PodSpec) {
+	switch o := o.(type) {
+	case *appsv1.Deployment:
+		return &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
+	case *corev1.Pod:
+		return &o.ObjectMeta, &o.Spec
+	}
+	panic(fmt.Sprintf("podTemplate: %T", o))
 }
