@@ -238,10 +238,16 @@ func (s *injectorState) reload() {
 	}
 	s.last = ""
 	s.cfg.Store(cfg)
-	attrs := []any{"proxy_image", cfg.ProxyImage, "init_image", cfg.InitImage, "discovery_address", cfg.DiscoveryAddress, "policy", cfg.Policy}
-	if summary := fmt.Sprint(attrs...); summary != s.summary {
+	attrs := []any{"proxy_image", cfg.ProxyImage, "init_image", cfg.InitImage, "discovery_address", cfg.DiscoveryAddress, "policy", cfg.Policy,
+		"default_templates", cfg.DefaultTemplates, "templates", len(cfg.Templates)}
+	if summary := fmt.Sprint(attrs...) + fmt.Sprint(cfg.Notes); summary != s.summary {
 		s.summary = summary
 		s.log.Info("injector config", attrs...)
+		// What the ConfigMap asks for and mizzen does not apply, once per
+		// change of the config.
+		for _, n := range cfg.Notes {
+			s.log.Warn("injector config: not applied", "configmap", s.namespace+"/"+s.configMap, "note", n)
+		}
 	}
 }
 
