@@ -534,6 +534,17 @@ spec:
 		server := m.AddAgent(t, rig.AgentSpec{Pod: probesPod, IP: "198.18.21.1",
 			App: rig.AppSpec{Ports: []int{8080}, GRPCPorts: []int{9090}}})
 		t.Logf("injected pod %s ready (Envoy 15021, SYNCED) in %s", server.Name, time.Since(start).Round(time.Millisecond))
+		// Plain HTTP from outside the mesh to the app is refused (STRICT is
+		// in force): the kubelet's original probes would fail now.
+		legacy := m.AddWorkload(t, rig.WorkloadSpec{Name: "legacy", Namespace: "plain", IP: "198.18.21.3", Labels: map[string]string{"app": "legacy"}})
+		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
+			if status, _, err := legacy.Echo(ctx, "GET", "http://"+server.IP+":8080/", nil); err == nil {
+				return fmt.Errorf("plaintext answered %d under STRICT", status)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		// The kubelet's probes, as the stored pod has them: plain HTTP to
 		// the agent, which probes the app inside the pod.
 		app := container(probesPod.Spec.Containers, "app")
@@ -558,17 +569,6 @@ spec:
 			}
 			t.Logf("kubelet probe GET %s: 200", url)
 		}
-		// Plain HTTP from outside the mesh to the app is refused (STRICT):
-		// the probes above did not pass by a hole in mTLS.
-		legacy := m.AddWorkload(t, rig.WorkloadSpec{Name: "legacy", Namespace: "plain", IP: "198.18.21.3", Labels: map[string]string{"app": "legacy"}})
-		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
-			if status, _, err := legacy.Echo(ctx, "GET", "http://"+server.IP+":8080/", nil); err == nil {
-				return fmt.Errorf("plaintext answered %d under STRICT", status)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
 		client := m.AddAgent(t, rig.AgentSpec{Name: "client", Namespace: "demo", ServiceAccount: "client", IP: "198.18.21.2",
 			Labels: map[string]string{"app": "client"}})
 		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
@@ -582,6 +582,18 @@ spec:
 			t.Fatalf("client → %s: %v", svc.URL("/who"), err)
 		}
 		t.Logf("client → %s: 200 from %s over mTLS", svc.URL("/who"), server.Name)
+		// The policy is in force: a mesh caller it does not name gets 403,
+		// while the kubelet's probes (not named either) pass through the agent.
+		other := m.AddAgent(t, rig.AgentSpec{Name: "other", Namespace: "demo", ServiceAccount: "other", IP: "198.18.21.4",
+			Labels: map[string]string{"app": "other"}})
+		if err := rig.Eventually(ctx, 300*time.Millisecond, func(ctx context.Context) error {
+			if status, _, _ := other.Echo(ctx, "GET", svc.URL("/who"), nil); status != 403 {
+				return fmt.Errorf("other → %s: %d, want 403", svc.URL("/who"), status)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 
