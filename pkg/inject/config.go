@@ -234,9 +234,12 @@ func FromConfigMap(data map[string]string, meshYAML string) (*Config, error) {
 	if err := c.applyMeshConfig(meshYAML); err != nil {
 		return nil, err
 	}
-	mc, err := istioMeshConfig(meshYAML)
+	mc, note, err := istioMeshConfig(meshYAML)
 	if err != nil {
 		return nil, err
+	}
+	if note != "" {
+		c.Notes = append(c.Notes, note)
 	}
 	c.Mesh = mc
 	return c, nil

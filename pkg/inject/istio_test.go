@@ -106,3 +106,19 @@ func TestIstioAnnotationErrors(t *testing.T) {
 		t.Errorf("err %v, pod %+v", err, pod.ObjectMeta)
 	}
 }
+
+// A mesh config field this API version does not know is skipped, as istiod
+// skips it, and said.
+func TestMeshConfigUnknownField(t *testing.T) {
+	cfg, err := FromConfigMap(nil, "trustDomain: example.org\nnoSuchField: 1\ndefaultConfig: {statusPort: 15099}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mesh.GetTrustDomain() != "example.org" || cfg.Mesh.GetDefaultConfig().GetStatusPort() != 15099 ||
+		cfg.Mesh.GetDefaultConfig().GetProxyAdminPort() != 15000 {
+		t.Errorf("mesh %v", cfg.Mesh)
+	}
+	if len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], "noSuchField") {
+		t.Errorf("notes %q", cfg.Notes)
+	}
+}

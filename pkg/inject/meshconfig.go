@@ -50,22 +50,27 @@ func defaultMeshConfig() *meshv1alpha1.MeshConfig {
 // istioMeshConfig reads MeshConfig YAML over Istio's defaults: fields set
 // replace the defaults, defaultConfig is merged into the default proxy
 // config (so setting one field keeps the others), as istiod reads it.
-// Unknown fields are errors naming the field.
-func istioMeshConfig(meshYAML string) (*meshv1alpha1.MeshConfig, error) {
+// Fields this version of the API does not know are skipped, as istiod skips
+// them, and named in the note returned.
+func istioMeshConfig(meshYAML string) (*meshv1alpha1.MeshConfig, string, error) {
 	mc := defaultMeshConfig()
 	if strings.TrimSpace(meshYAML) == "" {
-		return mc, nil
+		return mc, "", nil
 	}
 	var parsed meshv1alpha1.MeshConfig
-	if err := unmarshalProtoYAML(meshYAML, &parsed); err != nil {
-		return nil, fmt.Errorf("mesh config: %w", err)
+	note := ""
+	if err := unmarshalProtoYAML(meshYAML, &parsed, false); err != nil {
+		if err2 := unmarshalProtoYAML(meshYAML, &parsed, true); err2 != nil {
+			return nil, "", fmt.Errorf("mesh config: %w", err2)
+		}
+		note = fmt.Sprintf("mesh config: %v: ignored by the injector", err)
 	}
 	pc := mc.DefaultConfig
 	proto.Merge(pc, parsed.GetDefaultConfig())
 	parsed.DefaultConfig = nil
 	proto.Merge(mc, &parsed)
 	mc.DefaultConfig = pc
-	return mc, nil
+	return mc, note, nil
 }
 
 // mergeProxyConfig applies a proxy.istio.io/config annotation (ProxyConfig
@@ -73,14 +78,14 @@ func istioMeshConfig(meshYAML string) (*meshv1alpha1.MeshConfig, error) {
 func mergeProxyConfig(base *meshv1alpha1.ProxyConfig, y string) (*meshv1alpha1.ProxyConfig, error) {
 	out := proto.Clone(base).(*meshv1alpha1.ProxyConfig)
 	var over meshv1alpha1.ProxyConfig
-	if err := unmarshalProtoYAML(y, &over); err != nil {
+	if err := unmarshalProtoYAML(y, &over, false); err != nil {
 		return nil, err
 	}
 	proto.Merge(out, &over)
 	return out, nil
 }
 
-func unmarshalProtoYAML(y string, m proto.Message) error {
+func unmarshalProtoYAML(y string, m proto.Message, discardUnknown bool) error {
 	js, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
 		return err
@@ -88,7 +93,7 @@ func unmarshalProtoYAML(y string, m proto.Message) error {
 	if strings.TrimSpace(string(js)) == "null" {
 		return nil
 	}
-	return protojson.Unmarshal(js, m)
+	return protojson.UnmarshalOptions{DiscardUnknown: discardUnknown}.Unmarshal(js, m)
 }
 
 // withoutProxyDefaults is the proxy config with the fields that equal
