@@ -115,6 +115,12 @@ func InjectNotes(pod *corev1.Pod, cfg *Config, p Params) ([]string, error) {
 		*pod = *out
 		return notes, nil
 	}
+	if hasContainer(pod.Spec.Containers, ProxyContainerName) {
+		// mizzen's own sidecar has nothing to customise: a pod that brings
+		// its own istio-proxy keeps it, as before Istio's templates were
+		// supported (a second one would make the pod invalid).
+		return []string{"spec.containers[istio-proxy]: the pod has its own istio-proxy; template " + BuiltinTemplate + " leaves it as it is"}, nil
+	}
 	notes := builtinIgnores(pod.Annotations)
 	return notes, injectBuiltin(pod, cfg, p, names)
 }
@@ -180,9 +186,6 @@ func injectBuiltin(pod *corev1.Pod, cfg *Config, p Params, names []string) error
 		return fail("metadata.annotations["+field+"]", "%s", reason)
 	}
 
-	if hasContainer(pod.Spec.Containers, ProxyContainerName) {
-		return fail("spec.containers", "the pod has its own istio-proxy container; customising the sidecar needs Istio's templates, not %s", BuiltinTemplate)
-	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == TokenVolumeName || v.Name == RootCertVolumeName {
 			return fail("spec.volumes", "the pod already has a volume named %s, which the sidecar needs", v.Name)

@@ -180,7 +180,16 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		s.Metrics.injectFailureInc("encode")
 		return denied(http.StatusInternalServerError, err.Error())
 	}
-	patch, err := json.Marshal(Diff(before, after))
+	ops := Diff(before, after)
+	if len(ops) == 0 {
+		// Nothing to add (a pod bringing its own sidecar, say): allowed as
+		// it is, with what was not applied said.
+		s.Metrics.injectSkipInc()
+		resp := allowed()
+		resp.Warnings = notes
+		return resp
+	}
+	patch, err := json.Marshal(ops)
 	if err != nil {
 		s.Metrics.injectFailureInc("encode")
 		return denied(http.StatusInternalServerError, err.Error())
