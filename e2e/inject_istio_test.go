@@ -197,6 +197,9 @@ spec:
         prometheus.io/scrape: "true"
         prometheus.io/port: "9102"
         prometheus.io/path: /metrics
+        k8s.v1.cni.cncf.io/networks: '[{"name": "other"}]'
+        apm.datadoghq.com/env: '{"DD_ENV": "prod"}'
+        sidecar.istio.io/capNetBindService: "true"
     spec:
       serviceAccountName: tuned
       initContainers:
@@ -242,15 +245,30 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 		name   string
 		mesh   string
 		native bool
+		values func(v map[string]any)
 	}{
-		{"default mesh", "trustDomain: cluster.local\n", false},
-		{"mesh with discovery address and metadata", "trustDomain: example.org\ndefaultConfig:\n  discoveryAddress: mizzen.mesh.svc:15012\n  proxyMetadata: {FOO: bar}\n", false},
-		{"native sidecars", "trustDomain: cluster.local\n", true},
+		{"default mesh", "trustDomain: cluster.local\n", false, nil},
+		{"mesh with discovery address and metadata", "trustDomain: example.org\ndefaultConfig:\n  discoveryAddress: mizzen.mesh.svc:15012\n  proxyMetadata: {FOO: bar}\n", false, nil},
+		{"native sidecars", "trustDomain: cluster.local\n", true, nil},
+		// istio-cni with Multus (istio-validation, appendMultusNetwork),
+		// image pull secrets, holdApplicationUntilProxyStarts (ordering),
+		// JSON logs, the Datadog tracer (fromJSON of an annotation).
+		{"istio-cni, multus, pull secrets, hold, datadog", "trustDomain: cluster.local\n", false, func(v map[string]any) {
+			v["pilot"].(map[string]any)["cni"] = map[string]any{"enabled": true, "provider": "multus"}
+			g := v["global"].(map[string]any)
+			g["imagePullSecrets"] = []any{"pull-secret"}
+			g["logAsJson"] = true
+			g["proxy"].(map[string]any)["holdApplicationUntilProxyStarts"] = true
+			g["proxy"].(map[string]any)["tracer"] = "datadog"
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inj := writeIstioInjector(t, tc.mesh, func(v map[string]any) {
 				if tc.native {
 					v["pilot"].(map[string]any)["env"] = map[string]any{"ENABLE_NATIVE_SIDECARS": "true"}
+				}
+				if tc.values != nil {
+					tc.values(v)
 				}
 			})
 			start := time.Now()
@@ -299,8 +317,12 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 				t.Errorf("the opt-out was injected")
 			}
 			tuned := gotObjs[2].(*appsv1.Deployment).Spec.Template
-			if init := container(tuned.Spec.InitContainers, "istio-init"); init == nil || !strings.Contains(strings.Join(init.Args, " "), "-o 5432,6379") {
-				t.Errorf("excludeOutboundPorts not applied: %+v", tuned.Spec.InitContainers)
+			// istio-init's flag, or with istio-cni the annotation the CNI
+			// plugin reads.
+			init := container(tuned.Spec.InitContainers, "istio-init")
+			if (init == nil || !strings.Contains(strings.Join(init.Args, " "), "-o 5432,6379")) &&
+				(container(tuned.Spec.InitContainers, "istio-validation") == nil || tuned.Annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] != "5432,6379") {
+				t.Errorf("excludeOutboundPorts not applied: %+v %v", tuned.Spec.InitContainers, tuned.Annotations)
 			}
 			if gw := gotObjs[3].(*corev1.Pod); gw.Spec.Containers[0].Image == "auto" || gw.Spec.Containers[0].Args[1] != "router" {
 				t.Errorf("gateway pod not injected with the gateway template: %+v", gw.Spec.Containers[0])
