@@ -342,7 +342,7 @@ func injectIstio(pod *corev1.Pod, cfg *Config, p Params, names []string) (*corev
 	for k, v := range cfg.InjectedAnnotations {
 		merged.Annotations[k] = v
 	}
-	reorder(merged, mc, pc, values)
+	reorder(merged, pc, values)
 	return merged, notes, nil
 }
 
@@ -611,10 +611,9 @@ func injectionStatus(spec corev1.PodSpec, revision string) string {
 // after istio-init/istio-validation, before the app's init containers, which
 // then are in the mesh; otherwise istio-init runs last, so the app's init
 // containers run before the capture exists.
-func reorder(pod *corev1.Pod, mc *meshv1alpha1.MeshConfig, pc *meshv1alpha1.ProxyConfig, values map[string]any) {
+func reorder(pod *corev1.Pod, pc *meshv1alpha1.ProxyConfig, values map[string]any) {
 	hold := pc.GetHoldApplicationUntilProxyStarts().GetValue() ||
 		valuesBool(values, "global", "proxy", "holdApplicationUntilProxyStarts")
-	_ = mc
 	if hold {
 		pod.Spec.Containers = moveFirst(pod.Spec.Containers, ProxyContainerName)
 	} else {
@@ -695,8 +694,8 @@ func checkIstioAnnotations(ann map[string]string) error {
 			}
 		}
 	}
-	for _, k := range []string{AnnotationRewriteAppProbers, AnnotationNativeSidecar, AnnotationInject} {
-		if v, ok := ann[k]; ok && k != AnnotationInject {
+	for _, k := range []string{AnnotationRewriteAppProbers, AnnotationNativeSidecar} {
+		if v, ok := ann[k]; ok {
 			if _, err := strconv.ParseBool(v); err != nil {
 				return bad(k, "%q is not true or false", v)
 			}
