@@ -307,8 +307,8 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 			probes := gotObjs[0].(*appsv1.Deployment).Spec.Template.Spec
 			proxy := container(append(probes.InitContainers, probes.Containers...), "istio-proxy")
 			if proxy == nil || !strings.Contains(envValue(proxy, "ISTIO_KUBE_APP_PROBERS"), `"/app-health/app/startupz":{"grpc"`) ||
-				probes.Containers[0].ReadinessProbe.HTTPGet.Path != "/app-health/app/readyz" {
-				t.Errorf("probes were not rewritten: %+v", probes)
+				container(probes.Containers, "app").ReadinessProbe.HTTPGet.Path != "/app-health/app/readyz" {
+				t.Errorf("probes were not rewritten: %s", mustYAML(t, probes))
 			}
 			if tc.native != (container(probes.InitContainers, "istio-proxy") != nil) {
 				t.Errorf("native sidecars %v, init containers %v", tc.native, names(probes.InitContainers))
