@@ -67,7 +67,8 @@ type Decision struct {
 //  2. a namespace labelled istio-injection=disabled: no;
 //  3. the pod's sidecar.istio.io/inject label, else its annotation: "true"
 //     (y, yes, on) yes, anything else no;
-//  4. a namespace without istio-injection=enabled or istio.io/rev=<revision>: no;
+//  4. a namespace without istio-injection=enabled or istio.io/rev=<revision>,
+//     and a pod without istio.io/rev=<revision>: no;
 //  5. neverInjectSelector matching the pod's labels: no; alwaysInjectSelector:
 //     yes; else the policy (enabled: yes).
 func Required(cfg *Config, nsLabels map[string]string, pod *corev1.Pod, namespace string) Decision {
@@ -95,8 +96,13 @@ func Required(cfg *Config, nsLabels map[string]string, pod *corev1.Pod, namespac
 		}
 		return Decision{false, "pod " + source + " " + LabelInject + "=" + explicit}
 	}
-	if nsLabels[LabelNamespaceInjection] != "enabled" && (cfg.Revision == "" || nsLabels[LabelRevision] != cfg.Revision) {
-		return Decision{false, "namespace not labelled istio-injection=enabled or istio.io/rev=" + cfg.Revision}
+	// A pod labelled with the injector's revision opts in like a namespace
+	// so labelled (Istio's chart selects such pods with an object selector),
+	// unless its namespace names another injector.
+	podRev := cfg.Revision != "" && pod.Labels[LabelRevision] == cfg.Revision && nsLabels[LabelNamespaceInjection] == "" &&
+		(nsLabels[LabelRevision] == "" || nsLabels[LabelRevision] == cfg.Revision)
+	if nsLabels[LabelNamespaceInjection] != "enabled" && (cfg.Revision == "" || nsLabels[LabelRevision] != cfg.Revision) && !podRev {
+		return Decision{false, "neither the namespace (istio-injection=enabled or istio.io/rev=" + cfg.Revision + ") nor the pod (istio.io/rev) asks for this injector"}
 	}
 	if selectorsMatch(cfg.NeverInjectSelector, pod.Labels) {
 		return Decision{false, "pod labels match neverInjectSelector"}
