@@ -501,15 +501,18 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
 	oracle := decodeAll(t, run(t, cmd))
 
-	var probesPod *corev1.Pod
+	var probesPod, gatewayPod *corev1.Pod
 	t.Run("the webhook gives istioctl kube-inject's pods", func(t *testing.T) {
 		for i, p := range pods {
 			got, err := core.Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatalf("creating pod %d: %v", i, err)
 			}
-			if i == 0 {
+			switch i {
+			case 0:
 				probesPod = got
+			case 3:
+				gatewayPod = got
 			}
 			var want *corev1.Pod
 			switch o := oracle[i].(type) {
@@ -532,6 +535,9 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 	if probesPod == nil || container(probesPod.Spec.Containers, "istio-proxy") == nil {
 		t.Fatal("no injected pod to run")
 	}
+	t.Run("the gateway pod injected from Istio's gateway template runs as a router", func(t *testing.T) {
+		runInjectedGateway(t, m, gatewayPod)
+	})
 
 	t.Run("the injected pod runs, is Ready through its rewritten probes under STRICT mTLS, and carries traffic", func(t *testing.T) {
 		api.Apply(t, `apiVersion: security.istio.io/v1
@@ -617,6 +623,24 @@ spec:
 			t.Fatal(err)
 		}
 	})
+}
+
+// The gateway pod injected from Istio's gateway template runs as a router
+// (pilot-agent proxy router) and gets its config from mizzen.
+func runInjectedGateway(t *testing.T, m *rig.Mesh, pod *corev1.Pod) {
+	t.Helper()
+	if pod == nil || container(pod.Spec.Containers, "istio-proxy") == nil {
+		t.Fatal("no injected gateway pod")
+	}
+	sysctls := map[string]string{}
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		for _, s := range sc.Sysctls {
+			sysctls[s.Name] = s.Value
+		}
+	}
+	start := time.Now()
+	gw := m.AddAgent(t, rig.AgentSpec{Pod: pod, IP: "198.18.21.5", Router: true, Sysctls: sysctls})
+	t.Logf("gateway pod %s/%s (router) ready and SYNCED in %s", gw.Namespace, gw.Name, time.Since(start).Round(time.Millisecond))
 }
 
 func mustYAML(t *testing.T, v any) string {
