@@ -59,6 +59,11 @@ type Params struct {
 	// the caller knows the workload (`mizzen inject` reads a Deployment);
 	// without a kind the workload is derived from the pod as istiod does.
 	WorkloadKind, WorkloadAPIVersion, WorkloadNamespace string
+	// ProxyEnvs are env vars for the proxy from the webhook's URL path
+	// (/inject/cluster/<id>/net/<network>: ISTIO_META_CLUSTER_ID,
+	// ISTIO_META_NETWORK, …), as a remote cluster's webhook configuration
+	// passes them to istiod; they win over the values.
+	ProxyEnvs map[string]string
 }
 
 // status is the sidecar.istio.io/status annotation, in Istio's shape: what was

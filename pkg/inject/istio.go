@@ -2,8 +2,10 @@ package inject
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"slices"
@@ -62,7 +64,10 @@ const (
 	enableCoreDumpName         = "enable-core-dump"
 	// autoImage in a user's own istio-proxy container means "the injected
 	// image".
-	autoImage = "auto"
+	autoImage    = "auto"
+	envClusterID = "ISTIO_META_CLUSTER_ID"
+	envNetwork   = "ISTIO_META_NETWORK"
+	labelNetwork = "topology.istio.io/network"
 )
 
 // parseTemplate parses one template of the ConfigMap.
@@ -262,6 +267,24 @@ func injectIstio(pod *corev1.Pod, cfg *Config, p Params, names []string) (*corev
 	case "false":
 		native = false
 	}
+	// Cluster and network: the values', overridden by the webhook URL's
+	// (a remote cluster's injector path), the network by the pod's own
+	// label. The agent gets them as env, set last (istiod's order).
+	envs := maps.Clone(p.ProxyEnvs)
+	if envs == nil {
+		envs = map[string]string{}
+	}
+	cluster := cmp.Or(envs[envClusterID], valuesString(values, "global", "multiCluster", "clusterName"))
+	network := cmp.Or(envs[envNetwork], valuesString(values, "global", "network"))
+	if n, ok := pod.Labels[labelNetwork]; ok {
+		network = n
+	}
+	if cluster != "" {
+		envs[envClusterID] = cluster
+	}
+	if network != "" {
+		envs[envNetwork] = network
+	}
 	deployMeta, typeMeta := workloadMeta(pod, p)
 	proxyImage, initImage := proxyImages(values, pc, pod.Annotations)
 	inboundMode := "passthrough"
@@ -331,12 +354,27 @@ func injectIstio(pod *corev1.Pod, cfg *Config, p Params, names []string) (*corev
 	if merged.Labels == nil {
 		merged.Labels = map[string]string{}
 	}
+	if proxy := findContainer(merged, ProxyContainerName); proxy != nil && len(envs) > 0 {
+		var env []corev1.EnvVar
+		for _, e := range proxy.Env {
+			if _, ok := envs[e.Name]; !ok {
+				env = append(env, e)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(envs)) {
+			env = append(env, corev1.EnvVar{Name: k, Value: envs[k]})
+		}
+		proxy.Env = env
+	}
 	if err := applyPrometheusMerge(merged, mc); err != nil {
 		return nil, notes, err
 	}
 	applySecurePort(merged)
 	if err := applyProbeRewrite(merged, cfg.rewriteProbesDefault(), mc.GetDefaultConfig().GetStatusPort()); err != nil {
 		return nil, notes, err
+	}
+	if n, ok := envs[envNetwork]; ok {
+		merged.Labels[labelNetwork] = n
 	}
 	merged.Annotations[AnnotationStatus] = injectionStatus(tmplPod.Spec, cfg.istioRevision())
 	for k, v := range cfg.InjectedAnnotations {

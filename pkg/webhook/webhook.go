@@ -59,7 +59,7 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-type reviewFunc func(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
+type reviewFunc func(ctx context.Context, path string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
 
 // serve decodes an AdmissionReview, runs f and writes the review back with
 // the request's UID. Malformed requests get an HTTP error, which the
@@ -92,7 +92,7 @@ func (s *Server) serve(f reviewFunc) http.HandlerFunc {
 		// nothing here should take long.
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		resp := f(ctx, review.Request)
+		resp := f(ctx, r.URL.Path, review.Request)
 		resp.UID = review.Request.UID
 		out, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp})
 		if err != nil {
@@ -121,7 +121,7 @@ var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
 
 // inject answers for a Pod being created: a JSON Patch adding the sidecar
 // when inject.Required says so, else an empty allow.
-func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (s *Server) inject(ctx context.Context, path string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	s.Metrics.injectRequest()
 	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
 		// Only pod creation is ours; anything else the configuration sends
@@ -163,7 +163,9 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		s.Metrics.injectFailureInc("encode")
 		return denied(http.StatusInternalServerError, err.Error())
 	}
-	notes, err := inject.InjectNotes(&pod, cfg, inject.Params{Namespace: ns})
+	envs, pathNotes := InjectPathEnvs(path)
+	notes, err := inject.InjectNotes(&pod, cfg, inject.Params{Namespace: ns, ProxyEnvs: envs})
+	notes = append(pathNotes, notes...)
 	if err != nil {
 		s.Metrics.injectFailureInc("inject")
 		log.Warn("sidecar injection refused", "err", err)
@@ -220,7 +222,7 @@ func toJSONValue(v any) (any, error) {
 // validate refuses an Istio object that mizzen's strict decoder or its
 // single-object checks (the same ones serve and analyze apply) find an error
 // in; warnings are passed back for kubectl to print.
-func (s *Server) validate(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (s *Server) validate(ctx context.Context, _ string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return allowed()
 	}
@@ -311,4 +313,50 @@ func setNamespace(raw []byte, ns string) ([]byte, error) {
 	}
 	md["namespace"] = ns
 	return json.Marshal(m)
+}
+
+// urlParameterEnvs are the short names a webhook path may use.
+func urlParameterEnv(k string) string {
+	switch k {
+	case "cluster":
+		return "ISTIO_META_CLUSTER_ID"
+	case "net":
+		return "ISTIO_META_NETWORK"
+	}
+	return strings.ToUpper(k)
+}
+
+// InjectPathEnvs reads the proxy env a webhook configuration passes in its
+// path, as istiod does: /inject/cluster/<id>/net/<network>/<key>/<value>…
+// (cluster and net name ISTIO_META_CLUSTER_ID and ISTIO_META_NETWORK, other
+// keys are upper-cased; "--slash--" in a value is "/"), or the older
+// /inject/:ENV:<key>=<value>:ENV:… form. A key without a value is left out
+// and noted.
+func InjectPathEnvs(path string) (map[string]string, []string) {
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(path, "/"), InjectPath+"/")
+	if !ok || rest == "" {
+		return nil, nil
+	}
+	envs := map[string]string{}
+	var notes []string
+	if strings.HasPrefix(rest, ":ENV:") {
+		for _, kv := range strings.Split(rest, ":ENV:")[1:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if k == "" || !ok {
+				notes = append(notes, fmt.Sprintf("webhook path %s: %q is not <key>=<value>; left out", path, kv))
+				continue
+			}
+			envs[urlParameterEnv(k)] = v
+		}
+		return envs, notes
+	}
+	parts := strings.Split(rest, "/")
+	for i := 0; i < len(parts); i += 2 {
+		if i+1 == len(parts) {
+			notes = append(notes, fmt.Sprintf("webhook path %s: key %q has no value; left out", path, parts[i]))
+			break
+		}
+		envs[urlParameterEnv(parts[i])] = strings.ReplaceAll(parts[i+1], "--slash--", "/")
+	}
+	return envs, notes
 }

@@ -332,3 +332,51 @@ func TestInjectIstioTemplateWarnings(t *testing.T) {
 		t.Errorf("patched pod %+v", got)
 	}
 }
+
+func TestInjectPathEnvs(t *testing.T) {
+	for path, want := range map[string]map[string]string{
+		"/inject":                              nil,
+		"/inject/":                             nil,
+		"/inject/cluster/west/net/n1":          {"ISTIO_META_CLUSTER_ID": "west", "ISTIO_META_NETWORK": "n1"},
+		"/inject/cluster/west/foo/a--slash--b": {"ISTIO_META_CLUSTER_ID": "west", "FOO": "a/b"},
+		"/inject/:ENV:cluster=east:ENV:net=":   {"ISTIO_META_CLUSTER_ID": "east", "ISTIO_META_NETWORK": ""},
+		"/inject/cluster/west/net":             {"ISTIO_META_CLUSTER_ID": "west"},
+		"/inject/:ENV:cluster=east:ENV:broken": {"ISTIO_META_CLUSTER_ID": "east"},
+	} {
+		got, notes := InjectPathEnvs(path)
+		if len(got) != len(want) {
+			t.Errorf("%s: %v, want %v", path, got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %s=%q, want %q", path, k, got[k], v)
+			}
+		}
+		if strings.HasSuffix(path, "/net") || strings.HasSuffix(path, "broken") {
+			if len(notes) != 1 {
+				t.Errorf("%s: notes %q", path, notes)
+			}
+		} else if len(notes) != 0 {
+			t.Errorf("%s: notes %q", path, notes)
+		}
+	}
+	// Through the webhook: the path's cluster and network reach the proxy
+	// and the pod's network label.
+	cfg, err := inject.FromConfigMap(map[string]string{inject.ConfigKey: "templates:\n  sidecar: |\n    spec:\n      containers:\n      - name: istio-proxy\n        image: proxy\n"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil),
+		InjectConfig: func() *inject.Config { return cfg },
+		NamespaceLabels: func(context.Context, string) (map[string]string, error) {
+			return map[string]string{"istio-injection": "enabled"}, nil
+		}}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}}}
+	resp := review(t, srv.URL+InjectPath+"/cluster/west/net/n1", podRequest(t, pod, "on"))
+	if !resp.Allowed || !strings.Contains(string(resp.Patch), `{"name":"ISTIO_META_CLUSTER_ID","value":"west"}`) ||
+		!strings.Contains(string(resp.Patch), `"topology.istio.io/network":"n1"`) {
+		t.Errorf("patch %s", resp.Patch)
+	}
+}
