@@ -261,6 +261,13 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 			g["proxy"].(map[string]any)["holdApplicationUntilProxyStarts"] = true
 			g["proxy"].(map[string]any)["tracer"] = "datadog"
 		}},
+		// Multi-cluster: the cluster and network env go last, the pod gets
+		// the network label.
+		{"multi-cluster values", "trustDomain: cluster.local\n", false, func(v map[string]any) {
+			g := v["global"].(map[string]any)
+			g["multiCluster"].(map[string]any)["clusterName"] = "east"
+			g["network"] = "net1"
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inj := writeIstioInjector(t, tc.mesh, func(v map[string]any) {
