@@ -23,7 +23,8 @@ const (
 	// VirtualService (exportTo, its Sidecar's egress hosts, discovery selection).
 	VirtualServiceNotVisible = "MZ0002"
 	// PathMatchLooksLikePattern: an exact or prefix path with glob or regex
-	// characters, which Envoy matches literally.
+	// characters, which Envoy matches literally (also an AuthorizationPolicy
+	// value with "*" in the middle).
 	PathMatchLooksLikePattern = "MZ0003"
 	// DelegateNotUsed: a delegate VirtualService or delegated route has no effect.
 	DelegateNotUsed = "MZ0004"
@@ -92,6 +93,10 @@ func classify(code string, warning bool) (id, hint string) {
 		return ServiceOutsideDiscovery, "label the namespace to match --discovery-selectors"
 	case "VirtualServiceNotVisible":
 		return VirtualServiceNotVisible, "export the VirtualService to the callers' namespace and include its host in their Sidecar's egress"
+	case "AuthzWildcardLiteral":
+		return PathMatchLooksLikePattern, "put \"*\" only at the start or the end of the value, or list every value it should match"
+	case "DenyHTTPOnlyOnTCP":
+		return SchemaWarning, "add to.operation.ports with the HTTP ports the rule is meant for, so TCP ports stay open"
 	case "PathMatchLooksLikePattern":
 		return PathMatchLooksLikePattern, "use uri.regex for patterns (RE2, matched against the whole path)"
 	case "UnknownAnnotation":

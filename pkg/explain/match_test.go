@@ -68,3 +68,23 @@ func TestVerdictsAgreeOrMix(t *testing.T) {
 		t.Fatalf("disagreeing destinations: %s (%d verdicts)", tr.Decision, len(tr.Verdicts))
 	}
 }
+
+// Envoy's uri_template: "*" one non-empty segment, "**" any rest.
+func TestURITemplateMatch(t *testing.T) {
+	for _, c := range []struct {
+		tmpl, path string
+		want       bool
+	}{
+		{"/items/*/detail", "/items/42/detail", true},
+		{"/items/*/detail", "/items/4/2/detail", false},
+		{"/items/*/detail", "/items//detail", false},
+		{"/static/**", "/static/a/b.css", true},
+		{"/static/**", "/static", false},
+		{"/api/*/payments/**", "/api/v1/payments/", true},
+		{"/api/*/payments/**", "/api/v1/payments", false},
+	} {
+		if got := uriTemplateMatch(c.tmpl, c.path); got != c.want {
+			t.Errorf("uriTemplateMatch(%q, %q) = %v, want %v", c.tmpl, c.path, got, c.want)
+		}
+	}
+}
