@@ -43,6 +43,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildRequestAuthentications(in)
 	s.buildPeerAuthentications(in)
 	s.noteExportRestrictions()
+	s.reportUnimplemented(in)
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)
