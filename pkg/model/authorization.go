@@ -110,6 +110,7 @@ func (s *Snapshot) authzPolicy(ap *security.AuthorizationPolicy) *AuthzPolicy {
 	case securityapi.AuthorizationPolicy_CUSTOM:
 		// No external authorizer yet: deny what the policy would have sent to
 		// it, as istiod does for a CUSTOM policy it cannot build (fail closed).
+		// Its provider is not used; this warning covers it.
 		warn("spec.action", "Unsupported", "CUSTOM (external authorization) is not supported yet: the requests its rules match are denied")
 		p.Action = AuthzDeny
 	default:

@@ -44,6 +44,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildPeerAuthentications(in)
 	s.noteExportRestrictions()
 	s.reportUnimplemented(in)
+	s.reportIgnoredInputs(in) // coverage.go
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)

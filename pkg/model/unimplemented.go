@@ -31,6 +31,7 @@ func UnimplementedKinds() []UnimplementedKind {
 		{"networking.istio.io", "ProxyConfig", "proxyconfigs", []string{"v1beta1"}, "its proxy settings (concurrency, image, environment) are not applied"},
 		{"telemetry.istio.io", "Telemetry", "telemetries", []string{"v1", "v1alpha1"}, "its access logging, tracing and metrics settings are not applied (mizzen reads the mesh config's accessLogFile, accessLogEncoding, enableTracing and defaultConfig.tracing)"},
 		{"extensions.istio.io", "WasmPlugin", "wasmplugins", []string{"v1alpha1"}, "its Wasm filter is not added"},
+		{"extensions.istio.io", "TrafficExtension", "trafficextensions", []string{"v1alpha1"}, "its filter is not added"},
 		{"gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", gw, "Gateway API is not implemented: use Istio's Gateway and VirtualService"},
 		{"gateway.networking.k8s.io", "Gateway", "gateways", gw, "Gateway API is not implemented: no gateway is deployed or configured for it; use Istio's networking.istio.io Gateway"},
 		{"gateway.networking.k8s.io", "HTTPRoute", "httproutes", gw, "Gateway API is not implemented: its routes are not applied; use a VirtualService"},
