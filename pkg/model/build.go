@@ -362,6 +362,8 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 type HashCache struct {
 	mu        sync.Mutex
 	cur, next map[hashKey]uint64
+	// ignored memoizes ReportIgnoredFields per object version (coverage.go).
+	ignored map[hashKey][]IgnoredField
 }
 
 // hashKey names one version of one object. A struct of the object's own

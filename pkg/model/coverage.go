@@ -3,11 +3,13 @@ package model
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Field coverage: for every field of the Istio API mizzen reads, whether it
@@ -65,54 +67,103 @@ type IgnoredField struct {
 // ReportIgnoredFields walks a spec (or the mesh config) and returns every
 // field that is set but not applied, and every enum value of an applied field
 // that is not, with its path under base ("spec", or "" for the mesh config).
+// It runs on every object at every build, so it allocates only for what it
+// reports: fields are visited in descriptor order (Has, not Range) and paths
+// are formatted only when needed.
 func ReportIgnoredFields(spec proto.Message, base string) []IgnoredField {
 	if spec == nil {
 		return nil
 	}
-	table := coverageTable()
-	var out []IgnoredField
-	var walk func(m protoreflect.Message, path string)
-	walk = func(m protoreflect.Message, path string) {
-		fields := table[coverageKey(m.Descriptor())]
-		var set []protoreflect.FieldDescriptor
-		m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-			set = append(set, fd)
-			return true
-		})
-		sort.Slice(set, func(i, j int) bool { return set[i].Number() < set[j].Number() })
-		for _, fd := range set {
-			v := m.Get(fd)
-			p := fd.JSONName()
-			if path != "" {
-				p = path + "." + p
+	w := ignoredWalker{table: coverageTable()}
+	if base != "" {
+		w.path = append(w.path, base)
+	}
+	w.walk(spec.ProtoReflect())
+	return w.out
+}
+
+type ignoredWalker struct {
+	table map[string]map[string]FieldUse
+	path  []string // segments: "spec", ".http", "[0]", …
+	out   []IgnoredField
+}
+
+func (w *ignoredWalker) report(msg string) {
+	p := strings.Join(w.path, "")
+	w.out = append(w.out, IgnoredField{strings.TrimPrefix(p, "."), msg})
+}
+
+func (w *ignoredWalker) walk(m protoreflect.Message) {
+	md := m.Descriptor()
+	fields := w.table[coverageKey(md)]
+	fds := md.Fields()
+	for i := 0; i < fds.Len(); i++ {
+		fd := fds.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		w.path = append(w.path, "."+fd.JSONName())
+		use, known := fields[fd.JSONName()]
+		switch {
+		case !known:
+			w.report("mizzen does not know this field; it is not applied")
+		case use.Checked != "":
+		case use.Where == "":
+			w.report("not applied by mizzen: " + use.Ignored)
+		default:
+			w.applied(fd, m.Get(fd), use)
+		}
+		w.path = w.path[:len(w.path)-1]
+	}
+}
+
+// applied checks an applied field's enum values and walks into its messages.
+func (w *ignoredWalker) applied(fd protoreflect.FieldDescriptor, v protoreflect.Value, use FieldUse) {
+	checkEnum := len(use.Values) > 0 && fd.Enum() != nil
+	sub := msgOf(fd)
+	descend := sub != nil && !strings.HasPrefix(string(sub.FullName()), "google.protobuf.")
+	if !checkEnum && !descend {
+		return
+	}
+	visit := func(x protoreflect.Value) {
+		if checkEnum {
+			name := string(fd.Enum().Values().ByNumber(x.Enum()).Name())
+			if !contains(use.Values, name) {
+				w.report(fmt.Sprintf("value %s is not applied by mizzen (it applies %s)", name, strings.Join(use.Values, ", ")))
 			}
-			use, known := fields[fd.JSONName()]
-			switch {
-			case !known:
-				out = append(out, IgnoredField{p, "mizzen does not know this field; it is not applied"})
-				continue
-			case use.Checked != "":
-				continue
-			case use.Where == "":
-				out = append(out, IgnoredField{p, "not applied by mizzen: " + use.Ignored})
-				continue
-			}
-			if len(use.Values) > 0 && fd.Enum() != nil {
-				each(fd, v, p, func(x protoreflect.Value, at string) {
-					name := string(fd.Enum().Values().ByNumber(x.Enum()).Name())
-					if !contains(use.Values, name) {
-						out = append(out, IgnoredField{at, fmt.Sprintf("value %s is not applied by mizzen (it applies %s)", name, strings.Join(use.Values, ", "))})
-					}
-				})
-			}
-			if msgOf(fd) == nil || strings.HasPrefix(string(msgOf(fd).FullName()), "google.protobuf.") {
-				continue
-			}
-			each(fd, v, p, func(x protoreflect.Value, at string) { walk(x.Message(), at) })
+		}
+		if descend {
+			w.walk(x.Message())
 		}
 	}
-	walk(spec.ProtoReflect(), base)
-	return out
+	switch {
+	case fd.IsList():
+		l := v.List()
+		for i := 0; i < l.Len(); i++ {
+			w.path = append(w.path, "["+strconv.Itoa(i)+"]")
+			visit(l.Get(i))
+			w.path = w.path[:len(w.path)-1]
+		}
+	case fd.IsMap():
+		// Keys of any type (portLevelMtls has uint32 ones), in a stable order.
+		type entry struct {
+			key string
+			val protoreflect.Value
+		}
+		var es []entry
+		v.Map().Range(func(k protoreflect.MapKey, x protoreflect.Value) bool {
+			es = append(es, entry{k.String(), x})
+			return true
+		})
+		sort.Slice(es, func(i, j int) bool { return es[i].key < es[j].key })
+		for _, e := range es {
+			w.path = append(w.path, "["+e.key+"]")
+			visit(e.val)
+			w.path = w.path[:len(w.path)-1]
+		}
+	default:
+		visit(v)
+	}
 }
 
 // msgOf is the message a field holds (a map's value), or nil.
@@ -121,31 +172,6 @@ func msgOf(fd protoreflect.FieldDescriptor) protoreflect.MessageDescriptor {
 		return fd.MapValue().Message()
 	}
 	return fd.Message()
-}
-
-// each calls f for the value, each list element or each map value, with its path.
-func each(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string, f func(protoreflect.Value, string)) {
-	switch {
-	case fd.IsList():
-		l := v.List()
-		for i := 0; i < l.Len(); i++ {
-			f(l.Get(i), fmt.Sprintf("%s[%d]", path, i))
-		}
-	case fd.IsMap():
-		var keys []string
-		vals := map[string]protoreflect.Value{}
-		v.Map().Range(func(k protoreflect.MapKey, x protoreflect.Value) bool {
-			keys = append(keys, k.String())
-			vals[k.String()] = x
-			return true
-		})
-		sort.Strings(keys)
-		for _, k := range keys {
-			f(vals[k], fmt.Sprintf("%s[%s]", path, k))
-		}
-	default:
-		f(v, path)
-	}
 }
 
 func contains(list []string, s string) bool {
@@ -157,38 +183,73 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// reportIgnored adds a warning for each set field of spec mizzen does not apply.
-func (s *Snapshot) reportIgnored(kind, ns, name string, spec proto.Message) {
-	for _, f := range ReportIgnoredFields(spec, "spec") {
-		s.addError(ConfigError{Kind: kind, Namespace: ns, Name: name, Field: f.Path, Code: "IgnoredField", Warning: true, Message: f.Message})
+// ignoredMemo keeps each object version's ignored fields across builds (in
+// the inputs' HashCache), so a build walks only the objects that changed.
+type ignoredMemo struct {
+	c    *HashCache
+	next map[hashKey][]IgnoredField
+}
+
+func (c *HashCache) beginIgnored() ignoredMemo {
+	if c == nil {
+		return ignoredMemo{}
 	}
+	c.mu.Lock()
+	return ignoredMemo{c: c, next: make(map[hashKey][]IgnoredField, len(c.ignored))}
+}
+
+func (m ignoredMemo) end() {
+	if m.c != nil {
+		m.c.ignored = m.next
+		m.c.mu.Unlock()
+	}
+}
+
+func (m ignoredMemo) fields(kind string, meta metav1.ObjectMeta, spec proto.Message) []IgnoredField {
+	if m.c == nil || meta.ResourceVersion == "" {
+		return ReportIgnoredFields(spec, "spec")
+	}
+	key := hashKey{kind, meta.Namespace, meta.Name, string(meta.UID), meta.ResourceVersion}
+	v, ok := m.c.ignored[key]
+	if !ok {
+		v = ReportIgnoredFields(spec, "spec")
+	}
+	m.next[key] = v
+	return v
 }
 
 // reportIgnoredInputs reports the ignored fields of every implemented object.
 func (s *Snapshot) reportIgnoredInputs(in *Inputs) {
+	memo := in.Hashes.beginIgnored()
+	defer memo.end()
+	report := func(kind string, meta metav1.ObjectMeta, spec proto.Message) {
+		for _, f := range memo.fields(kind, meta, spec) {
+			s.addError(ConfigError{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Field: f.Path, Code: "IgnoredField", Warning: true, Message: f.Message})
+		}
+	}
 	for _, o := range in.VirtualServices {
-		s.reportIgnored("VirtualService", o.Namespace, o.Name, &o.Spec)
+		report("VirtualService", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.DestinationRules {
-		s.reportIgnored("DestinationRule", o.Namespace, o.Name, &o.Spec)
+		report("DestinationRule", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.Gateways {
-		s.reportIgnored("Gateway", o.Namespace, o.Name, &o.Spec)
+		report("Gateway", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.ServiceEntries {
-		s.reportIgnored("ServiceEntry", o.Namespace, o.Name, &o.Spec)
+		report("ServiceEntry", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.Sidecars {
-		s.reportIgnored("Sidecar", o.Namespace, o.Name, &o.Spec)
+		report("Sidecar", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.PeerAuthentications {
-		s.reportIgnored("PeerAuthentication", o.Namespace, o.Name, &o.Spec)
+		report("PeerAuthentication", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.AuthorizationPolicies {
-		s.reportIgnored("AuthorizationPolicy", o.Namespace, o.Name, &o.Spec)
+		report("AuthorizationPolicy", o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range in.RequestAuthentications {
-		s.reportIgnored("RequestAuthentication", o.Namespace, o.Name, &o.Spec)
+		report("RequestAuthentication", o.ObjectMeta, &o.Spec)
 	}
 }
 

@@ -156,14 +156,14 @@ func checkReported(t *testing.T, key string, path []step) {
 			}
 		case fd.IsMap():
 			mp := m.Mutable(fd).Map()
-			k := protoreflect.ValueOfString("k").MapKey()
+			k := sample(fd.MapKey()).MapKey()
 			if fd.MapValue().Message() != nil {
 				m = mp.Mutable(k).Message()
 			} else {
 				mp.Set(k, sample(fd.MapValue()))
 			}
 			if !last {
-				want.WriteString("[k]")
+				want.WriteString("[" + k.String() + "]")
 			}
 		case fd.Message() != nil:
 			m = m.Mutable(fd).Message()
