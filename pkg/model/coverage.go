@@ -127,7 +127,10 @@ func (w *ignoredWalker) applied(fd protoreflect.FieldDescriptor, v protoreflect.
 	}
 	visit := func(x protoreflect.Value) {
 		if checkEnum {
-			name := string(fd.Enum().Values().ByNumber(x.Enum()).Name())
+			name := strconv.Itoa(int(x.Enum()))
+			if ev := fd.Enum().Values().ByNumber(x.Enum()); ev != nil {
+				name = string(ev.Name())
+			}
 			if !contains(use.Values, name) {
 				w.report(fmt.Sprintf("value %s is not applied by mizzen (it applies %s)", name, strings.Join(use.Values, ", ")))
 			}
