@@ -382,5 +382,19 @@ func validateAuthzField(f AuthzField) string {
 	return fmt.Sprintf("unknown or unsupported attribute %q", f.Key)
 }
 
+// authzWarnings are the warnings building the policy gives (one object, no
+// mesh needed).
+func authzWarnings(ap *security.AuthorizationPolicy) []ConfigError {
+	s := &Snapshot{}
+	s.authzPolicy(ap)
+	var out []ConfigError
+	for _, e := range s.Errors {
+		if e.Warning {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // AuthorizationPolicies lists every valid policy (for analysis).
 func (s *Snapshot) AuthorizationPolicies() []*AuthzPolicy { return s.authzPolicies }

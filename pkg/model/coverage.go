@@ -258,3 +258,13 @@ func (s *Snapshot) reportIgnoredInputs(in *Inputs) {
 
 // coverageTable is built once and only read.
 var coverageTable = sync.OnceValue(fieldCoverage)
+
+// IgnoredFieldErrors are the IgnoredField warnings of one object, for the
+// admission webhook (kubectl prints them on apply).
+func IgnoredFieldErrors(kind string, meta metav1.ObjectMeta, spec proto.Message) []ConfigError {
+	var out []ConfigError
+	for _, f := range ReportIgnoredFields(spec, "spec") {
+		out = append(out, ConfigError{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Field: f.Path, Code: "IgnoredField", Warning: true, Message: f.Message})
+	}
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -59,6 +60,18 @@ func UnimplementedKindOf(apiVersion, kind string) (UnimplementedKind, bool) {
 	return UnimplementedKind{}, false
 }
 
+// UnimplementedError is the report for one object of an unimplemented kind.
+func UnimplementedError(o *metav1.PartialObjectMetadata) ConfigError {
+	why := "mizzen does not read it"
+	group := o.APIVersion
+	if k, ok := UnimplementedKindOf(o.APIVersion, o.Kind); ok {
+		why, group = k.Why, k.Group
+	}
+	group, _, _ = strings.Cut(group, "/")
+	return ConfigError{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Field: "kind", Code: "UnsupportedKind",
+		Message: fmt.Sprintf("mizzen does not implement %s (%s): this object is not applied (%s)", o.Kind, group, why)}
+}
+
 // reportUnimplemented names every object of an unimplemented kind as not
 // applied (one error each: it is skipped as a whole).
 func (s *Snapshot) reportUnimplemented(in *Inputs) {
@@ -68,13 +81,6 @@ func (s *Snapshot) reportUnimplemented(in *Inputs) {
 		return a.Kind+"/"+a.Namespace+"/"+a.Name < b.Kind+"/"+b.Namespace+"/"+b.Name
 	})
 	for _, o := range objs {
-		why := "mizzen does not read it"
-		group := o.APIVersion
-		if k, ok := UnimplementedKindOf(o.APIVersion, o.Kind); ok {
-			why, group = k.Why, k.Group
-		}
-		group, _, _ = strings.Cut(group, "/")
-		s.addError(ConfigError{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Field: "kind", Code: "UnsupportedKind",
-			Message: fmt.Sprintf("mizzen does not implement %s (%s): this object is not applied (%s)", o.Kind, group, why)})
+		s.addError(UnimplementedError(o))
 	}
 }
