@@ -20,7 +20,8 @@ import (
 // --kubeconfig` (MZ0001) — instead of being ignored without a word. Gateway
 // API's HTTPRoute CRD is installed from sigs.k8s.io/gateway-api (the version
 // Istio pins); the other Gateway API CRDs are not, and watching kinds whose
-// CRD is missing must not keep mizzen from becoming ready.
+// CRD is missing must not keep mizzen from becoming ready. Workloads for the
+// analyzer come from Deployments too: MZ0010 before any Pod runs.
 func TestUnimplementedKindsReported(t *testing.T) {
 	api := rig.StartAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -61,6 +62,27 @@ metadata: {name: web, namespace: default}
 spec:
   parentRefs: [{name: gw}]
   rules: [{backendRefs: [{name: web, port: 80}]}]
+`)
+	// A Deployment no Pod runs for yet (no controller-manager here), with an
+	// ALLOW-by-principals policy and PERMISSIVE mTLS: analyze finds MZ0010
+	// from its pod template.
+	api.Apply(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ratings-v1, namespace: default}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  template:
+    metadata: {labels: {app: ratings}}
+    spec:
+      containers: [{name: ratings, image: ratings, ports: [{containerPort: 9080}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ratings-viewer, namespace: default}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/reviews"]}}]
 `)
 	objects := []struct{ kind, name string }{{"EnvoyFilter", "lua"}, {"Telemetry", "mesh-default"}, {"WorkloadEntry", "vm-1"}, {"HTTPRoute", "web"}}
 
@@ -117,6 +139,9 @@ spec:
 		if !strings.Contains(string(out), "[MZ0001 UnsupportedKind] ("+o.kind+" default/"+o.name+" kind) mizzen does not implement "+o.kind) {
 			t.Errorf("analyze does not report %s default/%s as MZ0001", o.kind, o.name)
 		}
+	}
+	if !strings.Contains(string(out), "[MZ0010 PrincipalsWithoutMTLS] (AuthorizationPolicy default/ratings-viewer") {
+		t.Errorf("analyze does not report MZ0010 for the Deployment's workload")
 	}
 }
 

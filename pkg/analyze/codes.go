@@ -77,6 +77,8 @@ func classify(code string, warning bool) (id, hint string) {
 		return InvalidGatewayCredential, "create the TLS Secret named by tls.credentialName in the gateway workload's namespace (tls.crt/tls.key or cert/key; for MUTUAL ca.crt or a <name>-cacert Secret)"
 	case "UnsupportedTLSMode":
 		return UnsupportedByMizzen, "use tls.mode SIMPLE or MUTUAL with a credentialName"
+	case "NotListed":
+		return ConfigNotRead, "let the kubeconfig's user list them, or analyze the manifests with -f"
 	case "UnsupportedAuthzField":
 		return UnsupportedByMizzen, "rewrite the condition in a form mizzen supports (docs/coverage.md); until then an ALLOW rule with it allows nothing, and a DENY rule ignores it (denies more)"
 	case "IgnoredField":
