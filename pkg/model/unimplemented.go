@@ -43,6 +43,9 @@ func UnimplementedKinds() []UnimplementedKind {
 		{"gateway.networking.k8s.io", "ReferenceGrant", "referencegrants", gw, "Gateway API is not implemented"},
 		{"gateway.networking.k8s.io", "BackendTLSPolicy", "backendtlspolicies", gw, "Gateway API is not implemented: use a DestinationRule's trafficPolicy.tls"},
 		{"gateway.networking.k8s.io", "ListenerSet", "listenersets", gw, "Gateway API is not implemented"},
+		{"gateway.networking.x-k8s.io", "XListenerSet", "xlistenersets", []string{"v1alpha1"}, "Gateway API is not implemented"},
+		{"gateway.networking.x-k8s.io", "XBackendTrafficPolicy", "xbackendtrafficpolicies", []string{"v1alpha1"}, "Gateway API is not implemented: use a DestinationRule"},
+		{"inference.networking.k8s.io", "InferencePool", "inferencepools", []string{"v1"}, "Gateway API inference extensions are not implemented"},
 	}
 }
 
