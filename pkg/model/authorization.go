@@ -236,6 +236,9 @@ func PathTemplate(v string) bool {
 // whole segments, "{**}" at most once and last, and other segments plain
 // RFC 3986 path characters.
 func pathTemplateProblem(v string) string {
+	if PathTemplate(v) && !strings.HasPrefix(v, "/") {
+		return fmt.Sprintf("path template %q must start with \"/\"", v)
+	}
 	segments := strings.Split(strings.Trim(v, "/"), "/")
 	for i, seg := range segments {
 		switch {

@@ -89,6 +89,7 @@ func TestAuthorizationPolicyPathsAsIstio(t *testing.T) {
 		{"/a/v{*}", "UnsupportedAuthzField", true},
 		{"/a/{id}", "UnsupportedAuthzField", true},
 		{"/a/x*/{*}", "UnsupportedAuthzField", true},
+		{"{*}/a", "UnsupportedAuthzField", true},
 	} {
 		rule := &securityapi.Rule{To: []*securityapi.Rule_To{{Operation: &securityapi.Operation{Paths: []string{c.path}}}}}
 		s := Build(&Inputs{AuthorizationPolicies: []*security.AuthorizationPolicy{
