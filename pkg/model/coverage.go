@@ -34,14 +34,25 @@ type FieldUse struct {
 	// the values of it mizzen cannot apply) with a message of its own: the
 	// generic report leaves it alone.
 	Checked string
-	// Values, for an applied enum, are the values applied; any other value is
-	// reported.
-	Values []string
+	// Values, for an applied enum, are the values applied (every applied enum
+	// lists them); any other value is reported, except CheckedValues, which a
+	// check of its own reports.
+	Values, CheckedValues []string
 }
 
 func applied(where string, values ...string) FieldUse { return FieldUse{Where: where, Values: values} }
-func ignored(why string) FieldUse                     { return FieldUse{Ignored: why} }
-func checked(where string) FieldUse                   { return FieldUse{Checked: where} }
+
+// OutsideEnum, among CheckedValues, says the kind's validation reports a
+// number that is no value of the enum.
+const OutsideEnum = "(numbers outside the enum)"
+
+// appliedExcept is an applied enum whose values checked are reported by
+// the check in where.
+func appliedExcept(where string, values []string, checked ...string) FieldUse {
+	return FieldUse{Where: where, Values: values, CheckedValues: checked}
+}
+func ignored(why string) FieldUse   { return FieldUse{Ignored: why} }
+func checked(where string) FieldUse { return FieldUse{Checked: where} }
 
 // FieldCoverage is the table (a fresh copy: callers may not share it).
 func FieldCoverage() map[string]map[string]FieldUse { return fieldCoverage() }
@@ -130,8 +141,10 @@ func (w *ignoredWalker) applied(fd protoreflect.FieldDescriptor, v protoreflect.
 			name := strconv.Itoa(int(x.Enum()))
 			if ev := fd.Enum().Values().ByNumber(x.Enum()); ev != nil {
 				name = string(ev.Name())
+			} else if contains(use.CheckedValues, OutsideEnum) {
+				return
 			}
-			if !contains(use.Values, name) {
+			if !contains(use.Values, name) && !contains(use.CheckedValues, name) {
 				w.report(fmt.Sprintf("value %s is not applied by mizzen (it applies %s)", name, strings.Join(use.Values, ", ")))
 			}
 		}

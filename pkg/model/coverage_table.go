@@ -61,7 +61,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		},
 		"networking.v1alpha3.HTTPRedirect": {
 			"uri": applied("translate/route_redirect.go"), "authority": applied("translate/route_redirect.go"), "port": applied("translate/route_redirect.go"),
-			"derivePort": applied("translate/route_redirect.go"), "scheme": applied("translate/route_redirect.go"),
+			"derivePort": applied("translate/route_redirect.go", "FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"), "scheme": applied("translate/route_redirect.go"),
 			"redirectCode": applied("translate/route_redirect.go"), "prefixRewrite": applied("translate/route_redirect.go"),
 		},
 		"networking.v1alpha3.HTTPDirectResponse": {"status": applied("translate/route_redirect.go"), "body": applied(headers)},
@@ -91,7 +91,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"allowOrigin": applied("translate/route_cors.go"), "allowOrigins": applied("translate/route_cors.go"),
 			"allowMethods": applied("translate/route_cors.go"), "allowHeaders": applied("translate/route_cors.go"),
 			"exposeHeaders": applied("translate/route_cors.go"), "maxAge": applied("translate/route_cors.go"),
-			"allowCredentials": applied("translate/route_cors.go"), "unmatchedPreflights": applied("translate/route_cors.go"),
+			"allowCredentials": applied("translate/route_cors.go"), "unmatchedPreflights": applied("translate/route_cors.go", "UNSPECIFIED", "FORWARD", "IGNORE"),
 		},
 		"networking.v1alpha3.TLSRoute": {"match": applied(tls), "route": applied(tls)},
 		"networking.v1alpha3.TLSMatchAttributes": {
@@ -114,7 +114,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"portLevelSettings": applied(policy), "tunnel": checked(tpCheck), "proxyProtocol": checked(tpCheck), "retryBudget": checked(tpCheck),
 		},
 		"networking.v1alpha3.LoadBalancerSettings": {
-			"simple":         applied(lb), // PASSTHROUGH: validate_trafficpolicy.go warns (LEAST_REQUEST applies)
+			"simple":         appliedExcept(lb, []string{"UNSPECIFIED", "LEAST_CONN", "RANDOM", "ROUND_ROBIN", "LEAST_REQUEST"}, "PASSTHROUGH"), // PASSTHROUGH: validate_trafficpolicy.go
 			"consistentHash": applied(lb), "localityLbSetting": checked(tpCheck), "zoneAwareLbSetting": checked(tpCheck),
 			"warmupDurationSecs": checked(tpCheck), "warmup": checked(tpCheck),
 		},
@@ -136,7 +136,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		"networking.v1alpha3.ConnectionPoolSettings.TCPSettings.TcpKeepalive": {"probes": applied(pool), "time": applied(pool), "interval": applied(pool)},
 		"networking.v1alpha3.ConnectionPoolSettings.HTTPSettings": {
 			"http1MaxPendingRequests": applied(pool), "http2MaxRequests": applied(pool), "maxRequestsPerConnection": applied(pool),
-			"maxRetries": applied(pool), "idleTimeout": applied(pool), "h2UpgradePolicy": applied(pool), "useClientProtocol": applied(pool),
+			"maxRetries": applied(pool), "idleTimeout": applied(pool), "h2UpgradePolicy": applied(pool, "DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"), "useClientProtocol": applied(pool),
 			"maxConcurrentStreams": applied(pool), "http2KeepAlive": checked(tpCheck),
 		},
 		"networking.v1alpha3.OutlierDetection": {
@@ -146,7 +146,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"outlierDetectionHttpErrorCodes": checked(tpCheck),
 		},
 		"networking.v1alpha3.ClientTLSSettings": {
-			"mode": applied(mtlsOut), "clientCertificate": applied(mtlsOut), "privateKey": applied(mtlsOut), "caCertificates": applied(mtlsOut),
+			"mode": applied(mtlsOut, "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"), "clientCertificate": applied(mtlsOut), "privateKey": applied(mtlsOut), "caCertificates": applied(mtlsOut),
 			"credentialName": applied(mtlsOut), "subjectAltNames": applied(mtlsOut), "sni": applied(mtlsOut), "insecureSkipVerify": applied(mtlsOut),
 			"caCrl": applied(mtlsOut),
 		},
@@ -186,7 +186,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		},
 
 		"networking.v1alpha3.ServiceEntry": {
-			"hosts": applied(se), "addresses": applied(se), "ports": applied(se), "location": applied(se), "resolution": applied("translate/clusters_resolution.go"),
+			"hosts": applied(se), "addresses": applied(se), "ports": applied(se), "location": applied(se, "MESH_EXTERNAL", "MESH_INTERNAL"), "resolution": applied(se, "NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"),
 			"endpoints": applied(se), "workloadSelector": applied(se), "exportTo": applied(scope),
 			"subjectAltNames": ignored("secure naming uses the endpoints' service accounts only"),
 		},
@@ -221,7 +221,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"captureMode": ignored("capture is iptables REDIRECT, as istio-init sets it up"),
 		},
 		"networking.v1alpha3.OutboundTrafficPolicy": {
-			"mode":        applied(scope),
+			"mode":        applied(scope, "REGISTRY_ONLY", "ALLOW_ANY"),
 			"egressProxy": ignored("unknown hosts go to PassthroughCluster or BlackHoleCluster; an egress proxy is not supported"),
 		},
 
@@ -229,7 +229,9 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"selector": applied("pkg/model/peerauthentication.go"), "mtls": applied("pkg/model/peerauthentication.go"),
 			"portLevelMtls": applied("pkg/model/peerauthentication.go"),
 		},
-		"security.v1beta1.PeerAuthentication.MutualTLS": {"mode": applied("translate/mtls_inbound.go")},
+		"security.v1beta1.PeerAuthentication.MutualTLS": {
+			"mode": appliedExcept("translate/mtls_inbound.go", []string{"UNSET", "DISABLE", "PERMISSIVE", "STRICT"}, OutsideEnum), // peerauthentication.go
+		},
 		"security.v1beta1.AuthorizationPolicy": {
 			"selector": applied(authz), "rules": applied("translate/rbac.go"), "action": checked(authz),
 			"targetRef": checked(authz), "targetRefs": checked(authz), "provider": checked(authz),
@@ -262,10 +264,10 @@ func fieldCoverage() map[string]map[string]FieldUse {
 
 		"mesh.v1alpha1.MeshConfig": {
 			"trustDomain": applied("pkg/model/identity.go"), "rootNamespace": applied(mesh), "outboundTrafficPolicy": applied(sidecar),
-			"accessLogFile": applied(accessLog), "accessLogFormat": applied(accessLog), "accessLogEncoding": applied(accessLog),
+			"accessLogFile": applied(accessLog), "accessLogFormat": applied(accessLog), "accessLogEncoding": applied(accessLog, "TEXT", "JSON"),
 			"enableTracing": applied(tracing), "defaultConfig": applied(mesh), "protocolDetectionTimeout": applied(sidecar),
 			"defaultDestinationRuleExportTo": applied("pkg/model/build.go"),
-			"connectTimeout":                 applied(pool), "tcpKeepalive": applied(pool), "h2UpgradePolicy": applied(pool),
+			"connectTimeout":                 applied(pool), "tcpKeepalive": applied(pool), "h2UpgradePolicy": applied(pool, "DO_NOT_UPGRADE", "UPGRADE"),
 			"defaultHttpRetryPolicy":        applied("translate/route_retry.go"),
 			"proxyListenPort":               ignored("the outbound capture port is always 15001"),
 			"proxyInboundListenPort":        ignored("the inbound capture port is always 15006"),
@@ -305,7 +307,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"serviceEntryVisibility":        ignored("ServiceEntries are visible as their exportTo says"),
 		},
 		"mesh.v1alpha1.MeshConfig.OutboundTrafficPolicy": {
-			"mode": applied(sidecar),
+			"mode": applied(sidecar, "REGISTRY_ONLY", "ALLOW_ANY"),
 			"tls":  ignored("unknown hosts are passed through as they are; TLS origination for them is not supported"),
 		},
 		"mesh.v1alpha1.Tracing.CustomTag":     {"literal": applied(tracing), "environment": applied(tracing), "header": applied(tracing)},

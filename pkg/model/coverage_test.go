@@ -101,6 +101,10 @@ func TestFieldCoverage(t *testing.T) {
 			if !mentions(use.Where, json) {
 				t.Errorf("%s: applied in %s, which does not mention %s", k, use.Where, json)
 			}
+			if fd := fields[k][len(fields[k])-1].field; fd.Enum() != nil {
+				checkEnumValues(t, k, fields[k], use, mentions)
+				counts["enums"]++
+			}
 		case use.Checked != "":
 			counts["checked"]++
 			if !mentions(use.Checked, json) {
@@ -120,7 +124,45 @@ func TestFieldCoverage(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d fields reachable: %d applied, %d reported by their own checks, %d reported as ignored", len(keys), counts["applied"], counts["checked"], counts["ignored"])
+	t.Logf("%d fields reachable: %d applied (%d enums, value by value), %d reported by their own checks, %d reported as ignored",
+		len(keys), counts["applied"], counts["enums"], counts["checked"], counts["ignored"])
+}
+
+// checkEnumValues: an applied enum lists the values applied (its zero value
+// among them: set or not cannot be told apart); every other value is reported
+// when set, by ReportIgnoredFields or (CheckedValues) by a check of its own.
+func checkEnumValues(t *testing.T, key string, path []step, use FieldUse, mentions func(file, s string) bool) {
+	t.Helper()
+	fd := path[len(path)-1].field
+	vals := fd.Enum().Values()
+	known := map[string]bool{}
+	for i := 0; i < vals.Len(); i++ {
+		known[string(vals.Get(i).Name())] = true
+	}
+	for _, v := range append(append([]string(nil), use.Values...), use.CheckedValues...) {
+		if !known[v] && v != OutsideEnum {
+			t.Errorf("%s: value %s is not in the enum", key, v)
+		}
+	}
+	if zero := string(vals.ByNumber(0).Name()); !contains(use.Values, zero) {
+		t.Errorf("%s: an applied enum lists its applied values, its zero value %s among them", key, zero)
+	}
+	if contains(use.CheckedValues, OutsideEnum) && !mentions("pkg/model/peerauthentication.go", "unknown mode") {
+		t.Errorf("%s: numbers outside the enum are said to be checked, but peerauthentication.go does not", key)
+	}
+	for i := 0; i < vals.Len(); i++ {
+		v := vals.Get(i)
+		name := string(v.Name())
+		switch {
+		case contains(use.Values, name):
+		case contains(use.CheckedValues, name):
+			if !mentions("pkg/model/validate_trafficpolicy.go", name) && !mentions("pkg/model/authorization.go", name) {
+				t.Errorf("%s: value %s is said to be checked, but no check mentions it", key, name)
+			}
+		default:
+			checkReportedAt(t, key, path, &protoreflect.Value{}, v.Number())
+		}
+	}
 }
 
 // checkReported builds the root message with the field at the end of path
@@ -128,6 +170,18 @@ func TestFieldCoverage(t *testing.T) {
 // expects ReportIgnoredFields to name it.
 func checkReported(t *testing.T, key string, path []step) {
 	t.Helper()
+	checkReportedAt(t, key, path, nil, 0)
+}
+
+// checkReportedAt sets the field at the end of path (to enum value number
+// when value is not nil) and expects ReportIgnoredFields to report it.
+func checkReportedAt(t *testing.T, key string, path []step, value *protoreflect.Value, number protoreflect.EnumNumber) {
+	t.Helper()
+	prefix := "not applied by mizzen: "
+	if value != nil {
+		*value = protoreflect.ValueOfEnum(number)
+		prefix = "value "
+	}
 	rootType, err := protoregistry.GlobalTypes.FindMessageByName(path[0].msg.FullName())
 	if err != nil {
 		t.Errorf("%s: %v", key, err)
@@ -167,13 +221,15 @@ func checkReported(t *testing.T, key string, path []step) {
 			}
 		case fd.Message() != nil:
 			m = m.Mutable(fd).Message()
+		case last && value != nil:
+			m.Set(fd, *value)
 		default:
 			m.Set(fd, sample(fd))
 		}
 	}
 	got := ReportIgnoredFields(root.Interface().(proto.Message), "spec")
 	for _, f := range got {
-		if f.Path == want.String() && strings.HasPrefix(f.Message, "not applied by mizzen: ") {
+		if f.Path == want.String() && strings.HasPrefix(f.Message, prefix) {
 			return
 		}
 	}
