@@ -88,3 +88,22 @@ func TestURITemplateMatch(t *testing.T) {
 		}
 	}
 }
+
+// Envoy's RBAC matches principal_name against the peer certificate's URI SAN,
+// scheme included; Istio's principals are written without it and translated
+// with it, so explain must compare the caller's full SPIFFE ID.
+func TestPeerPrincipal(t *testing.T) {
+	for in, want := range map[string]string{
+		"cluster.local/ns/default/sa/sleep":          "spiffe://cluster.local/ns/default/sa/sleep",
+		"spiffe://cluster.local/ns/default/sa/sleep": "spiffe://cluster.local/ns/default/sa/sleep",
+		"": "",
+	} {
+		if got := PeerPrincipal(in); got != want {
+			t.Errorf("PeerPrincipal(%q) = %q, want %q", in, got, want)
+		}
+	}
+	exact := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://cluster.local/ns/default/sa/sleep"}}
+	if ok, _ := stringMatch(exact, PeerPrincipal("spiffe://cluster.local/ns/default/sa/sleep")); !ok {
+		t.Error("the policy's principal does not match the caller explain presents")
+	}
+}
