@@ -537,14 +537,18 @@ func (s *Source) discover(ctx context.Context) (missing []*istioKind, ok bool) {
 }
 
 // servedVersions maps "group/resource" to the preferred served version of
-// each Istio kind the apiserver serves.
-func (s *Source) servedVersions() (map[string]string, error) {
+// each Istio kind the apiserver serves, looking only at the groups named
+// (all with none).
+func (s *Source) servedVersions(only ...string) (map[string]string, error) {
 	groups, err := s.disc.ServerGroups()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
 	for _, g := range groups.Groups {
+		if len(only) > 0 && !slices.Contains(only, g.Name) {
+			continue
+		}
 		candidates := s.groupVersions(g.Name)
 		if candidates == nil {
 			continue
@@ -581,7 +585,15 @@ func (s *Source) pollCRDs(ctx context.Context, f dynamicinformer.DynamicSharedIn
 			return
 		case <-t.C:
 		}
-		found, err := s.servedVersions()
+		// Only the groups still missing a kind: with Gateway API absent, a
+		// poll is one discovery request.
+		var groups []string
+		for _, k := range missing {
+			if !slices.Contains(groups, k.group) {
+				groups = append(groups, k.group)
+			}
+		}
+		found, err := s.servedVersions(groups...)
 		if err != nil {
 			s.log.Debug("API discovery failed", "err", err)
 			continue
