@@ -12,10 +12,15 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
 	$(GO) build -o bin/xdsload ./cmd/xdsload
 	$(GO) build -o bin/csrload ./cmd/csrload
+	$(GO) build -o bin/mizzen-demo ./cmd/mizzen-demo
 
-# The control plane on the embedded default: the bookinfo example, no cluster.
-run: build
-	./bin/mizzen serve --config-dir examples/bookinfo
+# A living demo on the embedded default (pkg/demo): mizzen serving
+# examples/bookinfo, the bookinfo apps, and a real Envoy ingress gateway on
+# 127.0.0.20:80 (binding port 80 needs root or
+# net.ipv4.ip_unprivileged_port_start<=80). It prints what to open and try;
+# Ctrl-C stops everything it started. `mizzen serve` alone is the production command.
+run: build envoy
+	./bin/mizzen-demo --mizzen bin/mizzen --config-dir examples/bookinfo
 
 # Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
 # Unit, golden and feature tests run in parallel; end-to-end packages one at a
