@@ -20,7 +20,7 @@ function h(tag, attrs, ...children) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -91,7 +91,8 @@ function renderProxies(rows) {
     h("th", { scope: "col" }, "Namespace"), h("th", { scope: "col" }, "xDS"),
     TYPES.map((t) => h("th", { scope: "col" }, t.toUpperCase())), h("th", { scope: "col" }, "Last change"));
   const body = rows.map((r) => h("tr", { "data-proxy": r.proxy },
-    h("th", { scope: "row" }, h("span", { class: "mono", title: r.proxy }, shortProxy(r.proxy))),
+    h("th", { scope: "row" }, h("span", { class: "mono", title: r.proxy }, shortProxy(r.proxy)),
+      h("div", { class: "muted mono" }, r.proxy.split("~")[1] || "")),
     h("td", {}, r.type), h("td", {}, r.namespace), h("td", {}, r.protocol),
     TYPES.map((t) => {
       const st = (r.types || {})[t];
@@ -115,7 +116,13 @@ function changedText(c) {
     parts.push(t + ": " + names.slice(0, 4).join(", ") + (names.length > 4 ? " (+" + (names.length - 4) + ")" : ""));
   }
   if (c.changed_truncated) parts.push("…");
-  return parts.join("; ") || "—";
+  if (parts.length) return parts.join("; ");
+  // Per-proxy config (a gateway's routes, a sidecar's scoped view) is not in
+  // the shared view "changed" lists: say which types the proxies were sent.
+  const types = new Set(), proxies = Object.values(c.proxies || {});
+  for (const p of proxies) for (const t of p.types || []) types.add(t);
+  if (types.size) return [...types].sort().join(", ") + " of " + proxies.length + (proxies.length === 1 ? " proxy" : " proxies");
+  return "nothing any proxy holds";
 }
 
 function quantile(sorted, q) {
