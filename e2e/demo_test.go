@@ -51,13 +51,13 @@ func TestMakeRunDemo(t *testing.T) {
 	if code, _, err := get(d.UIURL); err != nil || code != 200 {
 		t.Errorf("GET %s: %d %v", d.UIURL, code, err)
 	}
-	// share of v2 in n requests to /reviews/1
+	// share of v2 in n requests to /api/v1/reviews/1
 	share := func(n int) float64 {
 		v2 := 0
 		for i := 0; i < n; i++ {
-			code, v, err := get(d.GatewayURL + "/reviews/1")
+			code, v, err := get(d.GatewayURL + "/api/v1/reviews/1")
 			if err != nil || code != 200 {
-				t.Fatalf("GET /reviews/1: %d %v", code, err)
+				t.Fatalf("GET /api/v1/reviews/1: %d %v", code, err)
 			}
 			if v == "v2" {
 				v2++

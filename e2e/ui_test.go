@@ -147,7 +147,7 @@ func TestWebUI(t *testing.T) {
 		check(t, "changes", fmt.Sprintf("changes#change-%d", id), "changeAcked", map[string]any{"proxy": d.GatewayNodeID, "id": id})
 	})
 	t.Run("explain", func(t *testing.T) {
-		q := "explain?proxy=" + urlQuery(d.GatewayNodeID) + "&url=" + urlQuery("http://127.0.0.20/reviews/1")
+		q := "explain?proxy=" + urlQuery(d.GatewayNodeID) + "&url=" + urlQuery("http://127.0.0.20/api/v1/reviews/1")
 		check(t, "explain", q, "explainVerdict", map[string]any{"contains": "ROUTED to outbound|9080|v1|reviews.default.svc.cluster.local"})
 	})
 	t.Run("nack", func(t *testing.T) {

@@ -120,6 +120,11 @@ try {
   try {
     const h = await page.waitForFunction(checks[spec.check], spec.params || {}, { timeout: deadline, polling: 250 });
     detail = await h.jsonValue();
+    // A value rendered as "[object …]" is a page bug, whatever the check saw.
+    if ((await page.innerText("main")).includes("[object ")) {
+      detail = null;
+      result.error = "the page shows [object …]";
+    }
   } catch (e) {
     detail = null;
     result.error = String(e).split("\n")[0];

@@ -311,8 +311,8 @@ func printBanner(o Options, gatewayURL string) {
   gateway's own admin: http://%s/
 
 Try it:
-  curl -si %s/reviews/1 | grep x-echo-version      # 90%% v1, 10%% v2
-  then edit %s: in the /reviews route set the weights to 50 and 50, save,
+  curl -si %s/api/v1/reviews/1 | grep x-echo-version      # 90%% v1, 10%% v2
+  then edit %s: in the /api/v1/reviews route set the weights to 50 and 50, save,
   and watch the change reach the gateway on the web view's Changes page.
 
 Ctrl-C stops everything this command started.

@@ -231,7 +231,7 @@ function renderExplainForm(proxies) {
     const p = proxies.find((x) => x.proxy === id);
     if (!p) return "";
     const ip = id.split("~")[1];
-    return p.type === "router" ? "http://" + ip + "/reviews/1" : "http://reviews.default:9080/reviews/1";
+    return p.type === "router" ? "http://" + ip + "/api/v1/reviews/1" : "http://reviews.default:9080/reviews/1";
   };
   const url = h("input", { id: "url", name: "url", type: "url", size: 50, required: true,
     value: params.get("url") || defaultURL(select.value) });
