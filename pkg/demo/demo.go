@@ -299,10 +299,14 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 const BannerReady = "mizzen demo is up"
 
 func printBanner(o Options, gatewayURL string) {
-	vs := filepath.Join(o.ConfigDir, "virtualservice.yaml")
-	if rel, err := filepath.Rel(mustGetwd(), vs); err == nil && !strings.HasPrefix(rel, "..") {
-		vs = rel
+	// Paths as the user typed them: relative to where `make run` ran.
+	rel := func(p string) string {
+		if r, err := filepath.Rel(mustGetwd(), p); err == nil && !strings.HasPrefix(r, "..") {
+			return r
+		}
+		return p
 	}
+	vs := rel(filepath.Join(o.ConfigDir, "virtualservice.yaml"))
 	fmt.Fprintf(o.Out, `
 %s: bookinfo from %s, served by mizzen, through a real Envoy gateway.
 
@@ -316,7 +320,7 @@ Try it:
   and watch the change reach the gateway on the web view's Changes page.
 
 Ctrl-C stops everything this command started.
-`, BannerReady, o.ConfigDir, gatewayURL, o.MonitoringAddr, o.GatewayAdmin, gatewayURL, vs)
+`, BannerReady, rel(o.ConfigDir), gatewayURL, o.MonitoringAddr, o.GatewayAdmin, gatewayURL, vs)
 }
 
 func mustGetwd() string {
