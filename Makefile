@@ -6,28 +6,33 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/mizzenmesh/mizzen/pkg/version.Version=$(VERSION) -X github.com/mizzenmesh/mizzen/pkg/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: build run test unit e2e bench lint envoy apiserver kubectl istio netns-tools prometheus clean
+.PHONY: build run test unit e2e bench lint envoy apiserver kubectl istio netns-tools prometheus browser clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mizzen ./cmd/mizzen
 	$(GO) build -o bin/xdsload ./cmd/xdsload
 	$(GO) build -o bin/csrload ./cmd/csrload
+	$(GO) build -o bin/mizzen-demo ./cmd/mizzen-demo
 
-# The control plane on the embedded default: the bookinfo example, no cluster.
-run: build
-	./bin/mizzen serve --config-dir examples/bookinfo
+# A living demo on the embedded default (pkg/demo): mizzen serving
+# examples/bookinfo, the bookinfo apps, and a real Envoy ingress gateway on
+# 127.0.0.20:80 (binding port 80 needs root or
+# net.ipv4.ip_unprivileged_port_start<=80). It prints what to open and try;
+# Ctrl-C stops everything it started. `mizzen serve` alone is the production command.
+run: build envoy
+	./bin/mizzen-demo --mizzen bin/mizzen --config-dir examples/bookinfo
 
 # Every test: unit, golden, feature and end-to-end (real Envoy from PyPI).
 # Unit, golden and feature tests run in parallel; end-to-end packages one at a
 # time, since they share loopback addresses, port 80 and the rig's network.
-test: envoy apiserver kubectl istio netns-tools prometheus lint
+test: envoy apiserver kubectl istio netns-tools prometheus browser lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./e2e/...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-e2e: envoy apiserver kubectl istio netns-tools prometheus
+e2e: envoy apiserver kubectl istio netns-tools prometheus browser
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 # Go benchmarks plus the xDS load tool at N=100 and N=1,000 (see bench/README.md),
@@ -89,6 +94,16 @@ prometheus:
 	@test -x /usr/bin/prometheus || command -v prometheus >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 	@echo "prometheus: $$(command -v prometheus || echo /usr/bin/prometheus)"
+
+# The web view's browser test (e2e/ui_test.go) drives Debian's chromium with
+# playwright-core from npm (e2e/browser/package.json, pinned by its lock file;
+# node_modules is never committed). 1.61 is the last playwright-core that runs
+# on Debian 12's Node 18.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null)
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null)
+	@(cd e2e/browser && npm ls playwright-core >/dev/null 2>&1) || (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
+	@echo "browser: $$(/usr/bin/chromium --version 2>/dev/null), playwright-core $$(node -p 'require("./e2e/browser/node_modules/playwright-core/package.json").version')"
 
 clean:
 	rm -rf bin

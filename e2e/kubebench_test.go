@@ -1028,9 +1028,9 @@ func kbPushes(ctx context.Context, b *testing.B, cp *kbControlPlane) map[string]
 func kbNewVersionsSince(lc *loadclient.Client, start time.Time) (map[string]int, int) {
 	counts := map[string]int{}
 	extra := 0
-	for _, st := range lc.Status() {
+	for _, history := range lc.Histories() {
 		n := 0
-		for _, h := range st.History {
+		for _, h := range history {
 			if !h.At.Before(start) {
 				counts[strings.ToLower(loadclient.ShortType(h.Type))]++
 				n++

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mizzenmesh/mizzen/e2e/rig"
+	"github.com/mizzenmesh/mizzen/pkg/explain"
 )
 
 // sidecarSerial is the serial number of the workload certificate an Envoy
@@ -278,5 +280,54 @@ spec:
 			call{from: other, method: "POST", url: web.URL("/api/orders"), want: 403},
 			call{from: sleep, method: "GET", url: web.URL("/api/orders"), want: 403},
 			call{from: sleep, method: "POST", url: web.URL("/admin"), want: 403})
+	})
+
+	// Istio keeps a rule whose path has "*" inside and matches that "*"
+	// literally: "/api/v*/payments*" is the prefix "/api/v*/payments". Path
+	// templates ({*} one segment, {**} the rest) are Envoy's uri_template.
+	// `mizzen explain` must agree with Envoy on the principal (spiffe://).
+	t.Run("ALLOW principal + /api/v*/payments*: the inner * is literal, as in Istio; path templates", func(t *testing.T) {
+		policy(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: payments, namespace: default}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
+    to: [{operation: {methods: ["POST"], paths: ["/api/v*/payments*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
+    to: [{operation: {methods: ["GET"], paths: ["/items/{*}/detail", "/static/{**}"]}}]
+`)
+		expect(t,
+			call{from: sleep, method: "POST", url: web.URL("/api/v*/payments"), want: 200},
+			call{from: sleep, method: "POST", url: web.URL("/api/v*/payments/42"), want: 200},
+			call{from: sleep, method: "POST", url: web.URL("/api/v1/payments"), want: 403},
+			call{from: other, method: "POST", url: web.URL("/api/v*/payments"), want: 403},
+			call{from: sleep, method: "GET", url: web.URL("/items/42/detail"), want: 200},
+			call{from: sleep, method: "GET", url: web.URL("/items/4/2/detail"), want: 403},
+			call{from: sleep, method: "GET", url: web.URL("/static/css/site.css"), want: 200},
+			call{from: sleep, method: "GET", url: web.URL("/static"), want: 403})
+		for _, c := range []struct {
+			from, method, path, want string
+		}{
+			{"sleep.default", "POST", "/api/v*/payments", "ALLOWED"},
+			{"sleep.default", "POST", "/api/v1/payments", "DENIED"},
+			{"other.default", "POST", "/api/v*/payments", "DENIED"},
+			{"sleep.default", "GET", "/items/42/detail", "ALLOWED"},
+		} {
+			args := []string{"explain", "--from", c.from, "-X", c.method, "--monitoring-addr", m.Mizzen.MonitoringAddr, "-o", "json", "http://web" + c.path}
+			out, err := exec.CommandContext(ctx, rig.MizzenBinary(t), args...).Output()
+			if err != nil {
+				t.Fatalf("mizzen %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			var tr explain.Trace
+			if err := json.Unmarshal(out, &tr); err != nil {
+				t.Fatalf("explain output: %v\n%s", err, out)
+			}
+			if tr.Decision != c.want {
+				t.Errorf("explain --from %s %s %s: %s (policy %q), Envoy: %s", c.from, c.method, c.path, tr.Decision, tr.Policy, c.want)
+			}
+		}
 	})
 }

@@ -116,7 +116,7 @@ func TestProxyConfigAgainstGateway(t *testing.T) {
 
 	t.Run("routes", func(t *testing.T) {
 		var want []string
-		for _, m := range []string{"/productpage", "/static*", "/login", "/logout", "/api/v1/products*"} {
+		for _, m := range []string{"/productpage", "/static*", "/login", "/logout", "/api/v1/products*", "/api/v1/reviews*"} {
 			want = append(want, "http.80 | *:80 | * | "+m+" | bookinfo.default")
 		}
 		if got := joinRows(view(t, "routes")); !slices.Equal(got, want) {

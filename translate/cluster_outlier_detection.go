@@ -11,8 +11,8 @@ import (
 //
 //	consecutive5xxErrors            consecutive_5xx; enforcing_consecutive_5xx 100 (0 when the count is 0)
 //	consecutiveGatewayErrors        consecutive_gateway_failure; enforcing_consecutive_gateway_failure 100 (0 when 0)
-//	consecutiveErrors (deprecated)  consecutive_gateway_failure with enforcing 100 and enforcing_consecutive_5xx 0
-//	                                (istiod ≤1.x's mapping: gateway errors only), overridden by the two above
+//	consecutiveErrors (deprecated)  not applied: current istiod ignores it (its validation only warns), so a
+//	                                rule with only this field ejects on Envoy's default 5 consecutive 5xx
 //	splitExternalLocalOriginErrors  split_external_local_origin_errors; enforcing_local_origin_success_rate 0
 //	consecutiveLocalOriginFailures  consecutive_local_origin_failure; enforcing_consecutive_local_origin_failure 100
 //	interval, baseEjectionTime      interval, base_ejection_time
@@ -27,12 +27,6 @@ func applyOutlierDetection(c *clusterv3.Cluster, od *networkingapi.OutlierDetect
 		return
 	}
 	out := &clusterv3.OutlierDetection{EnforcingSuccessRate: u32(0)}
-	//nolint:staticcheck // the deprecated field is honored as istiod honored it
-	if n := od.GetConsecutiveErrors(); n > 0 {
-		out.ConsecutiveGatewayFailure = u32(uint32(n))
-		out.EnforcingConsecutiveGatewayFailure = u32(100)
-		out.EnforcingConsecutive_5Xx = u32(0)
-	}
 	if e := od.GetConsecutive_5XxErrors(); e != nil {
 		out.Consecutive_5Xx = u32(e.GetValue())
 		out.EnforcingConsecutive_5Xx = u32(enforcing(e.GetValue()))

@@ -39,6 +39,8 @@ type authzRBAC struct {
 //     TCP chain) is dropped: it allows nothing.
 //   - DENY: such a field is left out of the rule, so the rule denies more.
 //   - AUDIT: a LOG filter, the rule's matches are flagged in dynamic metadata.
+//   - A policy without rules is `rule[0]` that never matches (istiod's
+//     allow-nothing shape; for DENY and AUDIT a filter that never fires).
 func inboundRBAC(policies []*model.AuthzPolicy, tcp bool) authzRBAC {
 	var out authzRBAC
 	for _, p := range policies {
@@ -61,6 +63,12 @@ func inboundRBAC(policies []*model.AuthzPolicy, tcp bool) authzRBAC {
 			if pol := rulePolicy(r, p.Action, tcp); pol != nil {
 				(*target).Policies[fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", p.Namespace, p.Name, r.Index)] = pol
 			}
+		}
+		if len(p.Rules) == 0 {
+			// istiod names a policy without rules in the filter as one that
+			// never matches (allow-nothing): same effect as no entry, but
+			// config dumps and explain show which policy is in force.
+			(*target).Policies[fmt.Sprintf("ns[%s]-policy[%s]-rule[0]", p.Namespace, p.Name)] = matchNever()
 		}
 	}
 	// A DENY or AUDIT filter without policies matches nothing: leave it out.
@@ -156,6 +164,14 @@ func rulePolicy(r *model.AuthzRule, action model.AuthzAction, tcp bool) *rbacv3.
 	return &rbacv3.Policy{
 		Permissions: rulePermissions(to, dstWhen),
 		Principals:  rulePrincipals(from, srcWhen),
+	}
+}
+
+// matchNever is a policy no request matches: not any permission, not any principal.
+func matchNever() *rbacv3.Policy {
+	return &rbacv3.Policy{
+		Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_NotRule{NotRule: &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}}}},
+		Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_NotId{NotId: &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}}}},
 	}
 }
 

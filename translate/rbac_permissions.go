@@ -2,8 +2,11 @@ package translate
 
 import (
 	"strconv"
+	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/mizzenmesh/mizzen/pkg/model"
@@ -64,6 +67,9 @@ func valuePermission(key, v string) *rbacv3.Permission {
 	case "request.method":
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: rbacHeaderMatcher(":method", v, false)}}
 	case "request.path":
+		if model.PathTemplate(v) {
+			return pathTemplatePermission(v)
+		}
 		// url_path: the path without query, after the HCM normalized it.
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{Rule: &matcherv3.PathMatcher_Path{Path: wildcardMatcher(v, "")}}}}
 	case "destination.port":
@@ -74,4 +80,17 @@ func valuePermission(key, v string) *rbacv3.Permission {
 	default: // connection.sni
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: wildcardMatcher(v, "")}}
 	}
+}
+
+// pathTemplateSyntax turns Istio's path template operators into Envoy's
+// uri_template ones: "{*}" one segment is "*", "{**}" the rest is "**".
+var pathTemplateSyntax = strings.NewReplacer("{**}", "**", "{*}", "*")
+
+// pathTemplatePermission: a path with "{*}" or "{**}" (model validated their
+// placement) is matched by Envoy's uri_template matcher, as istiod does.
+func pathTemplatePermission(v string) *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_UriTemplate{UriTemplate: &corev3.TypedExtensionConfig{
+		Name:        "uri-template",
+		TypedConfig: mustAny(&uritemplatev3.UriTemplateMatchConfig{PathTemplate: pathTemplateSyntax.Replace(v)}),
+	}}}
 }

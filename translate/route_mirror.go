@@ -11,7 +11,10 @@ import (
 
 // VirtualService http[].mirror (+ mirrorPercentage, deprecated mirrorPercent)
 // and http[].mirrors -> RouteAction.request_mirror_policies. Envoy sends the
-// copy fire-and-forget (its Host gets a "-shadow" suffix) and ignores the answer.
+// copy fire-and-forget and ignores the answer. The copy keeps the original Host
+// (disable_shadow_host_suffix_append), as current istiod sends it: Envoy's
+// default "-shadow" suffix would make the mirror's own routing see a host no
+// VirtualService names.
 
 func mirrorPolicies(snap *model.Snapshot, hr *networkingapi.HTTPRoute, vsNamespace string, port uint32) []*routev3.RouteAction_RequestMirrorPolicy {
 	var out []*routev3.RouteAction_RequestMirrorPolicy
@@ -50,5 +53,5 @@ func mirrorFraction(pct *networkingapi.Percent, deprecated *wrapperspb.UInt32Val
 }
 
 func mirrorPolicy(cluster string, f *corev3.RuntimeFractionalPercent) *routev3.RouteAction_RequestMirrorPolicy {
-	return &routev3.RouteAction_RequestMirrorPolicy{Cluster: cluster, RuntimeFraction: f, TraceSampled: boolv(false)}
+	return &routev3.RouteAction_RequestMirrorPolicy{Cluster: cluster, RuntimeFraction: f, TraceSampled: boolv(false), DisableShadowHostSuffixAppend: true}
 }

@@ -26,10 +26,16 @@ type routeScope struct {
 
 // virtualServiceRoutes converts the http section of one VirtualService into Envoy
 // routes, in order: Istio's first-match-wins semantics map onto Envoy's ordered
-// route list, one Envoy route per match block.
+// route list, one Envoy route per match block. Like istiod, the list stops
+// after a catch-all (no match, or a "/" prefix or ".*" regex with no header or
+// query condition): Envoy would never reach what follows, and the route
+// tables then compare equal with istiod's.
 func virtualServiceRoutes(snap *model.Snapshot, vs *networking.VirtualService, scope routeScope) []*routev3.Route {
 	var out []*routev3.Route
 	for i, hr := range vs.Spec.GetHttp() {
+		if len(out) > 0 && catchAllRoute(out[len(out)-1]) {
+			break
+		}
 		matches := hr.GetMatch()
 		if len(matches) == 0 {
 			matches = []*networkingapi.HTTPMatchRequest{nil}
@@ -55,9 +61,29 @@ func virtualServiceRoutes(snap *model.Snapshot, vs *networking.VirtualService, s
 			}
 			applyPerFilterConfig(hr, r)
 			out = append(out, r)
+			if catchAllRoute(r) {
+				break
+			}
 		}
 	}
 	return out
+}
+
+// catchAllRoute: the route matches every request (istiod's IsCatchAllRoute).
+func catchAllRoute(r *routev3.Route) bool {
+	m := r.GetMatch()
+	if len(m.GetHeaders()) > 0 || len(m.GetQueryParameters()) > 0 || len(m.GetDynamicMetadata()) > 0 {
+		return false
+	}
+	switch p := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		return p.Prefix == "/"
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		return p.PathSeparatedPrefix == "/"
+	case *routev3.RouteMatch_SafeRegex:
+		return p.SafeRegex.GetRegex() == ".*"
+	}
+	return false
 }
 
 // applyPerFilterConfig sets the route's fault and CORS policy for the filters

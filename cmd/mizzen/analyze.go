@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
@@ -140,6 +141,7 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 			stop()
 			return fmt.Errorf("reading the cluster's config: %w", ctx.Err())
 		}
+		findings = append(findings, listWorkloadControllers(ctx, cfg, &in)...)
 	default:
 		return errors.New("give files with -f, or a cluster with --kubeconfig")
 	}
@@ -166,6 +168,61 @@ func runAnalyze(ctx context.Context, o analyzeOptions, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// listWorkloadControllers adds the cluster's Deployments, StatefulSets,
+// DaemonSets, ReplicaSets and Jobs to in: their pod templates are workloads
+// for the analyzer even where no Pod runs (scaled to zero, not scheduled).
+// mizzen serve does not watch them; one list each is enough here. A kind
+// that cannot be listed is a finding, not a silent gap.
+func listWorkloadControllers(ctx context.Context, cfg *rest.Config, in *model.Inputs) []analyze.Finding {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return []analyze.Finding{notListed("Deployment", err)}
+	}
+	var out []analyze.Finding
+	all := metav1.ListOptions{}
+	if l, err := client.AppsV1().Deployments("").List(ctx, all); err != nil {
+		out = append(out, notListed("Deployment", err))
+	} else {
+		for i := range l.Items {
+			in.Deployments = append(in.Deployments, &l.Items[i])
+		}
+	}
+	if l, err := client.AppsV1().StatefulSets("").List(ctx, all); err != nil {
+		out = append(out, notListed("StatefulSet", err))
+	} else {
+		for i := range l.Items {
+			in.StatefulSets = append(in.StatefulSets, &l.Items[i])
+		}
+	}
+	if l, err := client.AppsV1().DaemonSets("").List(ctx, all); err != nil {
+		out = append(out, notListed("DaemonSet", err))
+	} else {
+		for i := range l.Items {
+			in.DaemonSets = append(in.DaemonSets, &l.Items[i])
+		}
+	}
+	if l, err := client.AppsV1().ReplicaSets("").List(ctx, all); err != nil {
+		out = append(out, notListed("ReplicaSet", err))
+	} else {
+		for i := range l.Items {
+			in.ReplicaSets = append(in.ReplicaSets, &l.Items[i])
+		}
+	}
+	if l, err := client.BatchV1().Jobs("").List(ctx, all); err != nil {
+		out = append(out, notListed("Job", err))
+	} else {
+		for i := range l.Items {
+			in.Jobs = append(in.Jobs, &l.Items[i])
+		}
+	}
+	return out
+}
+
+func notListed(kind string, err error) analyze.Finding {
+	return analyze.NewFinding(model.ConfigError{Kind: kind, Code: "NotListed", Warning: true,
+		Message: fmt.Sprintf("cannot list %ss (%v): their pod templates are not analyzed", kind, err)})
 }
 
 // loadPath reads a directory, or one file (through a directory holding only it).

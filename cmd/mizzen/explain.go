@@ -114,7 +114,7 @@ func runExplain(ctx context.Context, addr, from string, req *explain.Request) (*
 			in := *req
 			in.DestIP = host
 			if mtls {
-				in.SourcePrincipal = strings.TrimPrefix(src.Identity, "spiffe://")
+				in.SourcePrincipal = explain.PeerPrincipal(src.Identity)
 			}
 			in.SourceIP = proxyIP(src.ProxyID)
 			explain.Inbound(dcfg, trace, &in, port, mtls)

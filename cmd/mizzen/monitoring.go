@@ -7,10 +7,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mizzenmesh/mizzen/pkg/ui"
 	"github.com/mizzenmesh/mizzen/xds"
 )
 
-// monitoringMux serves istiod's monitoring port: /ready, /metrics, /debug/*.
+// monitoringMux serves istiod's monitoring port: /ready, /metrics, /debug/*,
+// and mizzen's web view /ui/ (pkg/ui), which shows what /debug/ knows.
 // /ready and /metrics are open (kubelet probes and Prometheus come from the
 // network); everything under /debug/ answers loopback clients only.
 //
@@ -32,6 +34,8 @@ func monitoringMux(reg *prometheus.Registry, server *xds.Server, ready ...func()
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/debug/", xds.LoopbackOnly(server.DebugHandler()))
+	mux.Handle("/ui/", xds.LoopbackOnly(ui.Handler(server.DebugHandler())))
+	mux.Handle("/ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	mux.Handle("/debug/pprof/", xds.LoopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/cmdline", xds.LoopbackOnly(http.HandlerFunc(pprof.Cmdline)))
 	mux.Handle("/debug/pprof/profile", xds.LoopbackOnly(http.HandlerFunc(pprof.Profile)))

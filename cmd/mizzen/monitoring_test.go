@@ -11,7 +11,7 @@ import (
 )
 
 // The monitoring port serves /metrics and /ready to anyone (Prometheus and
-// kubelet are remote) and /debug/* to loopback clients only.
+// kubelet are remote) and /debug/* and the web view /ui/ to loopback clients only.
 func TestMonitoringDebugIsLoopbackOnly(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	mux := monitoringMux(reg, xds.New(xds.Options{Metrics: xds.NewMetrics(reg)}))
@@ -22,7 +22,8 @@ func TestMonitoringDebugIsLoopbackOnly(t *testing.T) {
 		mux.ServeHTTP(rec, req)
 		return rec.Code
 	}
-	for _, path := range []string{"/debug/syncz", "/debug/configz", "/debug/push_status", "/debug/changes", "/debug/pprof/", "/debug/pprof/cmdline"} {
+	for _, path := range []string{"/debug/syncz", "/debug/configz", "/debug/push_status", "/debug/changes", "/debug/pprof/", "/debug/pprof/cmdline",
+		"/ui/", "/ui/mesh", "/ui/app.js", "/ui/api/mesh", "/ui/api/explain"} {
 		if code := get("10.1.2.3:5000", path); code != http.StatusForbidden {
 			t.Errorf("GET %s from 10.1.2.3: %d, want 403", path, code)
 		}

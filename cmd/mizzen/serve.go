@@ -27,6 +27,7 @@ import (
 	"github.com/mizzenmesh/mizzen/certs"
 	"github.com/mizzenmesh/mizzen/certs/kubestore"
 	"github.com/mizzenmesh/mizzen/pkg/authn"
+	"github.com/mizzenmesh/mizzen/pkg/memtrim"
 	"github.com/mizzenmesh/mizzen/pkg/model"
 	"github.com/mizzenmesh/mizzen/pkg/source/file"
 	"github.com/mizzenmesh/mizzen/pkg/source/kube"
@@ -190,6 +191,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	// Heap a burst (a fleet connecting, a change to every proxy) needed goes
+	// back to the OS once the burst is over (pkg/memtrim).
+	run(func() { memtrim.Run(ctx, memtrim.Options{Logger: log}) })
 
 	reporter := &errorReporter{log: log, metrics: metrics}
 	var version atomic.Uint64

@@ -156,3 +156,16 @@ func moduleSourceDir(moduleDir, modPath string) (string, error) {
 	}
 	return d, nil
 }
+
+// GatewayAPIModuleDir is the source of sigs.k8s.io/gateway-api at the version
+// the e2e/istio module pins (Istio's own), in the Go module cache: its
+// config/crd holds the Gateway API CRDs, for tests that apply Gateway API
+// objects to the real apiserver.
+func GatewayAPIModuleDir(t testing.TB) string {
+	t.Helper()
+	d, err := moduleSourceDir(istioModuleDir, "sigs.k8s.io/gateway-api")
+	if err != nil {
+		t.Fatalf("rig: %v", err)
+	}
+	return d
+}

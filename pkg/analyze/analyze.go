@@ -95,6 +95,7 @@ func Analyze(in *model.Inputs, opts Options) ([]Finding, error) {
 	a.subsetsMatchEndpoints()
 	a.virtualServiceVisibility()
 	a.pathPatterns()
+	a.authzPaths()
 	a.annotations()
 	a.serverCertVerification()
 	a.meshConfig()

@@ -23,7 +23,8 @@ const (
 	// VirtualService (exportTo, its Sidecar's egress hosts, discovery selection).
 	VirtualServiceNotVisible = "MZ0002"
 	// PathMatchLooksLikePattern: an exact or prefix path with glob or regex
-	// characters, which Envoy matches literally.
+	// characters, which Envoy matches literally (also an AuthorizationPolicy
+	// value with "*" in the middle).
 	PathMatchLooksLikePattern = "MZ0003"
 	// DelegateNotUsed: a delegate VirtualService or delegated route has no effect.
 	DelegateNotUsed = "MZ0004"
@@ -76,6 +77,14 @@ func classify(code string, warning bool) (id, hint string) {
 		return InvalidGatewayCredential, "create the TLS Secret named by tls.credentialName in the gateway workload's namespace (tls.crt/tls.key or cert/key; for MUTUAL ca.crt or a <name>-cacert Secret)"
 	case "UnsupportedTLSMode":
 		return UnsupportedByMizzen, "use tls.mode SIMPLE or MUTUAL with a credentialName"
+	case "NotListed":
+		return ConfigNotRead, "let the kubeconfig's user list them, or analyze the manifests with -f"
+	case "UnsupportedAuthzField":
+		return UnsupportedByMizzen, "rewrite the condition in a form mizzen supports (docs/coverage.md); until then an ALLOW rule with it allows nothing, and a DENY rule ignores it (denies more)"
+	case "IgnoredField":
+		return UnsupportedByMizzen, "remove the field, or express it in a way mizzen applies (docs/coverage.md); the rest of the object applies"
+	case "UnsupportedKind":
+		return UnsupportedByMizzen, "express it with the Istio kinds mizzen implements (docs/coverage.md), or delete it; until then it has no effect"
 	case "Unsupported", "UnsupportedField", "UnsupportedMatch":
 		return UnsupportedByMizzen, "remove the field, or express it in a way mizzen supports (README: supported Istio fields)"
 	case "DelegateNotReferenced", "DelegateMatchConflict":
@@ -92,6 +101,10 @@ func classify(code string, warning bool) (id, hint string) {
 		return ServiceOutsideDiscovery, "label the namespace to match --discovery-selectors"
 	case "VirtualServiceNotVisible":
 		return VirtualServiceNotVisible, "export the VirtualService to the callers' namespace and include its host in their Sidecar's egress"
+	case "AuthzWildcardLiteral":
+		return PathMatchLooksLikePattern, "put \"*\" only at the start or the end of the value, or list every value it should match"
+	case "DenyHTTPOnlyOnTCP":
+		return SchemaWarning, "add to.operation.ports with the HTTP ports the rule is meant for, so TCP ports stay open"
 	case "PathMatchLooksLikePattern":
 		return PathMatchLooksLikePattern, "use uri.regex for patterns (RE2, matched against the whole path)"
 	case "UnknownAnnotation":

@@ -26,6 +26,10 @@ func eachObject(in *model.Inputs, f func(kind string, obj metav1.Object)) {
 			if fv.Index(j).IsNil() {
 				continue
 			}
+			if pm, ok := fv.Index(j).Interface().(*metav1.PartialObjectMetadata); ok {
+				f(pm.Kind, pm) // Inputs.Unimplemented: many kinds, named by TypeMeta
+				continue
+			}
 			if obj, ok := fv.Index(j).Interface().(metav1.Object); ok {
 				f(kind, obj)
 			}
@@ -77,6 +81,39 @@ func inScope(in *model.Inputs, outside map[string]bool) *model.Inputs {
 			kept = reflect.Append(kept, fv.Index(j))
 		}
 		dst.Field(i).Set(kept)
+	}
+	return out
+}
+
+// podTemplate is a workload as a manifest describes it: a Pod, or the pod
+// template of a Deployment, StatefulSet, DaemonSet, ReplicaSet or Job.
+type podTemplate struct {
+	namespace, name string // name: the Pod's, or "<Kind>/<name>"
+	spec            *corev1.PodTemplateSpec
+}
+
+func podTemplates(in *model.Inputs) []podTemplate {
+	var out []podTemplate
+	add := func(kind string, m metav1.ObjectMeta, t *corev1.PodTemplateSpec) {
+		out = append(out, podTemplate{namespace: m.Namespace, name: kind + "/" + m.Name, spec: t})
+	}
+	for _, p := range in.Pods {
+		out = append(out, podTemplate{namespace: p.Namespace, name: p.Name, spec: &corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}})
+	}
+	for _, o := range in.Deployments {
+		add("Deployment", o.ObjectMeta, &o.Spec.Template)
+	}
+	for _, o := range in.StatefulSets {
+		add("StatefulSet", o.ObjectMeta, &o.Spec.Template)
+	}
+	for _, o := range in.DaemonSets {
+		add("DaemonSet", o.ObjectMeta, &o.Spec.Template)
+	}
+	for _, o := range in.ReplicaSets {
+		add("ReplicaSet", o.ObjectMeta, &o.Spec.Template)
+	}
+	for _, o := range in.Jobs {
+		add("Job", o.ObjectMeta, &o.Spec.Template)
 	}
 	return out
 }

@@ -40,6 +40,21 @@ func (a *analysis) principalsWithoutMTLS() {
 			workloads = append(workloads, w)
 		}
 	}
+	// Pods without endpoints, and the pod templates of workload controllers:
+	// a manifest is checked before anything runs.
+	for _, t := range podTemplates(a.snap.Inputs) {
+		if seen[t.namespace+"/"+t.name] {
+			continue
+		}
+		seen[t.namespace+"/"+t.name] = true
+		w := workload{ns: t.namespace, labels: t.spec.Labels, ports: map[uint32]bool{}}
+		for _, c := range t.spec.Spec.Containers {
+			for _, p := range c.Ports {
+				w.ports[uint32(p.ContainerPort)] = true
+			}
+		}
+		workloads = append(workloads, w)
+	}
 	root := a.snap.Mesh.GetRootNamespace()
 	for _, p := range a.snap.AuthorizationPolicies() {
 		field := principalField(p)

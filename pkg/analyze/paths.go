@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
 // patternChars are characters that mean something in globs or regexes but
@@ -64,4 +66,82 @@ func globToRegex(path string, prefix bool) string {
 		b.WriteString(".*")
 	}
 	return b.String()
+}
+
+// authzPaths: an AuthorizationPolicy path such as "/api/v*/payments*" keeps
+// its rule, but Istio (and mizzen) match the inner "*" literally, so it is the
+// prefix "/api/v*/payments". What was meant is usually "any one segment":
+// a path template ("{*}" one whole segment, "{**}" the rest), or the explicit
+// paths. The model's warning says what happens; this adds the rewrite.
+func (a *analysis) authzPaths() {
+	for _, p := range a.snap.AuthorizationPolicies() {
+		for _, r := range p.Rules {
+			for _, g := range r.To {
+				for _, f := range g {
+					if f.Key != "request.path" || f.Invalid {
+						continue
+					}
+					for _, v := range append(append([]string(nil), f.Values...), f.NotValues...) {
+						inner := strings.Trim(v, "*")
+						if model.PathTemplate(v) || !strings.Contains(inner, "*") {
+							continue
+						}
+						kind := "prefix"
+						if strings.HasPrefix(v, "*") {
+							kind = "suffix"
+						} else if !strings.HasSuffix(v, "*") {
+							kind = "exact path"
+						}
+						literal := strings.TrimSuffix(strings.TrimPrefix(v, "*"), "*")
+						if kind == "suffix" {
+							literal = v[1:]
+						}
+						msg := fmt.Sprintf("path %q keeps its rule, but only a leading or trailing \"*\" is a wildcard: the %s %q is matched with its \"*\" literally (as Istio does), so %s",
+							v, kind, literal, literalConsequence(p.Action))
+						hint := "list the explicit paths, or use a path template: {*} for one whole segment, {**} (last) for the rest"
+						if ts := pathTemplatesFor(v); len(ts) > 0 {
+							hint = fmt.Sprintf("for any value in those segments use the path template(s) %s ({*} one whole segment, {**} any rest), or list the explicit paths (e.g. %q)",
+								strings.Join(ts, " and "), strings.Replace(v, "*", "1", 1))
+						}
+						a.warn("AuthorizationPolicy", p.Namespace, p.Name, f.Field, "AuthzWildcardLiteral", msg, hint)
+					}
+				}
+			}
+		}
+	}
+}
+
+func literalConsequence(action model.AuthzAction) string {
+	if action == model.AuthzAllow {
+		return "requests with any other character there are not allowed by this rule"
+	}
+	return "only requests whose path has a \"*\" there match this rule"
+}
+
+// pathTemplatesFor rewrites a path whose segments hold "*" into the path
+// templates that match any value of those segments: a segment with "*" is
+// {*}; a trailing "*" (the prefix) adds the same path with /{**} after it
+// ({**} needs a slash before it). nil when nothing sensible fits.
+func pathTemplatesFor(v string) []string {
+	rest := false
+	if strings.HasSuffix(v, "*") {
+		v, rest = strings.TrimSuffix(v, "*"), true
+	}
+	if strings.HasPrefix(v, "*") || !strings.HasPrefix(v, "/") {
+		return nil
+	}
+	segs := strings.Split(strings.TrimPrefix(v, "/"), "/")
+	for i, s := range segs {
+		if strings.Contains(s, "*") {
+			segs[i] = "{*}"
+		}
+	}
+	base := "/" + strings.Join(segs, "/")
+	if !rest {
+		return []string{fmt.Sprintf("%q", base)}
+	}
+	if strings.HasSuffix(base, "/") {
+		return []string{fmt.Sprintf("%q", base+"{**}")}
+	}
+	return []string{fmt.Sprintf("%q", base), fmt.Sprintf("%q", base+"/{**}")}
 }

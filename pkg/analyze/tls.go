@@ -40,7 +40,9 @@ func (a *analysis) serverCertVerification() {
 // meshConfig: settings mizzen does not take from the mesh config.
 func (a *analysis) meshConfig() {
 	if len(a.snap.Mesh.GetDiscoverySelectors()) > 0 {
-		a.warn("ConfigMap", model.MeshConfigMapNamespace, model.MeshConfigMapName, "data.mesh.discoverySelectors", "Unsupported",
+		// Same field and code as the model's generic IgnoredField report, which
+		// this replaces with a hint.
+		a.warn("ConfigMap", model.MeshConfigMapNamespace, model.MeshConfigMapName, "data.mesh discoverySelectors", "IgnoredField",
 			"mizzen does not read discoverySelectors from the mesh config: it serves every namespace",
 			"pass the selectors to mizzen serve (and mizzen analyze) as --discovery-selectors")
 	}

@@ -2,6 +2,7 @@ package explain
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 )
 
 // Inbound walks the destination proxy's virtualInbound for r arriving at
@@ -210,6 +212,15 @@ func permission(p *rbacconfigv3.Permission, r *Request, port int, why *[]string)
 		ok, w := stringMatch(rule.UrlPath.GetPath(), path)
 		*why = append(*why, fmt.Sprintf("path %s (request %q)", w, path))
 		return of(ok)
+	case *rbacconfigv3.Permission_UriTemplate:
+		tmpl := typed(rule.UriTemplate.GetTypedConfig(), &uritemplatev3.UriTemplateMatchConfig{})
+		if tmpl == nil {
+			break
+		}
+		path, _, _ := strings.Cut(r.Path(), "?")
+		ok := uriTemplateMatch(tmpl.GetPathTemplate(), path)
+		*why = append(*why, fmt.Sprintf("%spath template %q (request %q)", mark(ok), tmpl.GetPathTemplate(), path))
+		return of(ok)
 	case *rbacconfigv3.Permission_DestinationPort:
 		*why = append(*why, fmt.Sprintf("port %d (request %d)", rule.DestinationPort, port))
 		return of(int(rule.DestinationPort) == port)
@@ -288,4 +299,26 @@ func (t *Trace) addVerdict(v Verdict) {
 			return
 		}
 	}
+}
+
+// uriTemplateMatch is Envoy's uri_template match for the templates mizzen
+// writes: "*" is one non-empty segment, "**" (the last operator) any rest,
+// slashes included, and everything else literal.
+func uriTemplateMatch(tmpl, path string) bool {
+	var b strings.Builder
+	b.WriteString("^")
+	for i, part := range strings.Split(tmpl, "**") {
+		if i > 0 {
+			b.WriteString(".*")
+		}
+		for j, seg := range strings.Split(part, "*") {
+			if j > 0 {
+				b.WriteString("[^/]+")
+			}
+			b.WriteString(regexp.QuoteMeta(seg))
+		}
+	}
+	b.WriteString("$")
+	re, err := regexp.Compile(b.String())
+	return err == nil && re.MatchString(path)
 }

@@ -68,3 +68,42 @@ func TestVerdictsAgreeOrMix(t *testing.T) {
 		t.Fatalf("disagreeing destinations: %s (%d verdicts)", tr.Decision, len(tr.Verdicts))
 	}
 }
+
+// Envoy's uri_template: "*" one non-empty segment, "**" any rest.
+func TestURITemplateMatch(t *testing.T) {
+	for _, c := range []struct {
+		tmpl, path string
+		want       bool
+	}{
+		{"/items/*/detail", "/items/42/detail", true},
+		{"/items/*/detail", "/items/4/2/detail", false},
+		{"/items/*/detail", "/items//detail", false},
+		{"/static/**", "/static/a/b.css", true},
+		{"/static/**", "/static", false},
+		{"/api/*/payments/**", "/api/v1/payments/", true},
+		{"/api/*/payments/**", "/api/v1/payments", false},
+	} {
+		if got := uriTemplateMatch(c.tmpl, c.path); got != c.want {
+			t.Errorf("uriTemplateMatch(%q, %q) = %v, want %v", c.tmpl, c.path, got, c.want)
+		}
+	}
+}
+
+// Envoy's RBAC matches principal_name against the peer certificate's URI SAN,
+// scheme included; Istio's principals are written without it and translated
+// with it, so explain must compare the caller's full SPIFFE ID.
+func TestPeerPrincipal(t *testing.T) {
+	for in, want := range map[string]string{
+		"cluster.local/ns/default/sa/sleep":          "spiffe://cluster.local/ns/default/sa/sleep",
+		"spiffe://cluster.local/ns/default/sa/sleep": "spiffe://cluster.local/ns/default/sa/sleep",
+		"": "",
+	} {
+		if got := PeerPrincipal(in); got != want {
+			t.Errorf("PeerPrincipal(%q) = %q, want %q", in, got, want)
+		}
+	}
+	exact := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://cluster.local/ns/default/sa/sleep"}}
+	if ok, _ := stringMatch(exact, PeerPrincipal("spiffe://cluster.local/ns/default/sa/sleep")); !ok {
+		t.Error("the policy's principal does not match the caller explain presents")
+	}
+}

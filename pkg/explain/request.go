@@ -17,7 +17,11 @@ type Request struct {
 	// IP, else what the host resolves to (a Service VIP), set by the caller.
 	DestIP string
 	// Source: who is calling (for the destination's policies).
-	SourcePrincipal string // SPIFFE ID without spiffe://, as RBAC matches it
+	// SourcePrincipal is the caller's SPIFFE ID as its certificate's URI SAN
+	// ("spiffe://cluster.local/ns/…"): Envoy's RBAC matches principal_name
+	// against that, and Istio's policies, written without the scheme, are
+	// translated with it.
+	SourcePrincipal string
 	SourceIP        string
 }
 
@@ -92,4 +96,13 @@ func (r *Request) header(name string) (string, bool) {
 	}
 	v, ok := r.Headers[strings.ToLower(name)]
 	return v, ok
+}
+
+// PeerPrincipal is the principal Envoy sees for a caller with this SPIFFE ID
+// (with or without its scheme): the certificate's URI SAN.
+func PeerPrincipal(id string) string {
+	if id == "" || strings.HasPrefix(id, "spiffe://") {
+		return id
+	}
+	return "spiffe://" + id
 }

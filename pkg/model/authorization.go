@@ -110,6 +110,7 @@ func (s *Snapshot) authzPolicy(ap *security.AuthorizationPolicy) *AuthzPolicy {
 	case securityapi.AuthorizationPolicy_CUSTOM:
 		// No external authorizer yet: deny what the policy would have sent to
 		// it, as istiod does for a CUSTOM policy it cannot build (fail closed).
+		// Its provider is not used; this warning covers it.
 		warn("spec.action", "Unsupported", "CUSTOM (external authorization) is not supported yet: the requests its rules match are denied")
 		p.Action = AuthzDeny
 	default:
@@ -140,6 +141,10 @@ func (s *Snapshot) authzPolicy(ap *security.AuthorizationPolicy) *AuthzPolicy {
 						consequence = "the field is ignored, so the rule matches more"
 					}
 					warn(fs[k].Field, "UnsupportedAuthzField", msg+": "+consequence)
+					continue
+				}
+				if msg := literalStars(fs[k]); msg != "" {
+					warn(fs[k].Field, "AuthzWildcardLiteral", msg)
 				}
 			}
 		}
@@ -150,9 +155,118 @@ func (s *Snapshot) authzPolicy(ap *security.AuthorizationPolicy) *AuthzPolicy {
 			check(fs)
 		}
 		check(rule.When)
+		if spec.GetAction() == securityapi.AuthorizationPolicy_DENY && denyHTTPOnly(rule) {
+			warn(base, "DenyHTTPOnlyOnTCP", "this DENY rule has only HTTP attributes (paths, methods, hosts, request headers or JWT claims) "+
+				"in its from or to: on TCP ports they cannot be checked and are left out, so the rule denies all traffic to the TCP ports "+
+				"of the workloads it selects (istiod's validation warns the same); name the ports in to.operation.ports")
+		}
 		p.Rules = append(p.Rules, rule)
 	}
 	return p
+}
+
+// denyHTTPOnly is istiod's test for a DENY rule that shuts TCP ports: its
+// from has no connection-level field and it has no to, or its to names no
+// port. A rule with neither from nor to is deliberate (deny everything).
+func denyHTTPOnly(r *AuthzRule) bool {
+	tcpField := func(groups [][]AuthzField) bool {
+		for _, g := range groups {
+			for _, f := range g {
+				if !f.HTTPOnly() {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	portIn := func(groups [][]AuthzField) bool {
+		for _, g := range groups {
+			for _, f := range g {
+				if f.Key == "destination.port" {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return (len(r.From) > 0 && len(r.To) == 0 && !tcpField(r.From)) || (len(r.To) > 0 && !portIn(r.To))
+}
+
+// literalStars explains values whose "*" is not where Istio treats it as a
+// wildcard. Istio (and so mizzen) reads only a leading or a trailing "*":
+// "/api/v*/payments*" is the prefix "/api/v*/payments", "*a*" the suffix
+// "a*"; every other "*" is an ordinary character. Valid, but rarely meant.
+func literalStars(f AuthzField) string {
+	if f.Key == "source.serviceAccount" || f.Key == "source.ip" || f.Key == "remote.ip" || f.Key == "destination.ip" || f.Key == "destination.port" {
+		return ""
+	}
+	for _, v := range append(append([]string(nil), f.Values...), f.NotValues...) {
+		if v == "*" || !strings.Contains(v, "*") {
+			continue
+		}
+		if f.Key == "request.path" && PathTemplate(v) {
+			continue
+		}
+		kind, rest := "", ""
+		switch {
+		case strings.HasPrefix(v, "*"):
+			kind, rest = "suffix", v[1:]
+		case strings.HasSuffix(v, "*"):
+			kind, rest = "prefix", v[:len(v)-1]
+		default:
+			kind, rest = "exact value", v
+		}
+		if !strings.Contains(rest, "*") {
+			continue
+		}
+		return fmt.Sprintf("value %q: only a leading or trailing \"*\" is a wildcard, any other \"*\" is matched literally (as Istio does): "+
+			"this is the %s %q, so only values with a \"*\" in that place match", v, kind, rest)
+	}
+	return ""
+}
+
+// PathTemplate reports whether an AuthorizationPolicy path is a path template
+// ("{*}" one segment, "{**}" the rest), matched with Envoy's uri_template.
+func PathTemplate(v string) bool {
+	return strings.Contains(v, "{*}") || strings.Contains(v, "{**}")
+}
+
+// pathTemplateProblem checks a path template as Envoy's uri_template parser
+// needs it (the rules istiod's validation applies): "{*}" and "{**}" only as
+// whole segments, "{**}" at most once and last, and other segments plain
+// RFC 3986 path characters.
+func pathTemplateProblem(v string) string {
+	if PathTemplate(v) && !strings.HasPrefix(v, "/") {
+		return fmt.Sprintf("path template %q must start with \"/\"", v)
+	}
+	segments := strings.Split(strings.Trim(v, "/"), "/")
+	for i, seg := range segments {
+		switch {
+		case seg == "{**}" && i != len(segments)-1:
+			return fmt.Sprintf("path template %q: {**} must be the last segment", v)
+		case seg == "{*}" || seg == "{**}":
+		case strings.ContainsAny(seg, "{}"):
+			return fmt.Sprintf("path template %q: \"{\" and \"}\" only in a whole segment {*} or {**}", v)
+		case !PathTemplate(v):
+		case !templateLiteral(seg):
+			return fmt.Sprintf("path template %q: segment %q has characters a path template cannot hold (a * within a segment, or outside RFC 3986's pchar)", v, seg)
+		}
+	}
+	return ""
+}
+
+// templateLiteral: RFC 3986 pchar (unreserved, pct-encoded, sub-delims, ":", "@").
+func templateLiteral(seg string) bool {
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~!$&'()+,;=:@%", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return seg != ""
 }
 
 func sourceFields(src *securityapi.Source, base string) []AuthzField {
@@ -218,9 +332,6 @@ func validateAuthzField(f AuthzField) string {
 		if v == "" {
 			return "empty value"
 		}
-		if strings.Contains(strings.Trim(v, "*"), "*") || (v != "*" && strings.HasPrefix(v, "*") && strings.HasSuffix(v, "*")) {
-			return fmt.Sprintf("value %q: a wildcard is supported only as prefix, suffix or the whole value", v)
-		}
 		return ""
 	}
 	name, arg, bracket := AuthzBracketKey(f.Key)
@@ -254,7 +365,7 @@ func validateAuthzField(f AuthzField) string {
 	case "request.path":
 		return each(func(v string) string {
 			if strings.ContainsAny(v, "{}") {
-				return fmt.Sprintf("path template %q is not supported", v)
+				return pathTemplateProblem(v)
 			}
 			return wildcard(v)
 		})
@@ -272,6 +383,20 @@ func validateAuthzField(f AuthzField) string {
 		return "trustDomains is not supported yet"
 	}
 	return fmt.Sprintf("unknown or unsupported attribute %q", f.Key)
+}
+
+// authzWarnings are the warnings building the policy gives (one object, no
+// mesh needed).
+func authzWarnings(ap *security.AuthorizationPolicy) []ConfigError {
+	s := &Snapshot{}
+	s.authzPolicy(ap)
+	var out []ConfigError
+	for _, e := range s.Errors {
+		if e.Warning {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // AuthorizationPolicies lists every valid policy (for analysis).

@@ -45,7 +45,7 @@ func TestAuthorizationPoliciesFor(t *testing.T) {
 
 func TestAuthorizationPolicyInvalidFieldsWarn(t *testing.T) {
 	rule := &securityapi.Rule{
-		To:   []*securityapi.Rule_To{{Operation: &securityapi.Operation{Paths: []string{"/a/{*}"}, Methods: []string{"GET"}}}},
+		To:   []*securityapi.Rule_To{{Operation: &securityapi.Operation{Paths: []string{"/a/{id}"}, Methods: []string{"GET"}}}},
 		When: []*securityapi.Condition{{Key: "source.ip", Values: []string{"nope"}}, {Key: "request.headers[x]", Values: []string{"v"}}},
 	}
 	s := Build(&Inputs{AuthorizationPolicies: []*security.AuthorizationPolicy{
@@ -69,5 +69,40 @@ func TestAuthorizationPolicyInvalidFieldsWarn(t *testing.T) {
 	r := ps[1].Rules[0]
 	if !r.To[0][1].Invalid || r.To[0][0].Invalid || !r.When[0].Invalid || r.When[1].Invalid {
 		t.Errorf("invalid marks wrong: %+v %+v", r.To, r.When)
+	}
+}
+
+// Istio reads only a leading or trailing "*" as a wildcard and keeps the rule
+// ("/api/v*/payments*" is the prefix "/api/v*/payments"); path templates are
+// valid when "{*}"/"{**}" are whole segments and "{**}" is last.
+func TestAuthorizationPolicyPathsAsIstio(t *testing.T) {
+	for _, c := range []struct {
+		path, code string
+		invalid    bool
+	}{
+		{"/api/v*/payments*", "AuthzWildcardLiteral", false},
+		{"*a*", "AuthzWildcardLiteral", false},
+		{"/api/*", "", false},
+		{"/items/{*}/detail", "", false},
+		{"/static/{**}", "", false},
+		{"/a/{**}/b", "UnsupportedAuthzField", true},
+		{"/a/v{*}", "UnsupportedAuthzField", true},
+		{"/a/{id}", "UnsupportedAuthzField", true},
+		{"/a/x*/{*}", "UnsupportedAuthzField", true},
+		{"{*}/a", "UnsupportedAuthzField", true},
+	} {
+		rule := &securityapi.Rule{To: []*securityapi.Rule_To{{Operation: &securityapi.Operation{Paths: []string{c.path}}}}}
+		s := Build(&Inputs{AuthorizationPolicies: []*security.AuthorizationPolicy{
+			authzPolicyObj("default", "p", nil, securityapi.AuthorizationPolicy_ALLOW, rule)}}, 1)
+		var codes []string
+		for _, e := range s.Errors {
+			codes = append(codes, e.Code)
+		}
+		if got := strings.Join(codes, ","); got != c.code {
+			t.Errorf("%q: findings %q, want %q", c.path, got, c.code)
+		}
+		if got := s.AuthorizationPoliciesFor("default", nil)[0].Rules[0].To[0][0].Invalid; got != c.invalid {
+			t.Errorf("%q: invalid %v, want %v", c.path, got, c.invalid)
+		}
 	}
 }

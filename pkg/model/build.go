@@ -43,6 +43,8 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildRequestAuthentications(in)
 	s.buildPeerAuthentications(in)
 	s.noteExportRestrictions()
+	s.reportUnimplemented(in)
+	s.reportIgnoredInputs(in) // coverage.go
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)
@@ -360,6 +362,8 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 type HashCache struct {
 	mu        sync.Mutex
 	cur, next map[hashKey]uint64
+	// ignored memoizes ReportIgnoredFields per object version (coverage.go).
+	ignored map[hashKey][]IgnoredField
 }
 
 // hashKey names one version of one object. A struct of the object's own

@@ -150,7 +150,10 @@ func ValidateAuthorizationPolicy(ap *security.AuthorizationPolicy) []ConfigError
 			}
 		}
 	}
-	return v.errs
+	// The model's warnings (a DENY rule that shuts TCP ports, a "*" matched
+	// literally, …) are returned too, for kubectl to print as istiod's
+	// validation does.
+	return append(v.errs, authzWarnings(ap)...)
 }
 
 // serviceEntryPorts: a ServiceEntry's targetPorts and its endpoints' ports

@@ -3,8 +3,11 @@ package model
 import (
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	security "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Inputs is everything a source hands to the model: the raw objects, exactly as a
@@ -35,6 +38,20 @@ type Inputs struct {
 	PeerAuthentications    []*security.PeerAuthentication
 	AuthorizationPolicies  []*security.AuthorizationPolicy
 	RequestAuthentications []*security.RequestAuthentication
+
+	// Workload controllers, read from files only (pkg/source/file): their pod
+	// templates are workloads for the analyzer before any Pod runs. The
+	// model does not translate them.
+	Deployments  []*appsv1.Deployment
+	StatefulSets []*appsv1.StatefulSet
+	DaemonSets   []*appsv1.DaemonSet
+	ReplicaSets  []*appsv1.ReplicaSet
+	Jobs         []*batchv1.Job
+
+	// Unimplemented are objects of Istio and Gateway API kinds mizzen does not
+	// implement (EnvoyFilter, Telemetry, WorkloadEntry, HTTPRoute, …), by name
+	// only (TypeMeta says the kind): the model reports each as not applied.
+	Unimplemented []*metav1.PartialObjectMetadata
 
 	// Hashes, when set, caches objects' fingerprints across builds (a source
 	// that rebuilds its inputs on every change passes the same one each time).

@@ -55,8 +55,12 @@ func meshConfigFrom(cms []*corev1.ConfigMap) (*meshv1alpha1.MeshConfig, []Config
 		if err != nil {
 			return defaultMeshConfig(), []ConfigError{meshError("", "InvalidMeshConfig", err.Error(), false)}
 		}
+		var errs []ConfigError
+		for _, f := range ReportIgnoredFields(user, "") {
+			errs = append(errs, meshError(f.Path, "IgnoredField", f.Message, true))
+		}
 		mc = withMeshDefaults(user, keys)
-		return mc, validateMeshTelemetry(mc)
+		return mc, append(errs, validateMeshTelemetry(mc)...)
 	}
 	return mc, nil
 }
@@ -116,6 +120,8 @@ func validateMeshTelemetry(mc *meshv1alpha1.MeshConfig) []ConfigError {
 	if !mc.GetEnableTracing() || tr == nil {
 		return errs
 	}
+	// Every tracer but zipkin (lightstep, datadog, stackdriver,
+	// openCensusAgent) is reported here, by the oneof's name.
 	switch tr.GetTracer().(type) {
 	case nil, *meshv1alpha1.Tracing_Zipkin_:
 	default:

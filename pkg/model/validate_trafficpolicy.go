@@ -292,9 +292,9 @@ func (v *validator) outlierDetection(f string, od *networkingapi.OutlierDetectio
 	if od == nil {
 		return
 	}
-	//nolint:staticcheck // the deprecated field is still honored, as istiod did
+	//nolint:staticcheck // read only to say it is ignored, as istiod's validation does
 	if od.GetConsecutiveErrors() != 0 {
-		v.warn(f+".consecutiveErrors", "DeprecatedField", "consecutiveErrors is deprecated; use consecutive5xxErrors or consecutiveGatewayErrors")
+		v.warn(f+".consecutiveErrors", "IgnoredField", "consecutiveErrors is deprecated and not applied (as in current Istio): use consecutive5xxErrors or consecutiveGatewayErrors")
 	}
 	if !od.GetSplitExternalLocalOriginErrors() && od.GetConsecutiveLocalOriginFailures().GetValue() > 0 {
 		v.fail(f+".consecutiveLocalOriginFailures", "InvalidValue", "consecutiveLocalOriginFailures needs splitExternalLocalOriginErrors: true")

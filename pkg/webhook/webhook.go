@@ -281,22 +281,30 @@ func (s *Server) validate(ctx context.Context, _ string, req *admissionv1.Admiss
 
 // validateObject runs the model's single-object checks for the kinds that
 // have them; the other kinds are checked by the strict decoder alone.
+// Fields mizzen does not apply are warnings (model.IgnoredFieldErrors).
 func validateObject(v any) []model.ConfigError {
 	switch o := v.(type) {
 	case *networking.VirtualService:
-		return model.ValidateVirtualService(o)
+		return append(model.ValidateVirtualService(o), model.IgnoredFieldErrors("VirtualService", o.ObjectMeta, &o.Spec)...)
 	case *networking.DestinationRule:
-		return model.ValidateDestinationRule(o)
+		return append(model.ValidateDestinationRule(o), model.IgnoredFieldErrors("DestinationRule", o.ObjectMeta, &o.Spec)...)
 	case *networking.Gateway:
-		return model.ValidateGateway(o)
+		return append(model.ValidateGateway(o), model.IgnoredFieldErrors("Gateway", o.ObjectMeta, &o.Spec)...)
 	case *networking.ServiceEntry:
-		return model.ValidateServiceEntry(o)
+		return append(model.ValidateServiceEntry(o), model.IgnoredFieldErrors("ServiceEntry", o.ObjectMeta, &o.Spec)...)
 	case *networking.Sidecar:
-		return model.ValidateSidecar(o)
+		return append(model.ValidateSidecar(o), model.IgnoredFieldErrors("Sidecar", o.ObjectMeta, &o.Spec)...)
 	case *security.RequestAuthentication:
-		return model.ValidateRequestAuthentication(o)
+		return append(model.ValidateRequestAuthentication(o), model.IgnoredFieldErrors("RequestAuthentication", o.ObjectMeta, &o.Spec)...)
 	case *security.AuthorizationPolicy:
-		return model.ValidateAuthorizationPolicy(o)
+		return append(model.ValidateAuthorizationPolicy(o), model.IgnoredFieldErrors("AuthorizationPolicy", o.ObjectMeta, &o.Spec)...)
+	case *security.PeerAuthentication:
+		return model.IgnoredFieldErrors("PeerAuthentication", o.ObjectMeta, &o.Spec)
+	case *metav1.PartialObjectMetadata:
+		// A kind mizzen does not implement: admitted, with a warning.
+		e := model.UnimplementedError(o)
+		e.Warning = true
+		return []model.ConfigError{e}
 	}
 	return nil
 }

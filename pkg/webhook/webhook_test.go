@@ -220,6 +220,23 @@ func TestValidate(t *testing.T) {
 		Object: runtime.RawExtension{Raw: []byte(`{"apiVersion":"telemetry.istio.io/v1","kind":"Telemetry","metadata":{"name":"t"},"spec":{}}`)}}
 	if resp := review(t, url, other); !resp.Allowed {
 		t.Errorf("a kind mizzen does not read was refused: %+v", resp.Result)
+	} else if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "mizzen does not implement Telemetry") {
+		t.Errorf("a kind mizzen does not implement: warnings %q", resp.Warnings)
+	}
+	// What istiod's validation warns about, and fields mizzen does not apply,
+	// are admitted with warnings kubectl prints.
+	for _, c := range []struct{ kind, group, obj, want string }{
+		{"AuthorizationPolicy", "security.istio.io", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"d"},` +
+			`"spec":{"action":"DENY","rules":[{"to":[{"operation":{"paths":["/admin*"]}}]}]}}`, "DenyHTTPOnlyOnTCP"},
+		{"Gateway", "networking.istio.io", `{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"g"},` +
+			`"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"],"bind":"10.0.0.1"}]}}`, "spec.servers[0].bind"},
+	} {
+		req := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Group: c.group, Version: "v1", Kind: c.kind},
+			Namespace: "shop", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(c.obj)}}
+		resp := review(t, url, req)
+		if !resp.Allowed || !strings.Contains(strings.Join(resp.Warnings, "\n"), c.want) {
+			t.Errorf("%s: allowed %v, warnings %q, want one with %s", c.kind, resp.Allowed, resp.Warnings, c.want)
+		}
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"unique"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/grpc"
 )
 
 // Incremental (delta) xDS, as Envoy speaks it on ADS (DeltaAggregatedResources):
@@ -91,16 +91,24 @@ func (p *proxy) dstate(i int) *deltaTypeState {
 	return ts
 }
 
-type deltaStream = discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+// deltaSender sends a delta proxy's requests.
+type deltaSender interface {
+	Send(*discovery.DeltaDiscoveryRequest) error
+}
+
+// deltaMethod is the full name of the delta ADS method.
+const deltaMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 
 // deltaStream keeps one delta ADS stream until it fails or ctx is done.
-func (p *proxy) deltaStream(ctx context.Context, ads discovery.AggregatedDiscoveryServiceClient) error {
+func (p *proxy) deltaStream(ctx context.Context, conn grpc.ClientConnInterface) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := ads.DeltaAggregatedResources(sctx)
+	cs, err := conn.NewStream(sctx, &grpc.StreamDesc{StreamName: "DeltaAggregatedResources", ServerStreams: true, ClientStreams: true},
+		deltaMethod, grpc.ForceCodecV2(p.c.codec))
 	if err != nil {
 		return err
 	}
+	st := leanDeltaStream{cs: cs}
 	p.mu.Lock()
 	if p.firstStreamAt.IsZero() {
 		p.firstStreamAt = time.Now()
@@ -156,12 +164,12 @@ func (p *proxy) deltaOpenRequestsLocked() []*discovery.DeltaDiscoveryRequest {
 
 // handleDelta applies and ACKs one response, (un)subscribes the EDS/RDS names
 // it makes the proxy need (or no longer need) and records the timings.
-func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryResponse, recvAt time.Time) error {
+func (p *proxy) handleDelta(st deltaSender, resp *leanDelta, recvAt time.Time) error {
 	c := p.c
 	c.responses.Add(1)
-	c.bytes.Add(int64(proto.Size(resp)))
-	typ := resp.GetTypeUrl()
-	ack := &discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}
+	c.bytes.Add(int64(resp.size))
+	typ := resp.typeURL
+	ack := &discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.nonce}
 	ti := typeIndex(typ)
 	if ti < 0 {
 		// Not a type this proxy subscribes to: ACK it and hold nothing.
@@ -169,30 +177,21 @@ func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryRespon
 		return st.Send(ack)
 	}
 
-	// What each cluster/listener depends on, decoded before taking the lock.
-	resources := resp.GetResources()
+	// What each cluster/listener depends on (read by parseDelta).
+	resources := resp.resources
 	var deps []handle
 	if ti == idxCDS || ti == idxLDS {
 		deps = make([]handle, len(resources))
-		for k, r := range resources {
-			if r.GetResource() == nil {
-				continue
+		for k := range resources {
+			r := &resources[k]
+			if r.err != nil {
+				p.decodeError(typ, r.err)
 			}
-			if ti == idxCDS {
-				name, ok, err := EDSNameOf(r.GetResource())
-				if err != nil {
-					p.decodeError(typ, err)
-				}
-				if ok {
-					deps[k] = unique.Make(name)
-				}
-				continue
-			}
-			names, err := RDSNamesOf(r.GetResource())
-			if err != nil {
-				p.decodeError(typ, err)
-			}
-			if len(names) > 0 {
+			switch {
+			case ti == idxCDS && r.eds:
+				deps[k] = unique.Make(r.edsName)
+			case ti == idxLDS && len(r.rdsNames) > 0:
+				names := slices.Clone(r.rdsNames)
 				slices.Sort(names)
 				deps[k] = unique.Make(strings.Join(slices.Compact(names), depSep))
 			}
@@ -207,9 +206,10 @@ func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryRespon
 	if ti == idxCDS || ti == idxLDS {
 		dt = p.dstate(ti + 1) // EDS after CDS, RDS after LDS
 	}
-	for k, r := range resources {
-		n := unique.Make(r.GetName())
-		v := unique.Make(r.GetVersion())
+	for k := range resources {
+		r := &resources[k]
+		n := unique.Make(r.name)
+		v := unique.Make(r.version)
 		e, ok := ts.held[n]
 		if dt == nil && !ok {
 			// An EDS/RDS resource this proxy did not subscribe to: Envoy ignores it.
@@ -217,7 +217,7 @@ func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryRespon
 		}
 		// A resource without a version (istiod sets none) is new whenever it
 		// is sent: Envoy applies it again.
-		if !ok || e.ver != v || r.GetVersion() == "" {
+		if !ok || e.ver != v || r.version == "" {
 			newVersion = true
 		}
 		if ok && e.ver == (handle{}) {
@@ -231,7 +231,7 @@ func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryRespon
 		}
 		ts.held[n] = e
 	}
-	for _, name := range resp.GetRemovedResources() {
+	for _, name := range resp.removed {
 		n := unique.Make(name)
 		e, ok := ts.held[n]
 		if !ok {
@@ -268,13 +268,13 @@ func (p *proxy) handleDelta(st deltaStream, resp *discovery.DeltaDiscoveryRespon
 	p.mu.Lock()
 	ts.ackedOnce = true
 	ts.acks++
-	ts.sysVer = resp.GetSystemVersionInfo()
+	ts.sysVer = resp.sysVer
 	if ts.firstAck.IsZero() {
 		ts.firstAck = ackAt
 	}
 	ts.lastAck = ackAt
 	if newVersion && len(p.history) < maxHistory {
-		p.history = append(p.history, AckRecord{Type: typ, Version: resp.GetSystemVersionInfo(), At: ackAt})
+		p.history = append(p.history, AckRecord{Type: typ, Version: resp.sysVer, At: ackAt})
 	}
 	becameFull := p.fullConfigAt.IsZero() && p.deltaFullLocked()
 	if becameFull {

@@ -9,6 +9,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -176,13 +177,14 @@ func (p *proxy) status() ProxyStatus {
 
 // run keeps one ADS stream (SotW or delta) open until ctx is done, re-opening
 // it with backoff.
-func (p *proxy) run(ctx context.Context, ads discovery.AggregatedDiscoveryServiceClient) {
+func (p *proxy) run(ctx context.Context, conn grpc.ClientConnInterface) {
+	ads := discovery.NewAggregatedDiscoveryServiceClient(conn)
 	log := p.c.cfg.Logger
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
 		var err error
 		if p.c.cfg.Delta {
-			err = p.deltaStream(ctx, ads)
+			err = p.deltaStream(ctx, conn)
 		} else {
 			err = p.stream(ctx, ads)
 		}

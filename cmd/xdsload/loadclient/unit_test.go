@@ -13,6 +13,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -146,7 +147,6 @@ func TestTriggers(t *testing.T) {
 
 // fakeDelta records what a delta proxy sends.
 type fakeDelta struct {
-	deltaStream
 	sent []*discovery.DeltaDiscoveryRequest
 }
 
@@ -159,6 +159,20 @@ func (f *fakeDelta) take() []*discovery.DeltaDiscoveryRequest {
 	s := f.sent
 	f.sent = nil
 	return s
+}
+
+// lean is resp as a delta proxy reads it off the wire.
+func lean(t *testing.T, resp *discovery.DeltaDiscoveryResponse) *leanDelta {
+	t.Helper()
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := parseDelta(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ld
 }
 
 func deltaResp(t *testing.T, typ, nonce string, rs map[string]types.Resource, version string, removed ...string) *discovery.DeltaDiscoveryResponse {
@@ -202,7 +216,7 @@ func TestDeltaProxySteps(t *testing.T) {
 	f := &fakeDelta{}
 	handle := func(resp *discovery.DeltaDiscoveryResponse) []*discovery.DeltaDiscoveryRequest {
 		t.Helper()
-		if err := p.handleDelta(f, resp, time.Now()); err != nil {
+		if err := p.handleDelta(f, lean(t, resp), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		sent := f.take()
@@ -360,7 +374,7 @@ func TestDeltaVersionless(t *testing.T) {
 		for _, r := range resp.Resources {
 			r.Version = ""
 		}
-		if err := p.handleDelta(f, resp, time.Now()); err != nil {
+		if err := p.handleDelta(f, lean(t, resp), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		f.take()
@@ -369,5 +383,62 @@ func TestDeltaVersionless(t *testing.T) {
 	send("n2")
 	if h := p.status().History; len(h) != 2 {
 		t.Errorf("history %v: want two new CDS versions", h)
+	}
+}
+
+// parseDelta reads what the full decoder would: names, versions, nonce,
+// removals, the clusters' EDS names and the listeners' route names, whatever
+// the order of the fields on the wire.
+func TestParseDeltaMatchesDecoder(t *testing.T) {
+	snap, err := xdstest.Snapshot("1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{TypeCDS, TypeLDS, TypeEDS, TypeRDS} {
+		resp := deltaResp(t, typ, "n7", snap.GetResources(typ), "v3", "gone-a", "gone-b")
+		want := resp
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The type URL, nonce and version first, then the resources: the
+		// resources' dependencies must still be read by their type.
+		var swapped []byte
+		swapped = protowire.AppendTag(swapped, respTypeURL, protowire.BytesType)
+		swapped = protowire.AppendString(swapped, typ)
+		swapped = append(swapped, b...)
+		for _, wire := range [][]byte{b, swapped} {
+			got, err := parseDelta(wire)
+			if err != nil {
+				t.Fatalf("%s: %v", ShortType(typ), err)
+			}
+			if got.typeURL != typ || got.nonce != "n7" || got.sysVer != "v3" || !slices.Equal(got.removed, []string{"gone-a", "gone-b"}) || got.size != len(wire) {
+				t.Errorf("%s: header %+v", ShortType(typ), got)
+			}
+			if len(got.resources) != len(want.GetResources()) {
+				t.Fatalf("%s: %d resources, want %d", ShortType(typ), len(got.resources), len(want.GetResources()))
+			}
+			for i, r := range want.GetResources() {
+				lr := got.resources[i]
+				if lr.name != r.GetName() || lr.version != r.GetVersion() || !lr.hasResource || lr.err != nil {
+					t.Errorf("%s: resource %d = %+v, want %s@%s", ShortType(typ), i, lr, r.GetName(), r.GetVersion())
+				}
+				switch typ {
+				case TypeCDS:
+					name, ok, _ := EDSNameOf(r.GetResource())
+					if lr.eds != ok || lr.edsName != name {
+						t.Errorf("cluster %s: eds %v %q, want %v %q", r.GetName(), lr.eds, lr.edsName, ok, name)
+					}
+				case TypeLDS:
+					names, _ := RDSNamesOf(r.GetResource())
+					if !slices.Equal(lr.rdsNames, names) {
+						t.Errorf("listener %s: routes %v, want %v", r.GetName(), lr.rdsNames, names)
+					}
+				}
+			}
+		}
+	}
+	if _, err := parseDelta([]byte{0x12, 0x05, 0x1a}); err == nil {
+		t.Error("truncated response parsed without error")
 	}
 }

@@ -18,6 +18,8 @@ import (
 	protov1 "github.com/golang/protobuf/proto"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	security "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,7 +118,18 @@ func FromJSON(h Header, j []byte) (*Object, error) {
 		value any
 		meta  *metav1.ObjectMeta
 	)
+	if _, ok := model.UnimplementedKindOf(h.APIVersion, h.Kind); ok {
+		// Kept by name so the model can say it is not applied; its spec is
+		// not read, so nothing in it is refused either.
+		o := &metav1.PartialObjectMetadata{}
+		if err := json.Unmarshal(j, o); err != nil {
+			return nil, err
+		}
+		value, meta = o, &o.ObjectMeta
+		gv = schema.GroupVersion{} // skip the switch
+	}
 	switch {
+	case value != nil:
 	case gv.Group == "" && gv.Version == "v1":
 		switch h.Kind {
 		case "Namespace":
@@ -150,6 +163,26 @@ func FromJSON(h Header, j []byte) (*Object, error) {
 		default:
 			return nil, nil
 		}
+	case gv.Group == "apps" && gv.Version == "v1":
+		switch h.Kind {
+		case "Deployment":
+			o := &appsv1.Deployment{}
+			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
+		case "StatefulSet":
+			o := &appsv1.StatefulSet{}
+			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
+		case "DaemonSet":
+			o := &appsv1.DaemonSet{}
+			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
+		case "ReplicaSet":
+			o := &appsv1.ReplicaSet{}
+			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
+		default:
+			return nil, nil
+		}
+	case gv.Group == "batch" && gv.Version == "v1" && h.Kind == "Job":
+		o := &batchv1.Job{}
+		value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
 	case gv.Group == "discovery.k8s.io" && gv.Version == "v1":
 		if h.Kind != "EndpointSlice" {
 			return nil, nil
@@ -305,6 +338,18 @@ func Append(in *model.Inputs, v any) {
 		in.AuthorizationPolicies = append(in.AuthorizationPolicies, o)
 	case *security.RequestAuthentication:
 		in.RequestAuthentications = append(in.RequestAuthentications, o)
+	case *appsv1.Deployment:
+		in.Deployments = append(in.Deployments, o)
+	case *appsv1.StatefulSet:
+		in.StatefulSets = append(in.StatefulSets, o)
+	case *appsv1.DaemonSet:
+		in.DaemonSets = append(in.DaemonSets, o)
+	case *appsv1.ReplicaSet:
+		in.ReplicaSets = append(in.ReplicaSets, o)
+	case *batchv1.Job:
+		in.Jobs = append(in.Jobs, o)
+	case *metav1.PartialObjectMetadata:
+		in.Unimplemented = append(in.Unimplemented, o)
 	default:
 		panic(fmt.Sprintf("decode: a %T has no place in model.Inputs", v))
 	}

@@ -85,9 +85,13 @@ func TestBookinfoExample(t *testing.T) {
 		t.Errorf("Gateway = %s %v", gw.Name, gw.Spec.String())
 	}
 	vs := in.VirtualServices[0]
-	if h := vs.Spec.GetHttp(); len(h) != 1 || len(h[0].GetMatch()) != 5 ||
+	// The UI's paths go to productpage; /api/v1/reviews is make run's 90/10
+	// split of reviews (v1/v2), the weights README.md tells newcomers to edit.
+	if h := vs.Spec.GetHttp(); len(h) != 2 || len(h[0].GetMatch()) != 5 ||
 		h[0].GetRoute()[0].GetDestination().GetHost() != "productpage" ||
-		h[0].GetRoute()[0].GetDestination().GetPort().GetNumber() != 9080 {
+		h[0].GetRoute()[0].GetDestination().GetPort().GetNumber() != 9080 ||
+		len(h[1].GetRoute()) != 2 || h[1].GetRoute()[0].GetWeight() != 90 || h[1].GetRoute()[1].GetWeight() != 10 ||
+		h[1].GetRoute()[0].GetDestination().GetSubset() != "v1" || h[1].GetRoute()[1].GetDestination().GetSubset() != "v2" {
 		t.Errorf("VirtualService = %v", vs.Spec.String())
 	}
 	for _, dr := range in.DestinationRules {

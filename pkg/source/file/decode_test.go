@@ -327,8 +327,8 @@ items:
 
 func TestUnsupportedKindsAreSkipped(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "mixed.yaml", `apiVersion: apps/v1
-kind: Deployment
+	writeFile(t, dir, "mixed.yaml", `apiVersion: networking.k8s.io/v1
+kind: Ingress
 metadata: {name: web}
 spec: {whatever: true}
 ---
@@ -349,6 +349,11 @@ metadata: {name: kept}
 	in := mustLoad(t, dir)
 	if len(in.ServiceAccounts) != 1 || len(in.PeerAuthentications) != 0 {
 		t.Errorf("got %d ServiceAccounts, %d PeerAuthentications", len(in.ServiceAccounts), len(in.PeerAuthentications))
+	}
+	// An Istio kind mizzen does not implement is kept by name, for the model
+	// to report as not applied.
+	if len(in.Unimplemented) != 1 || in.Unimplemented[0].Kind != "WorkloadEntry" || in.Unimplemented[0].Name != "we" {
+		t.Errorf("unimplemented kinds: got %+v, want the WorkloadEntry", in.Unimplemented)
 	}
 }
 

@@ -134,6 +134,10 @@ type discoverer interface {
 // preferred served version.
 type istioKind struct {
 	group, kind, resource string
+	// unimplemented: a kind mizzen only reports (model.UnimplementedKinds),
+	// read by name in any of versions.
+	unimplemented bool
+	versions      []string
 	// The fields below are only touched by Run's goroutine.
 	gvr    schema.GroupVersionResource
 	lister cache.GenericLister // nil until the kind's informer has synced
@@ -160,6 +164,34 @@ func istioKinds() []*istioKind {
 		{group: decode.SecurityGroup, kind: "AuthorizationPolicy", resource: "authorizationpolicies"},
 		{group: decode.SecurityGroup, kind: "RequestAuthentication", resource: "requestauthentications"},
 	}
+}
+
+// allKinds are the Istio kinds mizzen implements and those it only reports.
+func allKinds() []*istioKind {
+	out := istioKinds()
+	for _, k := range model.UnimplementedKinds() {
+		out = append(out, &istioKind{group: k.Group, kind: k.Kind, resource: k.Resource, unimplemented: true, versions: k.Versions})
+	}
+	return out
+}
+
+// groupVersions are the versions to look for a group's kinds in, preferred first.
+func (s *Source) groupVersions(group string) []string {
+	if vs := decode.IstioVersions(group); vs != nil {
+		return vs
+	}
+	var out []string
+	for _, k := range s.istio {
+		if k.group != group {
+			continue
+		}
+		for _, v := range k.versions {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
 }
 
 // Source watches a cluster through shared informers. Run must be called at
@@ -233,7 +265,7 @@ func newSource(kube kubernetes.Interface, dyn dynamic.Interface, disc discoverer
 		systemNS: cmp.Or(opts.SystemNamespace, defaultSystemNamespace),
 		crdPoll:  cmp.Or(max(opts.CRDPollInterval, 0), defaultCRDPoll),
 		changed:  make(chan struct{}, 1),
-		istio:    istioKinds(),
+		istio:    allKinds(),
 	}
 	s.maxDelay = cmp.Or(max(opts.MaxDelay, 0), max(defaultMaxDelay, 10*s.debounce))
 	for i, ls := range opts.Namespaces {
@@ -330,7 +362,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	}
 	var istioListers []func()
 	for _, k := range s.istio {
-		if k.gvr.Empty() {
+		if k.gvr.Empty() || !s.readable(ctx, k) {
 			continue
 		}
 		gi, err := s.istioInformer(dynFactory, k)
@@ -405,13 +437,33 @@ func (s *Source) istioInformer(f dynamicinformer.DynamicSharedInformerFactory, k
 }, error) {
 	gi := f.ForResource(k.gvr)
 	inf := gi.Informer()
-	if err := inf.SetTransform(stripManagedFields); err != nil {
+	transform := stripManagedFields
+	if k.unimplemented {
+		transform = stripToMetadata
+	}
+	if err := inf.SetTransform(transform); err != nil {
 		return nil, fmt.Errorf("watching %s: %w", k.gvr, err)
 	}
 	if _, err := inf.AddEventHandler(s.handler(k.kind)); err != nil {
 		return nil, fmt.Errorf("watching %s: %w", k.gvr, err)
 	}
 	return gi, nil
+}
+
+// readable checks that a kind mizzen only reports can be listed: RBAC that
+// predates it (a ClusterRole granting networking.istio.io and
+// security.istio.io only) would leave its informer retrying forever and the
+// source never ready. Such a kind is logged and not watched; the kinds mizzen
+// implements are always watched.
+func (s *Source) readable(ctx context.Context, k *istioKind) bool {
+	if !k.unimplemented {
+		return true
+	}
+	if _, err := s.dyn.Resource(k.gvr).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		s.log.Warn("cannot read a kind mizzen does not implement; its objects are not reported", "kind", k.kind, "group", k.group, "err", err)
+		return false
+	}
+	return true
 }
 
 // waitSynced polls more often than cache.WaitForCacheSync (every 100ms), so
@@ -449,21 +501,28 @@ func (s *Source) discover(ctx context.Context) (missing []*istioKind, ok bool) {
 	for {
 		found, err := s.servedVersions()
 		if err == nil {
+			var names, others []string
 			for _, k := range s.istio {
 				if v := found[k.group+"/"+k.resource]; v != "" {
 					k.gvr = schema.GroupVersionResource{Group: k.group, Version: v, Resource: k.resource}
 					s.log.Debug("watching Istio kind", "kind", k.kind, "version", v)
+					continue
+				}
+				missing = append(missing, k)
+				if k.unimplemented {
+					others = append(others, k.resource+"."+k.group)
 				} else {
-					missing = append(missing, k)
+					names = append(names, k.resource+"."+k.group)
 				}
 			}
-			if len(missing) > 0 {
-				names := make([]string, len(missing))
-				for i, k := range missing {
-					names[i] = k.resource + "." + k.group
-				}
+			if len(names) > 0 {
 				s.log.Warn("Istio CRDs not installed; these kinds are ignored until they are",
 					"crds", strings.Join(names, ","), "recheck", s.crdPoll)
+			}
+			if len(others) > 0 {
+				// Only watched to report their objects as not applied: that
+				// these CRDs are absent is normal.
+				s.log.Debug("CRDs of kinds mizzen does not implement not installed", "crds", strings.Join(others, ","))
 			}
 			return missing, true
 		}
@@ -478,15 +537,19 @@ func (s *Source) discover(ctx context.Context) (missing []*istioKind, ok bool) {
 }
 
 // servedVersions maps "group/resource" to the preferred served version of
-// each Istio kind the apiserver serves.
-func (s *Source) servedVersions() (map[string]string, error) {
+// each Istio kind the apiserver serves, looking only at the groups named
+// (all with none).
+func (s *Source) servedVersions(only ...string) (map[string]string, error) {
 	groups, err := s.disc.ServerGroups()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
 	for _, g := range groups.Groups {
-		candidates := decode.IstioVersions(g.Name)
+		if len(only) > 0 && !slices.Contains(only, g.Name) {
+			continue
+		}
+		candidates := s.groupVersions(g.Name)
 		if candidates == nil {
 			continue
 		}
@@ -522,7 +585,15 @@ func (s *Source) pollCRDs(ctx context.Context, f dynamicinformer.DynamicSharedIn
 			return
 		case <-t.C:
 		}
-		found, err := s.servedVersions()
+		// Only the groups still missing a kind: with Gateway API absent, a
+		// poll is one discovery request.
+		var groups []string
+		for _, k := range missing {
+			if !slices.Contains(groups, k.group) {
+				groups = append(groups, k.group)
+			}
+		}
+		found, err := s.servedVersions(groups...)
 		if err != nil {
 			s.log.Debug("API discovery failed", "err", err)
 			continue
@@ -537,6 +608,9 @@ func (s *Source) pollCRDs(ctx context.Context, f dynamicinformer.DynamicSharedIn
 			// k.gvr is only read by this goroutine from now on; Run's
 			// goroutine reads nothing of k but lister and decoded.
 			k.gvr = schema.GroupVersionResource{Group: k.group, Version: v, Resource: k.resource}
+			if !s.readable(ctx, k) {
+				continue
+			}
 			gi, err := s.istioInformer(f, k)
 			if err != nil {
 				s.log.Error("cannot watch Istio kind", "kind", k.kind, "err", err)
@@ -700,6 +774,16 @@ func (s *Source) build() model.Inputs {
 		slices.SortFunc(us, func(a, b *unstructured.Unstructured) int {
 			return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
 		})
+		if k.unimplemented {
+			for _, u := range us {
+				in.Unimplemented = append(in.Unimplemented, &metav1.PartialObjectMetadata{
+					TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: k.kind},
+					ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(),
+						ResourceVersion: u.GetResourceVersion(), Labels: u.GetLabels(), Annotations: u.GetAnnotations()},
+				})
+			}
+			continue
+		}
 		live := make(map[string]*decoded, len(us))
 		for _, u := range us {
 			d := s.decodeIstio(k, u)
@@ -813,4 +897,23 @@ func stripManagedFields(obj any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// stripToMetadata keeps only the identity of an object of a kind mizzen does
+// not implement: it is reported by name, its spec is never read, so an
+// EnvoyFilter's patches do not sit in memory.
+func stripToMetadata(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		for k := range u.Object {
+			if k != "apiVersion" && k != "kind" && k != "metadata" {
+				delete(u.Object, k)
+			}
+		}
+		if md, ok := u.Object["metadata"].(map[string]any); ok {
+			if ann, ok := md["annotations"].(map[string]any); ok {
+				delete(ann, "kubectl.kubernetes.io/last-applied-configuration")
+			}
+		}
+	}
+	return stripManagedFields(obj)
 }

@@ -1,0 +1,122 @@
+// Package memtrim gives memory that a burst needed back to the operating
+// system once the process is quiet again.
+//
+// A control plane's heap is spiky: a fleet connecting at once, or a change
+// pushed to every proxy, allocates a lot in a short time, and then almost
+// nothing. The Go runtime collects only as allocation reaches its next goal
+// (twice the live heap by default), so the burst's garbage stays in the heap,
+// and resident, until enough new allocation comes along, which in a quiet
+// mesh can take minutes. After 1,000 proxies connected to the 1,000-service
+// mesh, mizzen held 102 MB of heap objects of which 50 MB were live. Once the
+// heap has been quiet for an interval, one collection and a scavenge make the
+// resident size follow what the proxies really cost.
+package memtrim
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// Options tune Run; the zero value is usable.
+type Options struct {
+	// Interval between checks (default 5 s).
+	Interval time.Duration
+	// MinReclaim is the least memory worth a forced collection (default 32 MiB).
+	MinReclaim uint64
+	// Logger gets a debug line per trim; nil: none.
+	Logger *slog.Logger
+}
+
+// Stats are the heap figures a check looks at.
+type Stats struct {
+	// Objects is heap memory holding objects, garbage not yet collected included.
+	Objects uint64
+	// Live is the heap found live by the last collection.
+	Live uint64
+	// Free is heap memory that is free and still resident.
+	Free uint64
+}
+
+// Reclaimable is what a collection and a scavenge would give back: the
+// garbage and the free heap.
+func (s Stats) Reclaimable() uint64 {
+	var garbage uint64
+	if s.Objects > s.Live {
+		garbage = s.Objects - s.Live
+	}
+	return garbage + s.Free
+}
+
+// Worth reports whether trimming now pays: prev is the previous check's
+// figures. The heap must have been quiet since (objects within a quarter of
+// the floor: a busy heap is collected by the runtime anyway, and soon), and
+// the reclaimable memory at least the floor and a quarter of the live heap.
+func (s Stats) Worth(prev Stats, minReclaim uint64) bool {
+	diff := max(s.Objects, prev.Objects) - min(s.Objects, prev.Objects)
+	r := s.Reclaimable()
+	return diff < minReclaim/4 && r >= minReclaim && r > s.Live/4
+}
+
+// Read returns the current heap figures.
+func Read() Stats {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	metrics.Read(samples)
+	v := func(i int) uint64 {
+		if samples[i].Value.Kind() == metrics.KindUint64 {
+			return samples[i].Value.Uint64()
+		}
+		return 0
+	}
+	return Stats{Objects: v(0), Live: v(1), Free: v(2)}
+}
+
+// Run checks the heap every Interval until ctx is done and returns memory to
+// the OS (debug.FreeOSMemory: one collection, then everything free is
+// released) when Stats.Worth says so. After a trim the next checks wait six
+// intervals (30 s by default), so a heap that keeps swinging costs at most
+// one extra collection that often.
+func Run(ctx context.Context, o Options) {
+	if o.Interval <= 0 {
+		o.Interval = 5 * time.Second
+	}
+	if o.MinReclaim == 0 {
+		o.MinReclaim = 32 << 20
+	}
+	t := time.NewTicker(o.Interval)
+	defer t.Stop()
+	skip := 0
+	prev := Read()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := Read()
+		if skip > 0 {
+			skip--
+			prev = cur
+			continue
+		}
+		worth := cur.Worth(prev, o.MinReclaim)
+		prev = cur
+		if !worth {
+			continue
+		}
+		start := time.Now()
+		debug.FreeOSMemory()
+		skip = 6
+		prev = Read()
+		if o.Logger != nil {
+			o.Logger.Debug("returned unused heap to the OS", "objects_before", cur.Objects, "live_before", cur.Live,
+				"free_before", cur.Free, "objects_after", prev.Objects, "free_after", prev.Free, "took", time.Since(start))
+		}
+	}
+}
