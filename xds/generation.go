@@ -140,8 +140,9 @@ func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
 
 // gatewayKey is what a gateway's listeners, routes and JWT clusters depend
 // on: its namespace, labels (Gateway selectors, RequestAuthentication), bind
-// address and whether it proved an identity (it terminates TLS only then,
-// translate's gatewayTLSChains). Gateways are few: the full label set is fine.
+// address, whether it proved an identity (credentials and ISTIO_MUTUAL need
+// one) or runs istio-agent, and its addresses (the Service targetPorts it
+// binds). Gateways are few: the full label set is fine.
 func gatewayKey(p *model.Proxy) string {
 	keys := make([]string, 0, len(p.Labels))
 	for k := range p.Labels {
@@ -157,6 +158,12 @@ func gatewayKey(p *model.Proxy) string {
 	if p.Unprivileged {
 		b.WriteString("|unprivileged")
 	}
+	if p.AgentSDS() {
+		// Certificate files come from istio-agent's SDS, else from the files.
+		b.WriteString("|agent")
+	}
+	// Listeners bind the targetPorts of the Services at the proxy's addresses.
+	b.WriteString("|" + strings.Join(p.InstanceIPs, ","))
 	for _, k := range keys {
 		b.WriteString("|" + k + "=" + p.Labels[k])
 	}
@@ -211,7 +218,7 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 			"proxy", p.ID, "ports", ports)
 	}
 	// RequestAuthentication selects by namespace and labels: part of the proxy key.
-	c, err := newPart(translate.JWTClusters(sp.view, p), clusterName)
+	c, err := newPart(append(translate.JWTClusters(sp.view, p), translate.GatewayClusters(sp.view, p)...), clusterName)
 	if err != nil {
 		return nil, err
 	}
