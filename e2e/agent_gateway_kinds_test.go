@@ -1,0 +1,360 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mizzenmesh/mizzen/e2e/echo"
+	"github.com/mizzenmesh/mizzen/e2e/rig"
+)
+
+// applyBookinfo applies examples/bookinfo to the mesh's apiserver with each
+// app in a pod of its own at 198.18.1.N (the example's 127.0.1.N).
+func applyBookinfo(t *testing.T, m *rig.Mesh) {
+	t.Helper()
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "examples", "bookinfo", "*.yaml"))
+	if len(files) == 0 {
+		t.Fatal("examples/bookinfo has no YAML")
+	}
+	var all strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(b)
+		all.WriteString("\n---\n")
+	}
+	for _, app := range rig.BookinfoApps {
+		ip, port, _ := net.SplitHostPort(app.Addr)
+		p, _ := strconv.Atoi(port)
+		m.Net.AddPod(t, app.Name, rig.KubePodIP(ip)).StartEcho(t, p, app.Service, app.Version)
+	}
+	m.API.Apply(t, strings.ReplaceAll(all.String(), "127.0.1.", "198.18.1."))
+}
+
+// TestAgentGatewayServerKinds: Istio's ingress gateway as a default install
+// runs it — `pilot-agent proxy router`, unprivileged (UNPRIVILEGED_POD), behind
+// Service istio-ingressgateway 80→8080, 443→8443, 31400 — with the certificate
+// Secrets of Istio's older charts mounted as files, serving, in turn:
+// bookinfo on 8080 (the Service's targetPort for server port 80); an HTTPS
+// server with serverCertificate/privateKey files (istio-agent serves them as
+// SDS file-cert: names), then two such servers told apart by SNI, each with
+// its own certificate; a PASSTHROUGH server routing by SNI to two backends
+// that terminate TLS themselves; a TCP server routed by a VirtualService tcp
+// route. Nothing is rejected by Envoy or counted by mizzen.
+func TestAgentGatewayServerKinds(t *testing.T) {
+	const (
+		gwNS = "istio-system"
+		gwSA = "istio-ingressgateway-service-account"
+	)
+	rig.IstioBinary(t, "pilot-agent")
+	began := time.Now()
+	m := rig.StartMesh(t, rig.MeshOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	applyBookinfo(t, m)
+
+	// Backends: two that terminate TLS themselves, one TCP echo.
+	for i, name := range []string{"tls-a", "tls-b"} {
+		labels := map[string]string{"app": name}
+		m.AddWorkload(t, rig.WorkloadSpec{Name: name + "-0", Labels: labels, IP: fmt.Sprintf("198.18.31.%d", i+1),
+			App: rig.AppSpec{TLSPorts: []int{8443}, TLSNames: []string{name + ".tls.example.com"}}})
+		m.AddService(t, rig.ServiceSpec{Name: name, Selector: labels, Ports: []rig.ServicePort{{Name: "tls", Port: 8443}}})
+	}
+	tcpLabels := map[string]string{"app": "tcp-echo"}
+	m.AddWorkload(t, rig.WorkloadSpec{Name: "tcp-echo-0", Labels: tcpLabels, IP: "198.18.31.3", App: rig.AppSpec{TCPPorts: []int{9000}}})
+	m.AddService(t, rig.ServiceSpec{Name: "tcp-echo", Selector: tcpLabels, Ports: []rig.ServicePort{{Name: "tcp", Port: 9000}}})
+
+	// The gateway, its Service and the certificate Secrets it mounts (the
+	// book's §7.9 ingress: istio-ingressgateway-certs, -bookinfo-certs).
+	gwLabels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+	m.AddService(t, rig.ServiceSpec{Name: "istio-ingressgateway", Namespace: gwNS, Selector: gwLabels, Ports: []rig.ServicePort{
+		{Name: "status-port", Port: 15021}, {Name: "http2", Port: 80, TargetPort: 8080}, {Name: "https", Port: 443, TargetPort: 8443},
+		{Name: "tcp", Port: 31400}}})
+	httpbinCert, httpbinKey := selfSignedCert(t, "httpbin.example.com")
+	bookinfoCert, bookinfoKey := selfSignedCert(t, "bookinfo.example.com")
+	for name, pair := range map[string][2][]byte{
+		"istio-ingressgateway-certs":          {httpbinCert, httpbinKey},
+		"istio-ingressgateway-bookinfo-certs": {bookinfoCert, bookinfoKey},
+	} {
+		if _, err := m.API.Clientset().CoreV1().Secrets(gwNS).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: gwNS}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": pair[0], "tls.key": pair[1]}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := m.AddAgent(t, rig.AgentSpec{Name: "istio-ingressgateway-0", Namespace: gwNS, IP: "198.18.30.10", ServiceAccount: gwSA, Router: true,
+		Labels: gwLabels, WorkloadName: "istio-ingressgateway", Env: map[string]string{"ISTIO_META_UNPRIVILEGED_POD": "true"},
+		SecretMounts: map[string]string{
+			"istio-ingressgateway-certs":          "/etc/istio/ingressgateway-certs",
+			"istio-ingressgateway-bookinfo-certs": "/etc/istio/ingressgateway-bookinfo-certs",
+		}})
+	t.Logf("mesh, bookinfo, backends and the gateway up in %s", time.Since(began).Round(time.Millisecond))
+
+	// tlsGet: GET https://<sni>/<path> through the gateway's 8443 until check
+	// accepts the answer; returns the certificate the gateway (or backend) showed.
+	tlsGet := func(t *testing.T, sni, path string, check func(status int, r echo.Response) error) *tls.ConnectionState {
+		t.Helper()
+		addr := net.JoinHostPort(g.IP, "8443")
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{ServerName: sni, InsecureSkipVerify: true}, //nolint:gosec // the test compares the certificate itself
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+			},
+		}}
+		var state *tls.ConnectionState
+		err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+sni+path, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var r echo.Response
+			_ = json.Unmarshal(raw, &r)
+			if err := check(resp.StatusCode, r); err != nil {
+				return err
+			}
+			state = resp.TLS
+			return nil
+		})
+		if err != nil {
+			names, _ := g.Envoy.ListenerNames(ctx)
+			t.Fatalf("https://%s%s via %s: %v (listeners %v)", sni, path, addr, err, names)
+		}
+		return state
+	}
+	productpageAnswer := func(status int, r echo.Response) error {
+		if status != 200 || r.Service != "productpage" {
+			return fmt.Errorf("%d from %q", status, r.Service)
+		}
+		return nil
+	}
+	wantCert := func(t *testing.T, state *tls.ConnectionState, certPEM []byte) {
+		t.Helper()
+		b, _ := pem.Decode(certPEM)
+		if got := state.PeerCertificates[0]; !bytes.Equal(got.Raw, b.Bytes) {
+			t.Errorf("served the certificate of CN %s, want the mounted one's", got.Subject.CommonName)
+		}
+	}
+
+	t.Run("bookinfo /productpage on the Service's targetPort 8080", func(t *testing.T) {
+		start := time.Now()
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		url := "http://" + net.JoinHostPort(g.IP, "8080") + "/productpage"
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var r echo.Response
+			_ = json.Unmarshal(raw, &r)
+			return productpageAnswer(resp.StatusCode, r)
+		}); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		t.Logf("%s 200 from productpage after %s", url, time.Since(start).Round(time.Millisecond))
+		names, err := g.Envoy.ListenerNames(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if n == "0.0.0.0_80" {
+				t.Errorf("listener 0.0.0.0_80 exists; the Service maps 80 to 8080 (listeners %v)", names)
+			}
+		}
+	})
+
+	filesServer := func(portName, host, dir string) string {
+		return fmt.Sprintf(`  - port: {number: 443, name: %s, protocol: HTTPS}
+    hosts: [%s]
+    tls: {mode: SIMPLE, serverCertificate: %s/tls.crt, privateKey: %s/tls.key}
+`, portName, host, dir, dir)
+	}
+	filesVS := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: files, namespace: istio-system}
+spec:
+  hosts: [httpbin.example.com, bookinfo.example.com]
+  gateways: [files]
+  http:
+  - route:
+    - destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}
+`
+	t.Run("HTTPS with certificate files: one, then two by SNI", func(t *testing.T) {
+		m.API.Apply(t, "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: files, namespace: istio-system}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n"+
+			filesServer("https-httpbin", "httpbin.example.com", "/etc/istio/ingressgateway-certs")+"---\n"+filesVS)
+		start := time.Now()
+		wantCert(t, tlsGet(t, "httpbin.example.com", "/productpage", productpageAnswer), httpbinCert)
+		t.Logf("one file certificate: https://httpbin.example.com 200 with it after %s", time.Since(start).Round(time.Millisecond))
+		srcs, err := sdsSources(ctx, g.Envoy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "file-cert:/etc/istio/ingressgateway-certs/tls.crt~/etc/istio/ingressgateway-certs/tls.key"
+		if got := strings.Join(srcs[name], ","); got != "sds-grpc" {
+			t.Errorf("%s fetched from %q, want sds-grpc (istio-agent reads the files); all: %v", name, got, srcs)
+		}
+
+		m.API.Apply(t, "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: files, namespace: istio-system}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n"+
+			filesServer("https-httpbin", "httpbin.example.com", "/etc/istio/ingressgateway-certs")+
+			filesServer("https-bookinfo", "bookinfo.example.com", "/etc/istio/ingressgateway-bookinfo-certs"))
+		start = time.Now()
+		wantCert(t, tlsGet(t, "bookinfo.example.com", "/productpage", productpageAnswer), bookinfoCert)
+		wantCert(t, tlsGet(t, "httpbin.example.com", "/productpage", productpageAnswer), httpbinCert)
+		t.Logf("two file certificates by SNI, each served with its own after %s", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("PASSTHROUGH by SNI to backends terminating TLS", func(t *testing.T) {
+		m.API.Apply(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: passthrough, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: tls-passthrough, protocol: TLS}
+    hosts: [tls-a.tls.example.com, tls-b.tls.example.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: passthrough, namespace: istio-system}
+spec:
+  hosts: ["*.tls.example.com"]
+  gateways: [passthrough]
+  tls:
+  - match: [{port: 443, sniHosts: [tls-a.tls.example.com]}]
+    route: [{destination: {host: tls-a.default.svc.cluster.local, port: {number: 8443}}}]
+  - match: [{port: 443, sniHosts: [tls-b.tls.example.com]}]
+    route: [{destination: {host: tls-b.default.svc.cluster.local, port: {number: 8443}}}]
+`)
+		for _, name := range []string{"tls-a", "tls-b"} {
+			sni := name + ".tls.example.com"
+			start := time.Now()
+			state := tlsGet(t, sni, "/", func(status int, r echo.Response) error {
+				if status != 200 || r.Pod != name+"-0" || r.SNI != sni {
+					return fmt.Errorf("%d from pod %q (SNI it saw %q)", status, r.Pod, r.SNI)
+				}
+				return nil
+			})
+			if cn := state.PeerCertificates[0].Subject.CommonName; cn != sni {
+				t.Errorf("SNI %s: certificate CN %q, want the backend's own (%s)", sni, cn, sni)
+			}
+			t.Logf("SNI %s: answered by %s-0 with its own certificate after %s", sni, name, time.Since(start).Round(time.Millisecond))
+		}
+		// The file-certificate servers on the same port still terminate.
+		wantCert(t, tlsGet(t, "httpbin.example.com", "/productpage", productpageAnswer), httpbinCert)
+	})
+
+	t.Run("TCP server routed by a VirtualService tcp route", func(t *testing.T) {
+		m.API.Apply(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp, namespace: istio-system}
+spec:
+  hosts: ["*"]
+  gateways: [tcp]
+  tcp:
+  - match: [{port: 31400}]
+    route: [{destination: {host: tcp-echo.default.svc.cluster.local, port: {number: 9000}}}]
+`)
+		addr := net.JoinHostPort(g.IP, "31400")
+		start := time.Now()
+		var greet echo.TCPGreeting
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+			rd := bufio.NewReader(conn)
+			line, err := rd.ReadBytes('\n')
+			if err != nil {
+				return fmt.Errorf("greeting: %w", err)
+			}
+			if err := json.Unmarshal(line, &greet); err != nil || greet.Service != "tcp-echo" {
+				return fmt.Errorf("greeting %q", line)
+			}
+			if _, err := conn.Write([]byte("ping\n")); err != nil {
+				return err
+			}
+			echoed, err := rd.ReadString('\n')
+			if err != nil || echoed != "ping\n" {
+				return fmt.Errorf("echo %q: %v", echoed, err)
+			}
+			return nil
+		}); err != nil {
+			names, _ := g.Envoy.ListenerNames(ctx)
+			t.Fatalf("tcp://%s: %v (listeners %v)", addr, err, names)
+		}
+		t.Logf("tcp://%s: greeted by %s and echoed after %s", addr, greet.Pod, time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("SYNCED; nothing collides with the agent bootstrap; nothing rejected", func(t *testing.T) {
+		table, err := waitProxyStatusSynced(ctx, t, m.Mizzen, []string{agentPodName(g.Workload)}, func(_ string, row map[string]string) error {
+			return agentRowCheck(g, "-")(row)
+		})
+		t.Logf("mizzen proxy-status:\n%s", table)
+		if err != nil {
+			t.Errorf("not SYNCED: %v", err)
+		}
+		bad, err := bootstrapCollisions(ctx, g.Envoy, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bad {
+			t.Error(b)
+		}
+		rej, err := envoyRejects(ctx, g.Envoy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range rej {
+			t.Errorf("%s = %d", k, v)
+		}
+		mt, err := m.Mizzen.Metrics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := mt.Sum("pilot_total_xds_rejects"); v != 0 {
+			t.Errorf("pilot_total_xds_rejects = %v", v)
+		}
+	})
+	t.Logf("TestAgentGatewayServerKinds took %s", time.Since(began).Round(time.Millisecond))
+}
