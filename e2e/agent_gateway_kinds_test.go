@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/mizzenmesh/mizzen/e2e/echo"
 	"github.com/mizzenmesh/mizzen/e2e/rig"
@@ -54,10 +56,62 @@ func applyBookinfo(t *testing.T, m *rig.Mesh) {
 	m.API.Apply(t, strings.ReplaceAll(all.String(), "127.0.1.", "198.18.1."))
 }
 
-// TestAgentGatewayServerKinds: Istio's ingress gateway as a default install
-// runs it — `pilot-agent proxy router`, unprivileged (UNPRIVILEGED_POD), behind
-// Service istio-ingressgateway 80→8080, 443→8443, 31400 — with the certificate
-// Secrets of Istio's older charts mounted as files, serving, in turn:
+// deployedGateway is a gateway of deploy/gateways/<which> as the rig runs it:
+// the Service, and the pod template's labels, annotations, service account and
+// Secret mounts (Secret name → mountPath).
+type deployedGateway struct {
+	name         string
+	service      rig.ServiceSpec
+	labels       map[string]string
+	annotations  map[string]string
+	sa           string
+	secretMounts map[string]string
+}
+
+func readDeployedGateway(t *testing.T, which string) deployedGateway {
+	t.Helper()
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "deploy", "gateways", which)
+	var d appsv1.Deployment
+	var svc corev1.Service
+	for file, into := range map[string]any{"deployment.yaml": &d, "service.yaml": &svc} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(b, into); err != nil {
+			t.Fatalf("%s/%s: %v", dir, file, err)
+		}
+	}
+	g := deployedGateway{name: d.Name, labels: d.Spec.Template.Labels, annotations: d.Spec.Template.Annotations,
+		sa: d.Spec.Template.Spec.ServiceAccountName, secretMounts: map[string]string{}}
+	g.service = rig.ServiceSpec{Name: svc.Name, Namespace: svc.Namespace, Selector: svc.Spec.Selector}
+	for _, p := range svc.Spec.Ports {
+		g.service.Ports = append(g.service.Ports, rig.ServicePort{Name: p.Name, Port: p.Port, TargetPort: p.TargetPort.IntVal})
+	}
+	secrets := map[string]string{}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+		}
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, vm := range c.VolumeMounts {
+			if name, ok := secrets[vm.Name]; ok {
+				g.secretMounts[name] = vm.MountPath
+			}
+		}
+	}
+	return g
+}
+
+// TestAgentGatewayServerKinds: deploy/'s ingress gateway (deploy/gateways/
+// ingress: its Service 80→8080, 443→8443, 31400, its pod's labels, service
+// account and Secret mounts) run by the real pilot-agent in router mode,
+// unprivileged (UNPRIVILEGED_POD), serving, in turn:
 // bookinfo on 8080 (the Service's targetPort for server port 80); an HTTPS
 // server with serverCertificate/privateKey files (istio-agent serves them as
 // SDS file-cert: names), then two such servers told apart by SNI, each with
@@ -65,10 +119,7 @@ func applyBookinfo(t *testing.T, m *rig.Mesh) {
 // that terminate TLS themselves; a TCP server routed by a VirtualService tcp
 // route. Nothing is rejected by Envoy or counted by mizzen.
 func TestAgentGatewayServerKinds(t *testing.T) {
-	const (
-		gwNS = "istio-system"
-		gwSA = "istio-ingressgateway-service-account"
-	)
+	const gwNS = "istio-system"
 	rig.IstioBinary(t, "pilot-agent")
 	began := time.Now()
 	m := rig.StartMesh(t, rig.MeshOptions{})
@@ -87,12 +138,17 @@ func TestAgentGatewayServerKinds(t *testing.T) {
 	m.AddWorkload(t, rig.WorkloadSpec{Name: "tcp-echo-0", Labels: tcpLabels, IP: "198.18.31.3", App: rig.AppSpec{TCPPorts: []int{9000}}})
 	m.AddService(t, rig.ServiceSpec{Name: "tcp-echo", Selector: tcpLabels, Ports: []rig.ServicePort{{Name: "tcp", Port: 9000}}})
 
-	// The gateway, its Service and the certificate Secrets it mounts (the
-	// book's §7.9 ingress: istio-ingressgateway-certs, -bookinfo-certs).
-	gwLabels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
-	m.AddService(t, rig.ServiceSpec{Name: "istio-ingressgateway", Namespace: gwNS, Selector: gwLabels, Ports: []rig.ServicePort{
-		{Name: "status-port", Port: 15021}, {Name: "http2", Port: 80, TargetPort: 8080}, {Name: "https", Port: 443, TargetPort: 8443},
-		{Name: "tcp", Port: 31400}}})
+	// deploy/'s ingress gateway: its Service, its pod (pilot-agent in router
+	// mode, as the injector's gateway template makes it) with the Secrets
+	// the Deployment mounts, plus one more (the book's §7.9 ingress:
+	// istio-ingressgateway-certs, then -bookinfo-certs for a second host).
+	dg := readDeployedGateway(t, "ingress")
+	m.AddService(t, dg.service)
+	mounts := dg.secretMounts
+	if mounts["istio-ingressgateway-certs"] != "/etc/istio/ingressgateway-certs" {
+		t.Fatalf("deploy/gateways/ingress mounts Secrets %v, want istio-ingressgateway-certs at /etc/istio/ingressgateway-certs", mounts)
+	}
+	mounts["istio-ingressgateway-bookinfo-certs"] = "/etc/istio/ingressgateway-bookinfo-certs"
 	httpbinCert, httpbinKey := selfSignedCert(t, "httpbin.example.com")
 	bookinfoCert, bookinfoKey := selfSignedCert(t, "bookinfo.example.com")
 	for name, pair := range map[string][2][]byte{
@@ -105,12 +161,9 @@ func TestAgentGatewayServerKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := m.AddAgent(t, rig.AgentSpec{Name: "istio-ingressgateway-0", Namespace: gwNS, IP: "198.18.30.10", ServiceAccount: gwSA, Router: true,
-		Labels: gwLabels, WorkloadName: "istio-ingressgateway", Env: map[string]string{"ISTIO_META_UNPRIVILEGED_POD": "true"},
-		SecretMounts: map[string]string{
-			"istio-ingressgateway-certs":          "/etc/istio/ingressgateway-certs",
-			"istio-ingressgateway-bookinfo-certs": "/etc/istio/ingressgateway-bookinfo-certs",
-		}})
+	g := m.AddAgent(t, rig.AgentSpec{Name: dg.name + "-0", Namespace: gwNS, IP: "198.18.30.10", ServiceAccount: dg.sa, Router: true,
+		Labels: dg.labels, Annotations: dg.annotations, WorkloadName: dg.name, Env: map[string]string{"ISTIO_META_UNPRIVILEGED_POD": "true"},
+		SecretMounts: mounts})
 	t.Logf("mesh, bookinfo, backends and the gateway up in %s", time.Since(began).Round(time.Millisecond))
 
 	// tlsGet: GET https://<sni>/<path> through the gateway's 8443 until check
@@ -327,8 +380,11 @@ spec:
 	})
 
 	t.Run("SYNCED; nothing collides with the agent bootstrap; nothing rejected", func(t *testing.T) {
+		// SDS NOT SENT: the certificates are files the agent serves; the
+		// namespace's Secrets are credentials mizzen would serve, but no
+		// server names one, so Envoy asks for none.
 		table, err := waitProxyStatusSynced(ctx, t, m.Mizzen, []string{agentPodName(g.Workload)}, func(_ string, row map[string]string) error {
-			return agentRowCheck(g, "-")(row)
+			return agentRowCheck(g, "NOT SENT")(row)
 		})
 		t.Logf("mizzen proxy-status:\n%s", table)
 		if err != nil {

@@ -73,6 +73,40 @@ func TestSidecarInjection(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+
+	t.Run("deploy/ holds istio-ingressgateway; examples/egress-gateway adds the egress gateway", func(t *testing.T) {
+		for _, gw := range []struct{ name, istio, dir string }{
+			{"istio-ingressgateway", "ingressgateway", ""},
+			{"istio-egressgateway", "egressgateway", "examples/egress-gateway/"},
+		} {
+			if gw.dir != "" {
+				if res := api.Kubectl(t, "", "apply", "-k", gw.dir); res.Err != nil {
+					t.Fatalf("kubectl apply -k %s: %v\n%s", gw.dir, res.Err, res.Stderr)
+				}
+			}
+			d, err := api.Clientset().AppsV1().Deployments("istio-system").Get(ctx, gw.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl := d.Spec.Template
+			if tmpl.Labels["istio"] != gw.istio || tmpl.Labels["app"] != gw.name || tmpl.Annotations["inject.istio.io/templates"] != "gateway" ||
+				tmpl.Labels["sidecar.istio.io/inject"] != "true" {
+				t.Errorf("Deployment %s: pod labels %v, annotations %v; want istio=%s, app=%s, injected from the gateway template",
+					gw.name, tmpl.Labels, tmpl.Annotations, gw.istio, gw.name)
+			}
+			svc, err := api.Clientset().CoreV1().Services("istio-system").Get(ctx, gw.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports := map[int32]int32{}
+			for _, p := range svc.Spec.Ports {
+				ports[p.Port] = p.TargetPort.IntVal
+			}
+			if ports[80] != 8080 || ports[443] != 8443 || svc.Spec.Selector["istio"] != gw.istio {
+				t.Errorf("Service %s: ports %v, selector %v; want 80→8080, 443→8443, istio=%s", gw.name, ports, svc.Spec.Selector, gw.istio)
+			}
+		}
+	})
 	core := api.Clientset().CoreV1()
 	for ns, labels := range map[string]map[string]string{"inject-on": {"istio-injection": "enabled"}, "inject-off": nil} {
 		if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}); err != nil {
