@@ -97,7 +97,7 @@ spec:
 		start := time.Now()
 		var lastErr error
 		err := rig.Eventually(ctx, 250*time.Millisecond, func(ctx context.Context) error {
-			status, r, err := client.Echo(ctx, "GET", "http://"+extHost+"/egress", nil)
+			status, r, err := client.Echo(ctx, "GET", "http://"+vip+"/egress", map[string]string{"Host": extHost})
 			if err != nil {
 				lastErr = err
 				return err
@@ -151,6 +151,10 @@ spec:
 		}
 		if err == nil {
 			t.Fatalf("tls://%s without a client certificate: answered, want refused", addr)
+		}
+		// Refused by TLS (an alert), not unreachable.
+		if !strings.Contains(err.Error(), "tls:") {
+			t.Fatalf("tls://%s without a client certificate: %v, want a TLS alert (certificate required)", addr, err)
 		}
 		t.Logf("tls://%s without a client certificate: %v", addr, err)
 	})
