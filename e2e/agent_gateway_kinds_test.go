@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -243,6 +244,39 @@ func TestAgentGatewayServerKinds(t *testing.T) {
 				t.Errorf("listener 0.0.0.0_80 exists; the Service maps 80 to 8080 (listeners %v)", names)
 			}
 		}
+	})
+
+	t.Run("a gateway no Service selects binds the server port 80", func(t *testing.T) {
+		// Selected by the Gateways (istio: ingressgateway), not by deploy/'s
+		// Service (app differs): istiod binds the server ports as they are.
+		labels := map[string]string{"istio": "ingressgateway", "app": "unlisted-gateway"}
+		u := m.AddAgent(t, rig.AgentSpec{Name: "unlisted-gateway-0", Namespace: gwNS, IP: "198.18.30.11", ServiceAccount: dg.sa, Router: true,
+			Labels: labels, WorkloadName: "unlisted-gateway", Sysctls: map[string]string{"net.ipv4.ip_unprivileged_port_start": "0"}})
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		url := "http://" + net.JoinHostPort(u.IP, "80") + "/productpage"
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var r echo.Response
+			_ = json.Unmarshal(raw, &r)
+			return productpageAnswer(resp.StatusCode, r)
+		}); err != nil {
+			names, _ := u.Envoy.ListenerNames(ctx)
+			t.Fatalf("%s: %v (listeners %v)", url, err, names)
+		}
+		names, err := u.Envoy.ListenerNames(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(names, "0.0.0.0_80") || slices.Contains(names, "0.0.0.0_8080") {
+			t.Errorf("listeners %v: want 0.0.0.0_80 and no 0.0.0.0_8080", names)
+		}
+		t.Logf("%s 200 from productpage; listeners %v", url, names)
 	})
 
 	filesServer := func(portName, host, dir string) string {

@@ -18,7 +18,7 @@ import (
 // (GatewayPortConflict, GatewayPortProtocolConflict, GatewayServerConflict).
 type gatewayListenerPlan struct {
 	bind     string // the servers' bind address; "" means the proxy's (0.0.0.0)
-	port     uint32 // the servers' port number
+	port     uint32 // the (first) servers' port number
 	bindPort uint32 // where the listener listens: the Service's targetPort, else port
 	http     []gatewayServer
 	chains   []gatewayChain
@@ -64,10 +64,14 @@ func gatewayPlans(snap *model.Snapshot, proxy *model.Proxy) []*gatewayListenerPl
 			if !model.GatewayServerServable(s) {
 				continue // ValidateGateway says why
 			}
-			key := fmt.Sprintf("%s|%d", s.GetBind(), s.GetPort().GetNumber())
+			// Keyed by the port bound, as istiod merges servers: server ports
+			// 80 and 8080 behind a Service 80→8080 share listener 0.0.0.0_8080
+			// (two listeners of one name would be refused).
+			bindPort := GatewayBindPort(snap, proxy, s.GetPort().GetNumber())
+			key := fmt.Sprintf("%s|%d", s.GetBind(), bindPort)
 			p := byKey[key]
 			if p == nil {
-				p = &gatewayListenerPlan{bind: s.GetBind(), port: s.GetPort().GetNumber(), bindPort: GatewayBindPort(snap, proxy, s.GetPort().GetNumber())}
+				p = &gatewayListenerPlan{bind: s.GetBind(), port: s.GetPort().GetNumber(), bindPort: bindPort}
 				byKey[key] = p
 				plans = append(plans, p)
 			}
