@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -319,6 +324,67 @@ spec:
 		t.Logf("two file certificates by SNI, each served with its own after %s", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("credentialNames: an RSA and an ECDSA certificate, picked by the client's algorithms", func(t *testing.T) {
+		const host = "dual.example.com"
+		rsaCert, rsaKey := selfSignedRSACert(t, host)
+		ecCert, ecKey := selfSignedCert(t, host)
+		for name, pair := range map[string][2][]byte{"dual-rsa": {rsaCert, rsaKey}, "dual-ecdsa": {ecCert, ecKey}} {
+			if _, err := m.API.Clientset().CoreV1().Secrets(gwNS).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: gwNS}, Type: corev1.SecretTypeTLS,
+				Data: map[string][]byte{"tls.crt": pair[0], "tls.key": pair[1]}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.API.Apply(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: dual, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https-dual, protocol: HTTPS}
+    hosts: [dual.example.com]
+    tls: {mode: SIMPLE, credentialNames: [dual-rsa, dual-ecdsa]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: dual, namespace: istio-system}
+spec:
+  hosts: [dual.example.com]
+  gateways: [dual]
+  http:
+  - route:
+    - destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}
+`)
+		addr := net.JoinHostPort(g.IP, "8443")
+		for _, c := range []struct {
+			what   string
+			suite  uint16
+			wantPE []byte
+		}{
+			{"RSA", tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, rsaCert},
+			{"ECDSA", tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, ecCert},
+		} {
+			want, _ := pem.Decode(c.wantPE)
+			if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+				d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: &tls.Config{ServerName: host, InsecureSkipVerify: true, //nolint:gosec // the certificate is compared
+					MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{c.suite}}}
+				conn, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				got := conn.(*tls.Conn).ConnectionState().PeerCertificates[0]
+				if !bytes.Equal(got.Raw, want.Bytes) {
+					return fmt.Errorf("got a %s certificate", got.PublicKeyAlgorithm)
+				}
+				return nil
+			}); err != nil {
+				t.Fatalf("%s client: %v", c.what, err)
+			}
+		}
+		t.Logf("credentialNames: an RSA-only client got the RSA certificate, an ECDSA-only client the ECDSA one")
+	})
+
 	t.Run("PASSTHROUGH by SNI to backends terminating TLS", func(t *testing.T) {
 		m.API.Apply(t, `apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -445,4 +511,24 @@ spec:
 		}
 	})
 	t.Logf("TestAgentGatewayServerKinds took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// selfSignedRSACert is selfSignedCert with an RSA 2048 key.
+func selfSignedRSACert(t testing.TB, host string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 }
