@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -356,33 +357,39 @@ spec:
     - destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}
 `)
 		addr := net.JoinHostPort(g.IP, "8443")
-		for _, c := range []struct {
-			what   string
-			suite  uint16
-			wantPE []byte
-		}{
-			{"RSA", tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, rsaCert},
-			{"ECDSA", tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, ecCert},
-		} {
-			want, _ := pem.Decode(c.wantPE)
-			if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
-				d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: &tls.Config{ServerName: host, InsecureSkipVerify: true, //nolint:gosec // the certificate is compared
-					MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{c.suite}}}
-				conn, err := d.DialContext(ctx, "tcp", addr)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				got := conn.(*tls.Conn).ConnectionState().PeerCertificates[0]
-				if !bytes.Equal(got.Raw, want.Bytes) {
-					return fmt.Errorf("got a %s certificate", got.PublicKeyAlgorithm)
-				}
-				return nil
-			}); err != nil {
-				t.Fatalf("%s client: %v", c.what, err)
+		ecWant, _ := pem.Decode(ecCert)
+		rsaWant, _ := pem.Decode(rsaCert)
+		// Envoy serves the ECDSA certificate to a client that can take it
+		// (Go's client offers ECDSA signature algorithms)...
+		if err := rig.Eventually(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: &tls.Config{ServerName: host, InsecureSkipVerify: true}} //nolint:gosec // the certificate is compared
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return err
 			}
+			defer conn.Close()
+			if got := conn.(*tls.Conn).ConnectionState().PeerCertificates[0]; !bytes.Equal(got.Raw, ecWant.Bytes) {
+				return fmt.Errorf("got a %s certificate, want the ECDSA one", got.PublicKeyAlgorithm)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("ECDSA-capable client: %v", err)
 		}
-		t.Logf("credentialNames: an RSA-only client got the RSA certificate, an ECDSA-only client the ECDSA one")
+		// ...and the RSA one to a client offering RSA signatures only
+		// (openssl s_client: Go's client cannot narrow its algorithms).
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer rcancel()
+		out, err := exec.CommandContext(rctx, "openssl", "s_client", "-connect", addr, "-servername", host, "-tls1_2",
+			"-sigalgs", "RSA-PSS+SHA256:RSA+SHA256", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256").CombinedOutput()
+		i := bytes.Index(out, []byte("-----BEGIN CERTIFICATE"))
+		if i < 0 {
+			t.Fatalf("openssl s_client: no certificate (%v):\n%s", err, out)
+		}
+		b, _ := pem.Decode(out[i:])
+		if b == nil || !bytes.Equal(b.Bytes, rsaWant.Bytes) {
+			t.Fatalf("RSA-only client: not the RSA certificate:\n%s", out)
+		}
+		t.Logf("credentialNames: an ECDSA-capable client got the ECDSA certificate, an RSA-only client the RSA one")
 	})
 
 	t.Run("PASSTHROUGH by SNI to backends terminating TLS", func(t *testing.T) {
