@@ -486,6 +486,73 @@ spec:
 		t.Logf("tcp://%s: greeted by %s and echoed after %s", addr, greet.Pod, time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("AUTO_PASSTHROUGH: a sidecar's mTLS by SNI through to the destination's sidecar", func(t *testing.T) {
+		// The client's sidecar sends Istio mTLS with SNI
+		// outbound_.8080_._.web.default.svc.cluster.local to the gateway's
+		// 15443 (a ServiceEntry whose endpoint is the gateway, as a remote
+		// network's endpoints are); the gateway passes it, untouched, to
+		// web's sidecar, which terminates it.
+		webLabels := map[string]string{"app": "web"}
+		m.AddWorkload(t, rig.WorkloadSpec{Name: "web-0", Labels: webLabels, ServiceAccount: "web", IP: "198.18.31.10", Sidecar: true,
+			App: rig.AppSpec{Ports: []int{8080}}})
+		m.AddService(t, rig.ServiceSpec{Name: "web", Selector: webLabels, Ports: []rig.ServicePort{{Name: "http", Port: 8080}}})
+		client := m.AddWorkload(t, rig.WorkloadSpec{Name: "sleep-0", Labels: map[string]string{"app": "sleep"}, IP: "198.18.31.20", Sidecar: true})
+		m.API.Apply(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: auto-passthrough, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 15443, name: tls, protocol: TLS}
+    hosts: ["*.local"]
+    tls: {mode: AUTO_PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web-via-gateway, namespace: default}
+spec:
+  hosts: [web.remote.example]
+  addresses: [240.240.0.60]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 80, name: http, protocol: HTTP, targetPort: 15443}
+  endpoints:
+  - address: %s
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web-via-gateway, namespace: default}
+spec:
+  host: web.remote.example
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+      sni: outbound_.8080_._.web.default.svc.cluster.local
+      subjectAltNames: [spiffe://cluster.local/ns/default/sa/web]
+`, g.IP))
+		start := time.Now()
+		if err := rig.Eventually(ctx, 250*time.Millisecond, func(ctx context.Context) error {
+			status, r, err := client.Echo(ctx, "GET", "http://240.240.0.60/auto", map[string]string{"Host": "web.remote.example"})
+			if err != nil {
+				return err
+			}
+			if status != 200 || r.Pod != "web-0" || r.Path != "/auto" {
+				return fmt.Errorf("%d from pod %q", status, r.Pod)
+			}
+			// web's sidecar terminated the mTLS: it forwards the caller's identity.
+			if xfcc := r.Header("x-forwarded-client-cert"); !strings.Contains(xfcc, "spiffe://cluster.local/ns/default/sa/default") {
+				return fmt.Errorf("x-forwarded-client-cert %q, want the client sidecar's identity", xfcc)
+			}
+			return nil
+		}); err != nil {
+			names, _ := g.Envoy.ListenerNames(ctx)
+			t.Fatalf("through AUTO_PASSTHROUGH: %v (gateway listeners %v)", err, names)
+		}
+		t.Logf("sleep-0 → gateway 15443 (SNI outbound_.8080_._.web.default.svc.cluster.local) → web-0's sidecar: 200 with the caller's SPIFFE ID after %s",
+			time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("SYNCED; nothing collides with the agent bootstrap; nothing rejected", func(t *testing.T) {
 		// SDS is NOT SENT: the certificates are files the agent serves; the
 		// namespace's Secrets are credentials mizzen would serve, but no
