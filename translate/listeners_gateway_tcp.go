@@ -2,6 +2,7 @@ package translate
 
 import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -150,21 +151,14 @@ func gatewayAutoPassthroughChains(snap *model.Snapshot, gs gatewayServer, claime
 
 // GatewayClusters are the clusters only a gateway has: for AUTO_PASSTHROUGH
 // servers, `outbound_.<port>_.<subset>_.<host>` — the mesh cluster of that
-// service port and subset under the SNI's name, reading the same endpoints
-// (EDS service name `outbound|<port>|<subset>|<host>`), without a transport
-// socket: the client's mTLS passes through to the destination's sidecar.
+// service port and subset under the SNI's name, without a transport socket
+// (the client's mTLS passes through to the destination's sidecar). Their
+// endpoints are GatewayEndpoints, under the same names: an EDS name of their
+// own, so Envoy subscribes to it when the cluster appears (a new cluster
+// reading an EDS name the proxy already holds would wait for endpoints that
+// are never re-sent, until Envoy's 15 s initial fetch timeout).
 func GatewayClusters(snap *model.Snapshot, proxy *model.Proxy) []*clusterv3.Cluster {
-	var targets []autoPassthroughTarget
-	for _, p := range gatewayPlans(snap, proxy) {
-		if privileged(proxy, p.bindPort) {
-			continue
-		}
-		for _, c := range p.chains {
-			if c.kind == model.ServerAutoPassthrough {
-				targets = append(targets, autoPassthroughTargets(snap, c.server.gateway.Namespace, c.server.server)...)
-			}
-		}
-	}
+	targets := gatewayAutoPassthroughTargets(snap, proxy)
 	if len(targets) == 0 {
 		return nil
 	}
@@ -172,24 +166,70 @@ func GatewayClusters(snap *model.Snapshot, proxy *model.Proxy) []*clusterv3.Clus
 	for _, c := range OutboundClustersFor(snap, proxy.Namespace) {
 		outbound[c.GetName()] = c
 	}
-	seen := map[string]bool{}
 	var out []*clusterv3.Cluster
 	for _, t := range targets {
 		base := outbound[t.outbound]
-		if base == nil || seen[t.sni] {
+		if base == nil {
 			continue
 		}
-		seen[t.sni] = true
 		c := proto.Clone(base).(*clusterv3.Cluster)
 		c.Name = t.sni
 		c.TransportSocket, c.TransportSocketMatches = nil, nil
-		if eds := c.GetEdsClusterConfig(); eds != nil && eds.GetServiceName() == "" {
-			eds.ServiceName = t.outbound
+		if eds := c.GetEdsClusterConfig(); eds != nil {
+			eds.ServiceName = t.sni
 		}
 		if la := c.GetLoadAssignment(); la != nil {
 			la.ClusterName = t.sni
 		}
 		out = append(out, c)
+	}
+	return out
+}
+
+// GatewayEndpoints are the load assignments of GatewayClusters' EDS
+// clusters: the mesh cluster's endpoints under the SNI's name.
+func GatewayEndpoints(snap *model.Snapshot, proxy *model.Proxy) []*endpointv3.ClusterLoadAssignment {
+	targets := gatewayAutoPassthroughTargets(snap, proxy)
+	if len(targets) == 0 {
+		return nil
+	}
+	byName := map[string]*endpointv3.ClusterLoadAssignment{}
+	for _, cla := range OutboundEndpointsFor(snap, proxy.Namespace) {
+		byName[cla.GetClusterName()] = cla
+	}
+	var out []*endpointv3.ClusterLoadAssignment
+	for _, t := range targets {
+		base := byName[t.outbound]
+		if base == nil {
+			continue // not an EDS cluster: its endpoints are in the cluster
+		}
+		cla := proto.Clone(base).(*endpointv3.ClusterLoadAssignment)
+		cla.ClusterName = t.sni
+		out = append(out, cla)
+	}
+	return out
+}
+
+// gatewayAutoPassthroughTargets lists, once each, the clusters the proxy's
+// AUTO_PASSTHROUGH servers reach.
+func gatewayAutoPassthroughTargets(snap *model.Snapshot, proxy *model.Proxy) []autoPassthroughTarget {
+	seen := map[string]bool{}
+	var out []autoPassthroughTarget
+	for _, p := range gatewayPlans(snap, proxy) {
+		if privileged(proxy, p.bindPort) {
+			continue
+		}
+		for _, c := range p.chains {
+			if c.kind != model.ServerAutoPassthrough {
+				continue
+			}
+			for _, t := range autoPassthroughTargets(snap, c.server.gateway.Namespace, c.server.server) {
+				if !seen[t.sni] {
+					seen[t.sni] = true
+					out = append(out, t)
+				}
+			}
+		}
 	}
 	return out
 }

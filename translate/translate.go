@@ -98,6 +98,7 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	case model.RouterProxy:
 		out.Clusters = append(out.Clusters, JWTClusters(snap, proxy)...)
 		out.Clusters = append(out.Clusters, GatewayClusters(snap, proxy)...)
+		out.Endpoints = append(out.Endpoints, GatewayEndpoints(snap, proxy)...)
 		out.Listeners = GatewayListeners(snap, proxy)
 		out.Routes = GatewayRoutes(snap, proxy)
 		out.Listeners = append(out.Listeners, TelemetryListeners(proxy)...)
