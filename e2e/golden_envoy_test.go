@@ -22,6 +22,7 @@ func TestGoldenCasesAcceptedByEnvoy(t *testing.T) {
 	if err != nil || len(cases) == 0 {
 		t.Fatalf("no golden cases found: %v", err)
 	}
+	writeGoldenGatewayCertFiles(t)
 	for _, path := range cases {
 		name := strings.TrimSuffix(filepath.Base(path), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
@@ -139,3 +140,35 @@ func checkProxyAcks(t *testing.T, mz *rig.Mizzen, id string, meta map[string]any
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// goldenGatewayCertDir is where golden cases point Gateway servers'
+// serverCertificate/privateKey/caCertificates: an Envoy mizzen bootstrapped
+// reads them itself, and refuses a listener whose files it cannot read.
+const goldenGatewayCertDir = "/tmp/mizzen-golden-gateway-certs"
+
+// writeGoldenGatewayCertFiles puts a certificate, its key and a CA there,
+// each file written whole (temp file + rename): Envoy never reads half a file.
+func writeGoldenGatewayCertFiles(t *testing.T) {
+	t.Helper()
+	if err := os.MkdirAll(goldenGatewayCertDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM := selfSignedCert(t, "files.example.com")
+	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": certPEM} {
+		f, err := os.CreateTemp(goldenGatewayCertDir, name+".*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), filepath.Join(goldenGatewayCertDir, name))
+		}
+		if err != nil {
+			_ = os.Remove(f.Name())
+			t.Fatal(err)
+		}
+	}
+}

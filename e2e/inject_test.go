@@ -73,6 +73,59 @@ func TestSidecarInjection(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+
+	t.Run("deploy/ holds istio-ingressgateway; examples/egress-gateway adds the egress gateway", func(t *testing.T) {
+		for _, gw := range []struct{ name, istio, dir string }{
+			{"istio-ingressgateway", "ingressgateway", ""},
+			{"istio-egressgateway", "egressgateway", "examples/egress-gateway/"},
+		} {
+			if gw.dir != "" {
+				// The overlay is deploy/ plus the gateway; apply the gateway's
+				// objects only (deploy/'s webhooks point at the mizzen under test).
+				out := api.Kubectl(t, "", "kustomize", gw.dir)
+				if out.Err != nil {
+					t.Fatalf("kubectl kustomize %s: %v\n%s", gw.dir, out.Err, out.Stderr)
+				}
+				var docs []string
+				for _, d := range strings.Split(out.Stdout, "\n---\n") {
+					if strings.Contains(d, "name: "+gw.name) {
+						docs = append(docs, d)
+					}
+				}
+				if len(docs) < 3 {
+					t.Fatalf("%s: %d objects named %s*, want its Deployment, Service and ServiceAccount:\n%s", gw.dir, len(docs), gw.name, out.Stdout)
+				}
+				f := filepath.Join(t.TempDir(), "gateway.yaml")
+				if err := os.WriteFile(f, []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if res := api.Kubectl(t, "", "apply", "-f", f); res.Err != nil {
+					t.Fatalf("kubectl apply -f (%s's gateway): %v\n%s", gw.dir, res.Err, res.Stderr)
+				}
+			}
+			d, err := api.Clientset().AppsV1().Deployments("istio-system").Get(ctx, gw.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl := d.Spec.Template
+			if tmpl.Labels["istio"] != gw.istio || tmpl.Labels["app"] != gw.name || tmpl.Annotations["inject.istio.io/templates"] != "gateway" ||
+				tmpl.Labels["sidecar.istio.io/inject"] != "true" {
+				t.Errorf("Deployment %s: pod labels %v, annotations %v; want istio=%s, app=%s, injected from the gateway template",
+					gw.name, tmpl.Labels, tmpl.Annotations, gw.istio, gw.name)
+			}
+			svc, err := api.Clientset().CoreV1().Services("istio-system").Get(ctx, gw.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports := map[int32]int32{}
+			for _, p := range svc.Spec.Ports {
+				ports[p.Port] = p.TargetPort.IntVal
+			}
+			if ports[80] != 8080 || ports[443] != 8443 || svc.Spec.Selector["istio"] != gw.istio {
+				t.Errorf("Service %s: ports %v, selector %v; want 80→8080, 443→8443, istio=%s", gw.name, ports, svc.Spec.Selector, gw.istio)
+			}
+		}
+	})
 	core := api.Clientset().CoreV1()
 	for ns, labels := range map[string]map[string]string{"inject-on": {"istio-injection": "enabled"}, "inject-off": nil} {
 		if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}); err != nil {

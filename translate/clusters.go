@@ -22,7 +22,9 @@ const defaultConnectTimeout = 10 * time.Second
 // snap.DestinationRule). Proxies of other namespaces may see other rules: use
 // OutboundClustersFor, shared per snap.DestinationRuleViewKey(namespace).
 func OutboundClusters(snap *model.Snapshot) []*clusterv3.Cluster {
-	return OutboundClustersFor(snap, "")
+	// A View follows its namespace's rules: a DestinationRule in a client
+	// namespace for another namespace's host (the egress gateway's subset).
+	return OutboundClustersFor(snap, snap.ViewerNamespace())
 }
 
 // OutboundClustersFor builds one EDS cluster per service port, plus one per

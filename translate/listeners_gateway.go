@@ -48,57 +48,69 @@ func PrivilegedGatewayPorts(snap *model.Snapshot, proxy *model.Proxy) []uint32 {
 	}
 	seen := map[uint32]bool{}
 	var out []uint32
-	add := func(port uint32) {
-		if bind := GatewayBindPort(snap, proxy, port); bind < 1024 && !seen[bind] {
-			seen[bind] = true
-			out = append(out, bind)
+	for _, p := range gatewayPlans(snap, proxy) {
+		if p.bindPort < 1024 && !seen[p.bindPort] {
+			seen[p.bindPort] = true
+			out = append(out, p.bindPort)
 		}
-	}
-	for port := range gatewayHTTPServers(snap, proxy) {
-		add(port)
-	}
-	for _, c := range gatewayTLSChains(snap, proxy) {
-		add(c.port)
 	}
 	sortU32(out)
 	return out
 }
 
+// GatewayListeners builds one bound listener per (bind, port) of the servers
+// of the Gateways that select the proxy (gateway_plan.go): plain HTTP through
+// RDS `http.<port>`; servers routed by SNI (listeners_gateway_tls.go); one TCP
+// server (listeners_gateway_tcp.go). HTTP chains carry the
+// RequestAuthentication (jwt.go) and AuthorizationPolicy (rbac.go) filters
+// that select the gateway workload, TCP chains its AuthorizationPolicies.
 func GatewayListeners(snap *model.Snapshot, proxy *model.Proxy) []*listenerv3.Listener {
-	bindIP := "0.0.0.0"
-	if proxy.GatewayBindIP != "" {
-		bindIP = proxy.GatewayBindIP
-	}
-	byPort := gatewayHTTPServers(snap, proxy)
-	var ports []uint32
-	for p := range byPort {
-		ports = append(ports, p)
-	}
-	sortU32(ports)
-	var out []*listenerv3.Listener
-	tlsChains := gatewayTLSChains(snap, proxy)
+	plans := gatewayPlans(snap, proxy)
 	var authn, authz []*hcmv3.HttpFilter
-	if len(ports) > 0 || len(tlsChains) > 0 {
+	var tcpAuthz []*listenerv3.Filter
+	if len(plans) > 0 {
 		authn = jwtHTTPFilters(snap, proxy)
 		// AuthorizationPolicies select the gateway workload like any other:
 		// its namespace and labels, plus the root namespace's.
-		authz = inboundRBAC(orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels)), false).httpFilters()
+		policies := orderedAuthzPolicies(snap.AuthorizationPoliciesFor(proxy.Namespace, proxy.Labels))
+		authz = inboundRBAC(policies, false).httpFilters()
+		tcpAuthz = inboundRBAC(policies, true).networkFilters()
 	}
-	for _, port := range ports {
-		bind := GatewayBindPort(snap, proxy, port)
-		if privileged(proxy, bind) {
+	var out []*listenerv3.Listener
+	for _, p := range plans {
+		if privileged(proxy, p.bindPort) {
 			continue
 		}
-		name := OutboundHTTPListenerName(bind)
-		out = append(out, &listenerv3.Listener{
-			Name:             name,
-			Address:          socketAddress(bindIP, bind),
+		bindIP := "0.0.0.0"
+		if proxy.GatewayBindIP != "" {
+			bindIP = proxy.GatewayBindIP
+		}
+		if p.bind != "" {
+			bindIP = p.bind
+		}
+		l := &listenerv3.Listener{
+			Name:             p.listenerName(),
+			Address:          socketAddress(bindIP, p.bindPort),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + name, rds: GatewayHTTPRouteName(bind), gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
-			}}},
-		})
+		}
+		switch {
+		case len(p.http) > 0:
+			l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + l.Name, rds: p.httpRouteName(), gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
+			}}}
+		case len(p.chains) > 0:
+			l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspectorFilter()}
+			l.FilterChains = gatewaySNIChains(snap, proxy, p, l.Name, authn, authz, tcpAuthz)
+		case p.tcp != nil:
+			if filters := gatewayTCPFilters(snap, *p.tcp, p.port); len(filters) > 0 {
+				l.FilterChains = []*listenerv3.FilterChain{{Filters: append(append([]*listenerv3.Filter(nil), tcpAuthz...), filters...)}}
+			}
+		}
+		// A listener without chains is refused by Envoy; the model warns
+		// about servers no route is bound to (GatewayServerWithoutRoutes).
+		if len(l.FilterChains) > 0 {
+			out = append(out, l)
+		}
 	}
-	out = append(out, gatewayTLSListeners(snap, proxy, bindIP, authn, authz)...)
 	return withMeshTelemetry(snap, out)
 }

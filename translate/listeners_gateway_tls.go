@@ -2,8 +2,6 @@ package translate
 
 import (
 	"fmt"
-	"sort"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -30,115 +28,159 @@ func GatewayHTTPSRouteName(port uint32, portName, gateway, ns string) string {
 	return fmt.Sprintf("https.%d.%s.%s.%s", port, portName, gateway, ns)
 }
 
-// gatewayTLSChain is one HTTPS server the gateway terminates: one filter
-// chain of the port's listener and one route table.
-type gatewayTLSChain struct {
-	port        uint32
-	server      gatewayServer
-	routeName   string
-	serverNames []string
-}
+// FileCertSecretName is istiod's SDS name for a server's certificate files,
+// `file-cert:<serverCertificate>~<privateKey>`: istio-agent reads them in the
+// gateway's filesystem and serves them (and watches them for rotation).
+func FileCertSecretName(cert, key string) string { return "file-cert:" + cert + "~" + key }
 
-// gatewayTLSChains lists the HTTPS servers of the proxy's Gateways it can
-// serve, by port, in Gateway precedence order. Skipped (each reported by the
-// model as a ConfigError on the Gateway, or by design):
-//   - every server, for a proxy whose stream proved no identity: xds serves
-//     credentials only to those (istiod's rule), and Envoy would keep the
-//     listener warming for a secret that never comes;
-//   - a server whose credential is missing or broken in the proxy's namespace,
-//     for the same reason;
-//   - an HTTPS server on a port that also has plain-HTTP servers: both would be
-//     listener `0.0.0.0_<port>`;
-//   - a server whose SNI match equals an earlier one's on the same port: Envoy
-//     rejects a listener with two identical filter chain matches.
-func gatewayTLSChains(snap *model.Snapshot, proxy *model.Proxy) []gatewayTLSChain {
-	if proxy.Identity == "" {
-		return nil
+// FileRootSecretName is istiod's SDS name for a server's caCertificates file.
+func FileRootSecretName(ca string) string { return "file-root:" + ca }
+
+// gatewaySNIChains builds the filter chains of a listener whose servers are
+// routed by SNI (tls_inspector): per terminating server a chain that holds
+// its certificate and runs an HTTP connection manager (HTTPS) or the
+// VirtualService tcp routes (TLS); per PASSTHROUGH server the chains of its
+// VirtualService tls routes (listeners_gateway_tcp.go); per AUTO_PASSTHROUGH
+// server a chain per mesh cluster (listeners_gateway_tcp.go).
+func gatewaySNIChains(snap *model.Snapshot, proxy *model.Proxy, p *gatewayListenerPlan, listenerName string,
+	authn, authz []*hcmv3.HttpFilter, tcpAuthz []*listenerv3.Filter) []*listenerv3.FilterChain {
+	var out []*listenerv3.FilterChain
+	sniMatch := func(names []string) *listenerv3.FilterChainMatch {
+		if len(names) == 0 {
+			return nil
+		}
+		return &listenerv3.FilterChainMatch{ServerNames: names}
 	}
-	plain := gatewayHTTPServers(snap, proxy)
-	seenMatch := map[string]bool{}
-	seenRoute := map[string]int{}
-	var out []gatewayTLSChain
-	for _, gw := range GatewaysForProxy(snap, proxy) {
-		for _, s := range gw.Spec.GetServers() {
-			port := s.GetPort().GetNumber()
-			if !model.IsTLSTerminating(s) || !snap.ServerCredentialUsable(proxy.Namespace, s) || len(plain[port]) > 0 {
-				continue
-			}
-			names := model.SNINames(s.GetHosts())
-			mk := fmt.Sprintf("%d|%s", port, strings.Join(names, ","))
-			if seenMatch[mk] {
-				continue
-			}
-			seenMatch[mk] = true
-			rn := GatewayHTTPSRouteName(port, s.GetPort().GetName(), gw.Name, gw.Namespace)
-			// Two servers of one Gateway with the same port name would share
-			// Istio's route name; later ones get a suffix so each keeps its hosts.
-			if n := seenRoute[rn]; n > 0 {
-				seenRoute[rn]++
-				rn = fmt.Sprintf("%s.%d", rn, n)
-			} else {
-				seenRoute[rn] = 1
-			}
-			out = append(out, gatewayTLSChain{port: port, server: gatewayServer{gw, s}, routeName: rn, serverNames: names})
+	// Chains of VirtualService tls routes match their own sniHosts; those
+	// must not repeat a server's hosts or each other (Envoy refuses two
+	// equal matches; the earlier one wins, as in istiod).
+	claimed := map[string]bool{}
+	for _, c := range p.chains {
+		if c.kind != model.ServerPassthrough {
+			claimSNI(claimed, c.serverNames)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].port < out[j].port })
+	for _, c := range p.chains {
+		switch c.kind {
+		case model.ServerHTTPS:
+			out = append(out, &listenerv3.FilterChain{
+				Name:             c.routeName,
+				FilterChainMatch: sniMatch(c.serverNames),
+				TransportSocket:  gatewayServerTLS(proxy, c.server.server.GetTls(), true),
+				Filters: []*listenerv3.Filter{
+					httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + listenerName, rds: c.routeName, gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
+				},
+			})
+		case model.ServerTLSTerminated:
+			filters := gatewayTCPFilters(snap, c.server, p.port)
+			if len(filters) == 0 {
+				continue // no tcp route bound (the model warns)
+			}
+			out = append(out, &listenerv3.FilterChain{
+				FilterChainMatch: sniMatch(c.serverNames),
+				TransportSocket:  gatewayServerTLS(proxy, c.server.server.GetTls(), false),
+				Filters:          append(append([]*listenerv3.Filter(nil), tcpAuthz...), filters...),
+			})
+		case model.ServerPassthrough:
+			out = append(out, gatewayPassthroughChains(snap, c.server, p.port, claimed, tcpAuthz)...)
+		case model.ServerAutoPassthrough:
+			out = append(out, gatewayAutoPassthroughChains(snap, c.server, claimed)...)
+		}
+	}
 	return out
 }
 
-// gatewayTLSListeners builds one bound listener `0.0.0.0_<port>` per HTTPS
-// port: tls_inspector reads the SNI, one filter chain per server terminates
-// TLS with the server's credential (SDS `kubernetes://<credentialName>`) and
-// routes through the server's own route table.
-func gatewayTLSListeners(snap *model.Snapshot, proxy *model.Proxy, bindIP string, authn, authz []*hcmv3.HttpFilter) []*listenerv3.Listener {
-	var out []*listenerv3.Listener
-	byPort := map[uint32]*listenerv3.Listener{}
-	for _, c := range gatewayTLSChains(snap, proxy) {
-		if privileged(proxy, GatewayBindPort(snap, proxy, c.port)) {
-			continue
-		}
-		l := byPort[c.port]
-		if l == nil {
-			bind := GatewayBindPort(snap, proxy, c.port)
-			name := OutboundHTTPListenerName(bind)
-			l = &listenerv3.Listener{
-				Name:             name,
-				Address:          socketAddress(bindIP, bind),
-				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-				ListenerFilters:  []*listenerv3.ListenerFilter{tlsInspectorFilter()},
-			}
-			byPort[c.port] = l
-			out = append(out, l)
-		}
-		var match *listenerv3.FilterChainMatch
-		if len(c.serverNames) > 0 {
-			match = &listenerv3.FilterChainMatch{ServerNames: c.serverNames}
-		}
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			Name:             c.routeName,
-			FilterChainMatch: match,
-			TransportSocket:  gatewayServerTLS(c.server.server.GetTls()),
-			Filters: []*listenerv3.Filter{
-				httpConnectionManagerFilter(hcmOptions{statPrefix: "outbound_" + l.Name, rds: c.routeName, gateway: true, routeFilters: true, authFilters: authn, authz: authz}),
+// gatewayServerTLS terminates TLS for a server, as istiod's listener TLS
+// context: the certificate from the server's credentials (SDS
+// `kubernetes://<name>` over ADS, one per credentialName: an RSA and an ECDSA
+// one are served side by side and Envoy picks by the client's algorithms),
+// from the workload certificate (ISTIO_MUTUAL: `default`/`ROOTCA`), or from
+// files in the gateway (istio-agent serves `file-cert:`/`file-root:` names
+// over its SDS; an Envoy mizzen bootstrapped reads the files itself, since
+// mizzen cannot see the gateway's filesystem). MUTUAL and ISTIO_MUTUAL
+// require a client certificate, OPTIONAL_MUTUAL verifies one when offered;
+// subjectAltNames, verifyCertificateSpki/Hash narrow which are accepted.
+func gatewayServerTLS(proxy *model.Proxy, t *networkingapi.ServerTLSSettings, http bool) *corev3.TransportSocket {
+	mode := t.GetMode()
+	alpn := []string{"h2", "http/1.1"}
+	if !http && mode == networkingapi.ServerTLSSettings_ISTIO_MUTUAL {
+		// A sidecar's mTLS to a TCP port offers Istio's ALPNs.
+		alpn = []string{"istio-peer-exchange", "h2", "http/1.1"}
+	}
+	common := &tlsv3.CommonTlsContext{AlpnProtocols: alpn}
+	ctx := &tlsv3.DownstreamTlsContext{
+		CommonTlsContext:         common,
+		RequireClientCertificate: boolv(mode == networkingapi.ServerTLSSettings_MUTUAL || mode == networkingapi.ServerTLSSettings_ISTIO_MUTUAL),
+	}
+	validate := model.ValidatesClient(mode)
+	verify := &tlsv3.CertificateValidationContext{
+		MatchTypedSubjectAltNames: sanMatchers(t.GetSubjectAltNames()),
+		VerifyCertificateSpki:     t.GetVerifyCertificateSpki(),
+		VerifyCertificateHash:     t.GetVerifyCertificateHash(),
+	}
+	combined := func(ca *tlsv3.SdsSecretConfig) {
+		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext:         verify,
+				ValidationContextSdsSecretConfig: ca,
 			},
-		})
-	}
-	return out
-}
-
-// gatewayServerTLS terminates TLS with the server's credential; MUTUAL also
-// requires a client certificate signed by the credential's CA.
-func gatewayServerTLS(t *networkingapi.ServerTLSSettings) *corev3.TransportSocket {
-	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
-		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(CredentialSecretName(t.GetCredentialName()))},
-		AlpnProtocols:                  []string{"h2", "http/1.1"},
-	}}
-	if t.GetMode() == networkingapi.ServerTLSSettings_MUTUAL {
-		ctx.RequireClientCertificate = boolv(true)
-		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-			ValidationContextSdsSecretConfig: sdsSecret(CredentialCASecretName(t.GetCredentialName())),
 		}
+	}
+	names := model.ServerCredentialNames(t)
+	switch {
+	case mode == networkingapi.ServerTLSSettings_ISTIO_MUTUAL:
+		src := workloadSDSOf(proxy.AgentSDS())
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{src.secret(SDSDefaultSecret)}
+		combined(src.secret(SDSRootCASecret))
+	case len(names) > 0:
+		for _, n := range names {
+			common.TlsCertificateSdsSecretConfigs = append(common.TlsCertificateSdsSecretConfigs, sdsSecret(CredentialSecretName(n)))
+		}
+		if validate {
+			// One CA for all of them, the first credential's, as Istio.
+			combined(sdsSecret(CredentialCASecretName(names[0])))
+		} else if len(t.GetSubjectAltNames()) > 0 {
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				MatchTypedSubjectAltNames: verify.MatchTypedSubjectAltNames}}
+		}
+	case proxy.AgentSDS():
+		agent := workloadSDSOf(true)
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{agent.secret(FileCertSecretName(t.GetServerCertificate(), t.GetPrivateKey()))}
+		if validate {
+			combined(agent.secret(FileRootSecretName(t.GetCaCertificates())))
+		}
+	default:
+		common.TlsCertificates = []*tlsv3.TlsCertificate{{
+			CertificateChain: fileSource(t.GetServerCertificate()),
+			PrivateKey:       fileSource(t.GetPrivateKey()),
+		}}
+		if validate {
+			verify.TrustedCa = fileSource(t.GetCaCertificates())
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: verify}
+		}
+	}
+	if mode != networkingapi.ServerTLSSettings_ISTIO_MUTUAL {
+		applyServerTLSParams(t, common)
 	}
 	return tlsSocket(ctx)
+}
+
+// applyServerTLSParams: minProtocolVersion, maxProtocolVersion and
+// cipherSuites (those Envoy knows; the model warns about the others, which
+// Envoy would refuse the whole listener for).
+func applyServerTLSParams(t *networkingapi.ServerTLSSettings, common *tlsv3.CommonTlsContext) {
+	params := &tlsv3.TlsParameters{}
+	set := false
+	if v := t.GetMinProtocolVersion(); v != networkingapi.ServerTLSSettings_TLS_AUTO {
+		params.TlsMinimumProtocolVersion, set = tlsv3.TlsParameters_TlsProtocol(v), true
+	}
+	if v := t.GetMaxProtocolVersion(); v != networkingapi.ServerTLSSettings_TLS_AUTO {
+		params.TlsMaximumProtocolVersion, set = tlsv3.TlsParameters_TlsProtocol(v), true
+	}
+	if cs := model.EnvoyCipherSuites(t.GetCipherSuites()); len(cs) > 0 {
+		params.CipherSuites, set = cs, true
+	}
+	if set {
+		common.TlsParams = params
+	}
 }

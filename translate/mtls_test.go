@@ -2,6 +2,7 @@ package translate_test
 
 import (
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,7 +15,10 @@ import (
 // A proxy without a proven identity is never sent the `default` and `ROOTCA`
 // secrets, so nothing it gets may wait for one: Envoy would keep the listener
 // or cluster (at startup, the whole proxy) warming until the fetch times out.
-// Every golden case, every proxy translated as if it had no identity.
+// Every golden case, every proxy translated as if it had no identity. (The
+// exception: a gateway's certificate files, served by istio-agent.)
+var agentFileSecret = regexp.MustCompile(`"name":\s*"file-(cert|root):`)
+
 func TestNoSecretsWithoutIdentity(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*.in.yaml")
 	if err != nil || len(cases) == 0 {
@@ -39,7 +43,10 @@ func TestNoSecretsWithoutIdentity(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if strings.Contains(string(b), `"sdsConfig"`) {
+				// Certificate files of a gateway run by istio-agent come from
+				// the agent's SDS, which reads them whatever mizzen proved.
+				files := len(agentFileSecret.FindAllIndex(b, -1))
+				if strings.Count(string(b), `"sdsConfig"`) > files {
 					t.Errorf("%s: %s without identity references an SDS secret: %s", filepath.Base(in), tp.ID, b)
 				}
 			}

@@ -30,38 +30,26 @@ func GatewaysForProxy(snap *model.Snapshot, proxy *model.Proxy) []*networking.Ga
 	return out
 }
 
-// gatewayHTTPServers groups the plain-HTTP servers of the proxy's Gateways by port.
-func gatewayHTTPServers(snap *model.Snapshot, proxy *model.Proxy) map[uint32][]gatewayServer {
-	out := map[uint32][]gatewayServer{}
-	for _, gw := range GatewaysForProxy(snap, proxy) {
-		for _, s := range gw.Spec.GetServers() {
-			if !model.ParseProtocol(s.GetPort().GetProtocol()).IsHTTP() {
-				continue // HTTPS: listeners_gateway_tls.go; TLS passthrough is not served yet
-			}
-			out[s.GetPort().GetNumber()] = append(out[s.GetPort().GetNumber()], gatewayServer{gw, s})
-		}
-	}
-	return out
-}
-
 // GatewayRoutes builds `http.<port>` for every plain-HTTP port of the gateway
 // proxy, and `https.<port>.<portName>.<gateway>.<ns>` for every HTTPS server
-// it terminates (listeners_gateway_tls.go): one virtual host per host that a
-// bound VirtualService shares with a server, routes of several VirtualServices
-// merged oldest first, as Istio does.
+// it terminates (listeners_gateway_tls.go), `.<bind>` appended for servers
+// with a bind address: one virtual host per host that a bound VirtualService
+// shares with a server, routes of several VirtualServices merged oldest
+// first, as Istio does.
 func GatewayRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
-	byPort := gatewayHTTPServers(snap, proxy)
-	var ports []uint32
-	for p := range byPort {
-		ports = append(ports, p)
-	}
-	sortU32(ports)
 	var out []*routev3.RouteConfiguration
-	for _, port := range ports {
-		out = append(out, gatewayRouteConfig(snap, proxy, GatewayHTTPRouteName(GatewayBindPort(snap, proxy, port)), port, byPort[port]))
+	plans := gatewayPlans(snap, proxy)
+	for _, p := range plans {
+		if len(p.http) > 0 {
+			out = append(out, gatewayRouteConfig(snap, proxy, p.httpRouteName(), p.port, p.http))
+		}
 	}
-	for _, c := range gatewayTLSChains(snap, proxy) {
-		out = append(out, gatewayRouteConfig(snap, proxy, c.routeName, c.port, []gatewayServer{c.server}))
+	for _, p := range plans {
+		for _, c := range p.chains {
+			if c.kind == model.ServerHTTPS {
+				out = append(out, gatewayRouteConfig(snap, proxy, c.routeName, p.port, []gatewayServer{c.server}))
+			}
+		}
 	}
 	return out
 }

@@ -22,10 +22,22 @@
 //	VirtualService tls             routes_tls.go
 //	sidecar outbound route tables  routes_sidecar.go
 //	Gateway servers -> routes      routes_gateway.go
-//	Gateway servers -> listeners   listeners_gateway.go
-//	Gateway server tls (HTTPS,
-//	  credentialName, SNI)         listeners_gateway_tls.go (credentials from Secrets:
+//	Gateway servers -> listeners   gateway_plan.go (which servers share a listener, bind,
+//	                                 targetPort; kinds: pkg/model/gateway_servers.go),
+//	                                 listeners_gateway.go (HTTP, TCP), listeners_gateway_tls.go
+//	Gateway server tls (HTTPS/TLS
+//	  SIMPLE, MUTUAL, OPTIONAL_MUTUAL,
+//	  ISTIO_MUTUAL, credentialName(s),
+//	  serverCertificate/privateKey/
+//	  caCertificates, SANs, SPKI,
+//	  hash, min/maxProtocolVersion,
+//	  cipherSuites)                listeners_gateway_tls.go (credentials from Secrets:
 //	                                 pkg/model/credentials.go; served over SDS: xds/gateway_secrets.go)
+//	Gateway server tls PASSTHROUGH,
+//	  AUTO_PASSTHROUGH, protocol
+//	  TCP; VirtualService tcp/tls
+//	  bound to a Gateway           listeners_gateway_tcp.go (AUTO_PASSTHROUGH clusters: GatewayClusters)
+//	Gateway server bind            gateway_plan.go (listener <bind>_<port>, routes http.<port>.<bind>)
 //	Gateway server httpsRedirect   routes_gateway.go (vhost require_tls ALL)
 //	sidecar listeners              listeners_sidecar.go
 //	DestinationRule subsets        clusters.go, endpoints.go
@@ -90,6 +102,8 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	switch proxy.Type {
 	case model.RouterProxy:
 		out.Clusters = append(out.Clusters, JWTClusters(snap, proxy)...)
+		out.Clusters = append(out.Clusters, GatewayClusters(snap, proxy)...)
+		out.Endpoints = append(out.Endpoints, GatewayEndpoints(snap, proxy)...)
 		out.Listeners = GatewayListeners(snap, proxy)
 		out.Routes = GatewayRoutes(snap, proxy)
 		out.Listeners = append(out.Listeners, TelemetryListeners(proxy)...)

@@ -11,7 +11,7 @@ import (
 // so an endpoint change translates and marshals its own service only (the
 // items are immutable; sharing them also keeps their delta encodings).
 func endpointsPart(view *model.Snapshot, prev *part, prevSnap *model.Snapshot) (*part, error) {
-	groups := translate.OutboundEndpointsByService(view, "")
+	groups := translate.OutboundEndpointsByService(view, view.ViewerNamespace())
 	byHost := make(map[string][]*item, len(groups))
 	n := 0
 	if prev != nil {

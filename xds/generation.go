@@ -29,6 +29,10 @@ type generation struct {
 	mu        sync.Mutex
 	endpoints map[string]*part // by scope key
 	creds     map[string]*part // gateway credentials by namespace (gateway_secrets.go)
+	// gatewayEndpoints are the load assignments of a gateway's own clusters
+	// (AUTO_PASSTHROUGH, translate.GatewayEndpoints), by scope and gateway key:
+	// per generation, as they follow endpoint changes.
+	gatewayEndpoints map[string]*part
 	// prevEndpoints and prevSnap are the previous generation's endpoint parts
 	// when its config is the same: services whose endpoints did not change keep
 	// their items (endpoints.go). The parts are dropped once the next generation
@@ -82,7 +86,7 @@ func routeConfigName(r *routev3.RouteConfiguration) string { return r.GetName() 
 // (equal ConfigHash) the config parts are reused whole: clusters, listeners and
 // routes keep their items and versions, so only EDS is pushed.
 func newGeneration(snap *model.Snapshot, prev *generation, log *slog.Logger) (*generation, error) {
-	g := &generation{snap: snap, endpoints: map[string]*part{}, creds: map[string]*part{}}
+	g := &generation{snap: snap, endpoints: map[string]*part{}, creds: map[string]*part{}, gatewayEndpoints: map[string]*part{}}
 	if prev != nil && prev.snap.ConfigHash == snap.ConfigHash {
 		g.config = prev.config
 		g.prevEndpoints, g.prevSnap = prev.handOverEndpoints()
@@ -140,8 +144,9 @@ func (g *generation) scopeEndpoints(sc model.Scope) (*part, error) {
 
 // gatewayKey is what a gateway's listeners, routes and JWT clusters depend
 // on: its namespace, labels (Gateway selectors, RequestAuthentication), bind
-// address and whether it proved an identity (it terminates TLS only then,
-// translate's gatewayTLSChains). Gateways are few: the full label set is fine.
+// address, whether it proved an identity (credentials and ISTIO_MUTUAL need
+// one) or runs istio-agent, and its addresses (the Service targetPorts it
+// binds). Gateways are few: the full label set is fine.
 func gatewayKey(p *model.Proxy) string {
 	keys := make([]string, 0, len(p.Labels))
 	for k := range p.Labels {
@@ -157,6 +162,12 @@ func gatewayKey(p *model.Proxy) string {
 	if p.Unprivileged {
 		b.WriteString("|unprivileged")
 	}
+	if p.AgentSDS() {
+		// Certificate files come from istio-agent's SDS, else from the files.
+		b.WriteString("|agent")
+	}
+	// Listeners bind the targetPorts of the Services at the proxy's addresses.
+	b.WriteString("|" + strings.Join(p.InstanceIPs, ","))
 	for _, k := range keys {
 		b.WriteString("|" + k + "=" + p.Labels[k])
 	}
@@ -211,7 +222,7 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 			"proxy", p.ID, "ports", ports)
 	}
 	// RequestAuthentication selects by namespace and labels: part of the proxy key.
-	c, err := newPart(translate.JWTClusters(sp.view, p), clusterName)
+	c, err := newPart(append(translate.JWTClusters(sp.view, p), translate.GatewayClusters(sp.view, p)...), clusterName)
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +232,26 @@ func (sp *scopeParts) gateway(p *model.Proxy) (*gatewayParts, error) {
 	}
 	gp := &gatewayParts{listeners: l, routes: r, clusters: c}
 	sp.gateways[key] = gp
+	return gp, nil
+}
+
+// gatewayEndpointsFor returns the load assignments of the gateway's own
+// clusters (nil: none), built once per generation, scope and gateway key.
+func (g *generation) gatewayEndpointsFor(sc model.Scope, sp *scopeParts, p *model.Proxy) (*part, error) {
+	key := sc.Key + "#" + gatewayKey(p)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gp, ok := g.gatewayEndpoints[key]; ok {
+		return gp, nil
+	}
+	var gp *part
+	if cla := translate.GatewayEndpoints(sp.view, p); len(cla) > 0 {
+		var err error
+		if gp, err = newPart(cla, claName); err != nil {
+			return nil, err
+		}
+	}
+	g.gatewayEndpoints[key] = gp
 	return gp, nil
 }
 
@@ -287,6 +318,11 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numT
 		out[cdsType] = newResourceSet(sp.clusters, gp.clusters, tp.clusters)
 		out[ldsType] = newResourceSet(gp.listeners, tp.listeners)
 		out[rdsType] = newResourceSet(gp.routes)
+		geps, err := g.gatewayEndpointsFor(sc, sp, p)
+		if err != nil {
+			return out, nil, fmt.Errorf("gateway endpoints: %w", err)
+		}
+		out[edsType] = newResourceSet(eps, geps)
 	} else {
 		sc, err := sp.sidecar(p)
 		if err != nil {
@@ -301,7 +337,9 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numT
 		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, in.listeners, tp.listeners)
 		out[rdsType] = newResourceSet(sc.routes)
 	}
-	out[edsType] = newResourceSet(eps)
+	if out[edsType] == nil {
+		out[edsType] = newResourceSet(eps)
+	}
 	// SDS: only the generation's part (gateway credentials, possibly none);
 	// install adds the proxy's own certificate (conn.sdsSet).
 	creds, err := g.gatewayCredentials(p)

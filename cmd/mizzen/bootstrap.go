@@ -18,17 +18,23 @@ func newBootstrapCommand() *cobra.Command {
 		o                        bootstrap.Options
 		ip, pod, ns, sa, cluster string
 		labels                   []string
+		router                   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bootstrap --ip <pod ip> --pod <name> --namespace <ns>",
-		Short: "Print a sidecar's Envoy bootstrap (JSON) for mizzen's secure port",
+		Use:   "bootstrap --ip <pod ip> --pod <name> --namespace <ns> [--router]",
+		Short: "Print a sidecar's or gateway's Envoy bootstrap (JSON) for mizzen's secure port",
 		Long: "Prints the bootstrap `mizzen inject` gives istio-proxy, filled in for one proxy: Envoy's Google gRPC\n" +
 			"client to mizzen's secure port, TLS verified with the mesh root (--root-cert), the service-account\n" +
 			"token (--token, audience istio-ca) sent with every stream, readiness on 15021. Run it with\n" +
 			"`envoy -c <file>`. The token must be one the apiserver issued for --service-account in --namespace,\n" +
-			"or mizzen refuses the stream.",
+			"or mizzen refuses the stream. With --router the proxy is a gateway (node ID router~…): it gets the\n" +
+			"listeners of the Gateways whose selector matches its --label set, on the targetPorts of the Service\n" +
+			"at --ip; servers with certificate files (serverCertificate/privateKey/caCertificates) are read by\n" +
+			"Envoy from its own filesystem.",
 		Example: "  mizzen bootstrap --ip 10.1.0.9 --pod client-0 --namespace default --service-account client \\\n" +
-			"    --label app=client --discovery-address istiod.istio-system.svc:15012 > bootstrap.json",
+			"    --label app=client --discovery-address istiod.istio-system.svc:15012 > bootstrap.json\n" +
+			"  mizzen bootstrap --router --ip 10.1.0.20 --pod istio-ingressgateway-0 --namespace istio-system \\\n" +
+			"    --service-account istio-ingressgateway --label istio=ingressgateway --label app=istio-ingressgateway > gateway.json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ip == "" || pod == "" || ns == "" {
@@ -42,7 +48,11 @@ func newBootstrapCommand() *cobra.Command {
 				}
 				lbls[k] = v
 			}
-			o.NodeID = "sidecar~" + ip + "~" + pod + "." + ns + "~" + ns + ".svc.cluster.local"
+			kind := model.SidecarProxy
+			if router {
+				kind = model.RouterProxy
+			}
+			o.NodeID = string(kind) + "~" + ip + "~" + pod + "." + ns + "~" + ns + ".svc.cluster.local"
 			if _, err := model.ParseProxy(o.NodeID, nil); err != nil {
 				return err
 			}
@@ -72,6 +82,7 @@ func newBootstrapCommand() *cobra.Command {
 	f.StringVar(&ns, "namespace", "", "namespace of the workload")
 	f.StringVar(&sa, "service-account", "default", "service account the token belongs to")
 	f.StringArrayVar(&labels, "label", nil, "workload label key=value (repeatable; selects VirtualService sourceLabels, policies)")
+	f.BoolVar(&router, "router", false, "a gateway (node ID router~…) instead of a sidecar")
 	f.StringVar(&cluster, "cluster", "", "Envoy service cluster (default <pod>.<namespace>)")
 	f.StringVar(&o.DiscoveryAddress, "discovery-address", bootstrap.DefaultDiscoveryAddress, "mizzen's secure port, host:port")
 	f.StringVar(&o.ServerName, "server-name", "", "name mizzen's certificate is verified against (default: the discovery address's host)")

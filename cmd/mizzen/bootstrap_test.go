@@ -40,3 +40,29 @@ func TestBootstrapCommand(t *testing.T) {
 		t.Error("missing --pod and --namespace accepted")
 	}
 }
+
+func TestBootstrapCommandRouter(t *testing.T) {
+	cmd := newBootstrapCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--router", "--ip", "10.1.0.20", "--pod", "istio-ingressgateway-0", "--namespace", "istio-system",
+		"--service-account", "istio-ingressgateway", "--label", "istio=ingressgateway"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		Node struct {
+			ID       string         `json:"id"`
+			Metadata map[string]any `json:"metadata"`
+		} `json:"node"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if b.Node.ID != "router~10.1.0.20~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local" {
+		t.Errorf("node id %q, want a router's", b.Node.ID)
+	}
+	if l, _ := b.Node.Metadata["LABELS"].(map[string]any); l["istio"] != "ingressgateway" {
+		t.Errorf("LABELS = %v", b.Node.Metadata["LABELS"])
+	}
+}

@@ -93,6 +93,12 @@ type AgentSpec struct {
 	// namespace (e.g. net.ipv4.ip_unprivileged_port_start=0, as Istio's
 	// gateway chart sets so a gateway as uid 1337 binds 80 and 443).
 	Sysctls map[string]string
+	// SecretMounts mounts Secrets (name → mountPath) into istio-proxy, as
+	// Istio's older gateway charts mount istio-ingressgateway-certs at
+	// /etc/istio/ingressgateway-certs for servers with certificate files; the
+	// rig writes each key as a file, as the kubelet does (optional: a Secret
+	// that does not exist is an empty directory).
+	SecretMounts map[string]string
 	// ReadyTimeout bounds the wait for readiness and SYNCED (default the
 	// mesh's SyncTimeout, at least 60 s: the first CSR and warming take a while).
 	ReadyTimeout time.Duration
@@ -541,6 +547,11 @@ func (m *Mesh) agentPod(spec AgentSpec, envoyBin string) *corev1.Pod {
 			LocalObjectReference: corev1.LocalObjectReference{Name: "istio-ca-root-cert"}}}},
 		{Name: "istio-ca-crl", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "istio-ca-crl"}, Optional: ptr(true)}}},
+	}
+	for _, name := range sortedKeys(spec.SecretMounts) {
+		proxy.VolumeMounts = append(proxy.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: spec.SecretMounts[name], ReadOnly: true})
+		podVolumes = append(podVolumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: name, Optional: ptr(true)}}})
 	}
 	podSpec := corev1.PodSpec{
 		SecurityContext:    &corev1.PodSecurityContext{},

@@ -145,6 +145,18 @@ func (a *Agent) materialize(t testing.TB, ctx context.Context, pod *corev1.Pod) 
 					a.RootCertPath = filepath.Join(src, k)
 				}
 			}
+		case v.Secret != nil:
+			mkdir(src, false)
+			sec, err := core.Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err) && v.Secret.Optional != nil && *v.Secret.Optional:
+			case err != nil:
+				t.Fatalf("rig: Pod %s/%s volume %s: Secret %s: %v", pod.Namespace, pod.Name, vm.Name, v.Secret.SecretName, err)
+			default:
+				for k, d := range sec.Data {
+					write(filepath.Join(src, k), string(d))
+				}
+			}
 		default:
 			t.Fatalf("rig: Pod %s/%s volume %s: kind not supported by the rig", pod.Namespace, pod.Name, vm.Name)
 		}

@@ -76,7 +76,7 @@ func classify(code string, warning bool) (id, hint string) {
 	case "MissingCredential", "InvalidCredential", "MissingCACert":
 		return InvalidGatewayCredential, "create the TLS Secret named by tls.credentialName in the gateway workload's namespace (tls.crt/tls.key or cert/key; for MUTUAL ca.crt or a <name>-cacert Secret)"
 	case "UnsupportedTLSMode":
-		return UnsupportedByMizzen, "use tls.mode SIMPLE or MUTUAL with a credentialName"
+		return SchemaValidationError, "use PASSTHROUGH with protocol HTTPS or TLS, AUTO_PASSTHROUGH with protocol TLS"
 	case "NotListed":
 		return ConfigNotRead, "let the kubeconfig's user list them, or analyze the manifests with -f"
 	case "UnsupportedAuthzField":
@@ -85,6 +85,18 @@ func classify(code string, warning bool) (id, hint string) {
 		return UnsupportedByMizzen, "remove the field, or express it in a way mizzen applies (docs/coverage.md); the rest of the object applies"
 	case "UnsupportedKind":
 		return UnsupportedByMizzen, "express it with the Istio kinds mizzen implements (docs/coverage.md), or delete it; until then it has no effect"
+	case "MissingTLS":
+		return SchemaValidationError, "give the server tls settings: mode and a certificate (credentialName, or serverCertificate and privateKey)"
+	case "TooManyCredentials", "InvalidTLSVersion":
+		return SchemaValidationError, "fix the tls field named; mizzen skips this server until then"
+	case "UnsupportedBind", "UnsupportedProtocol":
+		return UnsupportedByMizzen, "bind an IP address (or none) and use HTTP, HTTP2, GRPC, HTTPS, TLS or TCP"
+	case "UnsupportedCipherSuite":
+		return UnsupportedByMizzen, "use cipher suite names Envoy (BoringSSL) knows, e.g. ECDHE-ECDSA-AES128-GCM-SHA256"
+	case "GatewayServerWithoutRoutes":
+		return ReferencedResourceNotFound, "bind a VirtualService to the Gateway with a tcp route (tls route with sniHosts for PASSTHROUGH) matching the server's port and hosts"
+	case "GatewayServerConflict", "DuplicateSNIMatch":
+		return ConflictingMeshGatewayVirtualServiceHosts, "give each host of a gateway port one server (and one tls match), or move one to another port"
 	case "Unsupported", "UnsupportedField", "UnsupportedMatch":
 		return UnsupportedByMizzen, "remove the field, or express it in a way mizzen supports (README: supported Istio fields)"
 	case "DelegateNotReferenced", "DelegateMatchConflict":

@@ -37,6 +37,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
 	s.buildVirtualServices(in)
+	s.Errors = append(s.Errors, s.checkGatewayServerRoutes()...)
 	s.buildSourceSelectors()
 	s.buildSidecars(in)
 	s.buildAuthorizationPolicies(in)

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"sort"
-	"strings"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
@@ -180,29 +179,30 @@ func (s *Snapshot) CredentialsIn(ns string) []*Credential {
 }
 
 // ServerCredentialUsable tells whether a gateway proxy in namespace ns can
-// serve server s: TLS-terminating servers need their credential (and for
-// MUTUAL its CA) in the gateway's namespace, as Istio looks it up there.
+// serve server s as far as Secrets go: the credentials a terminating server
+// names (and for MUTUAL/OPTIONAL_MUTUAL the first one's CA) must be valid in
+// the gateway's namespace, as Istio looks them up there. Servers with
+// certificate files or ISTIO_MUTUAL need no Secret.
 func (s *Snapshot) ServerCredentialUsable(ns string, srv *networkingapi.Server) bool {
 	if !IsTLSTerminating(srv) {
 		return true
 	}
-	c := s.Credential(ns, srv.GetTls().GetCredentialName())
-	if c == nil {
-		return false
+	names := ServerCredentialNames(srv.GetTls())
+	for i, name := range names {
+		c := s.Credential(ns, name)
+		if c == nil {
+			return false
+		}
+		if i == 0 && ValidatesClient(srv.GetTls().GetMode()) && c.CACert == nil {
+			return false
+		}
 	}
-	return srv.GetTls().GetMode() != networkingapi.ServerTLSSettings_MUTUAL || c.CACert != nil
+	return true
 }
 
-// IsTLSTerminating: an HTTPS server (or TLS server in SIMPLE/MUTUAL mode)
-// with a credentialName, which the gateway terminates with that certificate.
-func IsTLSTerminating(srv *networkingapi.Server) bool {
-	p := strings.ToUpper(srv.GetPort().GetProtocol())
-	if p != "HTTPS" {
-		return false
-	}
-	m := srv.GetTls().GetMode()
-	return m == networkingapi.ServerTLSSettings_SIMPLE || m == networkingapi.ServerTLSSettings_MUTUAL
-}
+// IsTLSTerminating: a server the gateway terminates TLS for (HTTPS, or TLS
+// and TCP servers with a terminating tls.mode).
+func IsTLSTerminating(srv *networkingapi.Server) bool { return ServerKind(srv).Terminates() }
 
 // checkGatewayCredentials reports the TLS servers of gw whose credential is
 // missing or broken in the namespaces of the gateway workloads it selects
@@ -225,28 +225,25 @@ func (s *Snapshot) checkGatewayCredentials(in *Inputs, gw *networking.Gateway) [
 	sort.Strings(namespaces)
 	v := validator{kind: "Gateway", ns: gw.Namespace, name: gw.Name}
 	for i, srv := range gw.Spec.GetServers() {
-		if strings.ToUpper(srv.GetPort().GetProtocol()) == "HTTPS" && !IsTLSTerminating(srv) {
-			v.fail(fmt.Sprintf("spec.servers[%d].tls.mode", i), "UnsupportedTLSMode", "HTTPS servers need tls.mode SIMPLE or MUTUAL with a credentialName; server skipped")
-			continue
-		}
 		if !IsTLSTerminating(srv) {
 			continue
 		}
-		f := fmt.Sprintf("spec.servers[%d].tls.credentialName", i)
-		if srv.GetTls().GetCredentialName() == "" {
-			v.fail(f, "MissingCredential", "only credentialName certificates are supported (not serverCertificate files); server skipped")
-			continue
-		}
-		name := srv.GetTls().GetCredentialName()
-		for _, ns := range namespaces {
-			key := ns + "/" + name
-			switch {
-			case s.creds.invalid[key] != "":
-				v.fail(f, "InvalidCredential", s.creds.invalid[key]+"; server skipped")
-			case s.creds.ok[key] == nil:
-				v.fail(f, "MissingCredential", fmt.Sprintf("no TLS Secret %s (in the gateway workload's namespace); server skipped", key))
-			case srv.GetTls().GetMode() == networkingapi.ServerTLSSettings_MUTUAL && s.creds.ok[key].CACert == nil:
-				v.fail(f, "MissingCACert", fmt.Sprintf("MUTUAL needs a CA: key ca.crt in Secret %s or Secret %s%s; server skipped", key, key, CACertSecretSuffix))
+		names := ServerCredentialNames(srv.GetTls())
+		for j, name := range names {
+			f := fmt.Sprintf("spec.servers[%d].tls.credentialName", i)
+			if len(srv.GetTls().GetCredentialNames()) > 0 {
+				f = fmt.Sprintf("spec.servers[%d].tls.credentialNames[%d]", i, j)
+			}
+			for _, ns := range namespaces {
+				key := ns + "/" + name
+				switch {
+				case s.creds.invalid[key] != "":
+					v.fail(f, "InvalidCredential", s.creds.invalid[key]+"; server skipped")
+				case s.creds.ok[key] == nil:
+					v.fail(f, "MissingCredential", fmt.Sprintf("no TLS Secret %s (in the gateway workload's namespace); server skipped", key))
+				case j == 0 && ValidatesClient(srv.GetTls().GetMode()) && s.creds.ok[key].CACert == nil:
+					v.fail(f, "MissingCACert", fmt.Sprintf("%s needs a CA: key ca.crt in Secret %s or Secret %s%s; server skipped", srv.GetTls().GetMode(), key, key, CACertSecretSuffix))
+				}
 			}
 		}
 	}

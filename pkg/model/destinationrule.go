@@ -238,6 +238,10 @@ func (s *Snapshot) DestinationRule(hostname string) *networking.DestinationRule 
 	return s.DestinationRuleFor(hostname, s.viewerNS)
 }
 
+// ViewerNamespace is the proxy namespace a View was made for ("" for the
+// shared view): the namespace whose DestinationRules its clusters follow.
+func (s *Snapshot) ViewerNamespace() string { return s.viewerNS }
+
 func (s *Snapshot) serviceNamespace(hostname string) string {
 	if svc := s.services[hostname]; svc != nil {
 		return svc.Namespace

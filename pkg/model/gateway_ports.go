@@ -21,26 +21,32 @@ func (r gatewayServerRef) String() string {
 }
 
 // gatewayPortClass is what a gateway server needs its port to be: an HTTP
-// listener, a TLS listener routing by SNI, or something else (TCP, ...).
+// listener, a TLS listener routing by SNI, or one TCP server's.
 func gatewayPortClass(s *networkingapi.Server) string {
-	p := ParseProtocol(s.GetPort().GetProtocol())
-	switch {
-	case p.IsHTTP():
+	switch k := ServerKind(s); {
+	case k == ServerHTTP:
 		return "HTTP"
-	case p.IsTLS():
+	case k.SNIRouted():
 		return "TLS"
+	case k == ServerTCP:
+		return "TCP"
 	}
 	return strings.ToUpper(s.GetPort().GetProtocol())
 }
 
 // gatewayServedRank orders what mizzen serves on a port of a gateway proxy:
-// plain-HTTP servers, else terminated HTTPS servers; nothing else is served
-// by a gateway yet (TCP, TLS passthrough).
+// plain-HTTP servers, else the servers routed by SNI (HTTPS, TLS), else a
+// TCP server.
 func gatewayServedRank(s *networkingapi.Server) int {
-	switch {
-	case ParseProtocol(s.GetPort().GetProtocol()).IsHTTP():
+	if !GatewayServerServable(s) {
+		return 0
+	}
+	switch k := ServerKind(s); {
+	case k == ServerHTTP:
+		return 3
+	case k.SNIRouted():
 		return 2
-	case IsTLSTerminating(s):
+	case k == ServerTCP:
 		return 1
 	}
 	return 0
@@ -57,10 +63,14 @@ func gatewayServedRank(s *networkingapi.Server) int {
 // equal. Conflicts inside one Gateway between plain HTTP and HTTPS are
 // ValidateGateway's (GatewayPortConflict).
 func (s *Snapshot) checkGatewayPortProtocols(in *Inputs) []ConfigError {
-	byPort := map[uint32][]gatewayServerRef{}
+	byPort := map[string][]gatewayServerRef{}
 	for _, gw := range s.Gateways { // oldest first, as istiod merges them
 		for i, srv := range gw.Spec.GetServers() {
-			byPort[srv.GetPort().GetNumber()] = append(byPort[srv.GetPort().GetNumber()], gatewayServerRef{gw, i, srv})
+			if !GatewayServerServable(srv) {
+				continue // refused on its own (ValidateGateway)
+			}
+			k := gatewayListenerKey(srv)
+			byPort[k] = append(byPort[k], gatewayServerRef{gw, i, srv})
 		}
 	}
 	shared := func(a, b *networking.Gateway) (string, bool) {
@@ -78,13 +88,21 @@ func (s *Snapshot) checkGatewayPortProtocols(in *Inputs) []ConfigError {
 		return "", false
 	}
 	var errs []ConfigError
-	ports := make([]uint32, 0, len(byPort))
-	for p := range byPort {
-		ports = append(ports, p)
+	keys := make([]string, 0, len(byPort))
+	for k := range byPort {
+		keys = append(keys, k)
 	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	for _, port := range ports {
-		refs := byPort[port]
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := byPort[keys[i]][0].srv, byPort[keys[j]][0].srv
+		if a.GetPort().GetNumber() != b.GetPort().GetNumber() {
+			return a.GetPort().GetNumber() < b.GetPort().GetNumber()
+		}
+		return keys[i] < keys[j]
+	})
+	for _, key := range keys {
+		refs := byPort[key]
+		port := refs[0].srv.GetPort().GetNumber()
+		errs = append(errs, sameClassClashes(refs, shared)...)
 		for _, r := range refs {
 			// served: what mizzen serves on this port for r's workload;
 			// oldest: what istiod keeps.
@@ -106,7 +124,7 @@ func (s *Snapshot) checkGatewayPortProtocols(in *Inputs) []ConfigError {
 			if gatewayPortClass(served.srv) == gatewayPortClass(r.srv) {
 				continue
 			}
-			if served.gw == r.gw && gatewayServedRank(served.srv) == 2 && IsTLSTerminating(r.srv) {
+			if served.gw == r.gw {
 				continue // ValidateGateway's GatewayPortConflict
 			}
 			workload := "the same gateway workload"
@@ -114,11 +132,8 @@ func (s *Snapshot) checkGatewayPortProtocols(in *Inputs) []ConfigError {
 				workload += " (" + via + ")"
 			}
 			why := "mizzen serves plain HTTP first"
-			if gatewayServedRank(served.srv) == 1 {
-				why = "mizzen serves a terminated HTTPS server before TCP or TLS passthrough"
-			}
-			if gatewayServedRank(r.srv) == 0 {
-				why += ", and does not serve gateway " + strings.ToUpper(r.srv.GetPort().GetProtocol()) + " servers yet"
+			if gatewayServedRank(served.srv) == 2 {
+				why = "mizzen serves the servers routed by SNI (HTTPS, TLS) before a TCP server"
 			}
 			istiod := "istiod, which keeps the oldest Gateway's server, agrees"
 			switch {
@@ -146,4 +161,51 @@ func sameSelector(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// sameClassClashes reports servers of different Gateways of one workload that
+// share a listener and a class but cannot both be served: a second TCP server
+// (a TCP port carries one), or a TLS server repeating a host of an earlier
+// one (Envoy refuses two filter chains with the same SNI match; istiod too
+// skips the later server). Earlier means older Gateway, the order translation
+// and istiod both follow. Clashes inside one Gateway are ValidateGateway's.
+func sameClassClashes(refs []gatewayServerRef, shared func(a, b *networking.Gateway) (string, bool)) []ConfigError {
+	var errs []ConfigError
+	for j, r := range refs {
+		class := gatewayPortClass(r.srv)
+		if class != "TCP" && class != "TLS" {
+			continue
+		}
+		for _, o := range refs[:j] {
+			if o.gw == r.gw || gatewayPortClass(o.srv) != class {
+				continue
+			}
+			via, ok := shared(r.gw, o.gw)
+			if !ok {
+				continue
+			}
+			workload := "the same gateway workload"
+			if via != "" {
+				workload += " (" + via + ")"
+			}
+			var msg string
+			if class == "TCP" {
+				msg = fmt.Sprintf("port %d already carries the TCP server of %s for %s, and a TCP port carries one: this server is not served (istiod keeps the older one too)",
+					r.srv.GetPort().GetNumber(), o, workload)
+			} else {
+				hosts := map[string]int{}
+				claimHosts(hosts, "", o.srv.GetHosts(), 0)
+				if _, dup := firstDuplicateHost(hosts, "", r.srv.GetHosts()); dup != "" {
+					msg = fmt.Sprintf("host %s on port %d is also a host of %s for %s; Envoy cannot tell their connections apart, so this server is not served (istiod skips it too)",
+						dup, r.srv.GetPort().GetNumber(), o, workload)
+				}
+			}
+			if msg != "" {
+				errs = append(errs, ConfigError{Kind: "Gateway", Namespace: r.gw.Namespace, Name: r.gw.Name,
+					Field: fmt.Sprintf("spec.servers[%d]", r.index), Code: "GatewayServerConflict", Warning: true, Message: msg})
+				break
+			}
+		}
+	}
+	return errs
 }

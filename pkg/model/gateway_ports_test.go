@@ -78,7 +78,7 @@ func TestGatewayPortProtocolsByPod(t *testing.T) {
 	got := portConflicts(Build(in, 1))
 	if len(got) != 1 || got[0].Name != "tcp" ||
 		!strings.Contains(got[0].Message, "for the same gateway workload (Pod istio-system/ingress-0)") ||
-		!strings.Contains(got[0].Message, "does not serve gateway TCP servers yet") {
+		!strings.Contains(got[0].Message, "this TCP server is not served") {
 		t.Errorf("conflicts = %+v, want one on shop/tcp naming the shared Pod", got)
 	}
 }

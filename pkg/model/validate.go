@@ -53,45 +53,100 @@ func ValidateGateway(gw *networking.Gateway) []ConfigError {
 		if len(s.GetHosts()) == 0 {
 			v.fail(f+".hosts", "MissingHosts", "at least one host is required")
 		}
+		v.gatewayServer(f, s)
 	}
 	v.gatewayPortConflicts(gw.Spec.GetServers())
 	return v.errs
 }
 
 // gatewayPortConflicts warns about the servers of one Gateway that the
-// gateway's listeners cannot carry, which translation skips: an HTTPS server
-// on a port that also has plain-HTTP servers (both would be the port's one
-// listener), and an HTTPS server whose SNI match repeats an earlier one on
-// the same port (Envoy refuses two identical filter chain matches).
+// gateway's listeners cannot carry, which translation skips. A listener is
+// one (bind, port): plain-HTTP servers take the whole port; else servers
+// routed by SNI share it, each host on one server only (Envoy refuses two
+// filter chains with the same match, istiod skips the later server); else
+// the port is one TCP server's.
 func (v *validator) gatewayPortConflicts(servers []*networkingapi.Server) {
-	plain := map[uint32]int{} // port -> index of its first plain-HTTP server
+	plain := map[string]int{} // bind|port -> index of its first plain-HTTP server
+	sni := map[string]bool{}  // bind|port -> some server is SNI-routed
 	for i, s := range servers {
-		if ParseProtocol(s.GetPort().GetProtocol()).IsHTTP() {
-			if _, ok := plain[s.GetPort().GetNumber()]; !ok {
-				plain[s.GetPort().GetNumber()] = i
+		k := gatewayListenerKey(s)
+		switch ServerKind(s) {
+		case ServerHTTP:
+			if _, ok := plain[k]; !ok {
+				plain[k] = i
+			}
+		case ServerHTTPS, ServerTLSTerminated, ServerPassthrough, ServerAutoPassthrough:
+			if GatewayServerServable(s) {
+				sni[k] = true
 			}
 		}
 	}
-	seen := map[string]int{}
+	hosts := map[string]int{} // bind|port|host -> server index
+	tcp := map[string]int{}
 	for i, s := range servers {
-		if !IsTLSTerminating(s) {
+		kind := ServerKind(s)
+		if kind == ServerHTTP || !GatewayServerServable(s) {
 			continue
 		}
 		port := s.GetPort().GetNumber()
+		k := gatewayListenerKey(s)
 		f := fmt.Sprintf("spec.servers[%d]", i)
-		if j, ok := plain[port]; ok {
+		if j, ok := plain[k]; ok {
 			v.warn(f+".port.number", "GatewayPortConflict", fmt.Sprintf(
-				"port %d also has a plain-HTTP server (spec.servers[%d]); a port has one listener, so this HTTPS server is ignored: use another port", port, j))
+				"port %d also has a plain-HTTP server (spec.servers[%d]); a port has one listener, so this %s server is ignored: use another port", port, j, kind))
 			continue
 		}
-		key := fmt.Sprintf("%d|%s", port, strings.Join(SNINames(s.GetHosts()), ","))
-		if j, ok := seen[key]; ok {
+		if kind == ServerTCP {
+			if sni[k] {
+				v.warn(f+".port.number", "GatewayPortConflict", fmt.Sprintf(
+					"port %d also has TLS servers, routed by SNI; a TCP server would take every connection, so this one is ignored: use another port", port))
+				continue
+			}
+			if j, ok := tcp[k]; ok {
+				v.warn(f+".port.number", "GatewayPortConflict", fmt.Sprintf(
+					"port %d already has a TCP server (spec.servers[%d]); a TCP port carries one, so this one is ignored", port, j))
+				continue
+			}
+			tcp[k] = i
+			continue
+		}
+		if j, dup := firstDuplicateHost(hosts, k, s.GetHosts()); dup != "" {
 			v.warn(f+".hosts", "GatewayPortConflict", fmt.Sprintf(
-				"same hosts on port %d as spec.servers[%d]; Envoy cannot tell their connections apart, so this server is ignored", port, j))
+				"host %s on port %d is also a host of spec.servers[%d]; Envoy cannot tell their connections apart, so this server is ignored", dup, port, j))
 			continue
 		}
-		seen[key] = i
+		claimHosts(hosts, k, s.GetHosts(), i)
 	}
+}
+
+// gatewayListenerKey is the listener a server lands on: its bind address and port.
+func gatewayListenerKey(s *networkingapi.Server) string {
+	return fmt.Sprintf("%s|%d", s.GetBind(), s.GetPort().GetNumber())
+}
+
+// firstDuplicateHost returns the first of hosts (without namespace) already
+// claimed on listener k, and by which server.
+func firstDuplicateHost(claimed map[string]int, k string, hosts []string) (int, string) {
+	for _, h := range hosts {
+		h = stripHostNamespace(h)
+		if j, ok := claimed[k+"|"+h]; ok {
+			return j, h
+		}
+	}
+	return 0, ""
+}
+
+func claimHosts(claimed map[string]int, k string, hosts []string, i int) {
+	for _, h := range hosts {
+		claimed[k+"|"+stripHostNamespace(h)] = i
+	}
+}
+
+func stripHostNamespace(h string) string {
+	if i := strings.Index(h, "/"); i >= 0 {
+		return h[i+1:]
+	}
+	return h
 }
 
 // SNINames is an HTTPS server's SNI match (filter_chain_match.server_names): hosts
