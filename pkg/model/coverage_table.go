@@ -17,6 +17,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		mtlsOut   = "translate/mtls_outbound.go"
 		gwTLS     = "translate/listeners_gateway_tls.go"
 		gwRoutes  = "translate/routes_gateway.go"
+		gwServers = "pkg/model/gateway_servers.go"
 		se        = "pkg/model/serviceentry.go"
 		scope     = "pkg/model/scope.go"
 		sidecar   = "translate/listeners_sidecar.go"
@@ -28,7 +29,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		tpCheck   = "pkg/model/validate_trafficpolicy.go"
 		vsCheck   = "pkg/model/validate_virtualservice.go"
 	)
-	notWhenEnvoyDoes := "mizzen configures Envoy's defaults"
+	tlsVersions := []string{"TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"}
 	agentOnly := "a proxy setting for istio-agent; mizzen's injector renders only discoveryAddress, concurrency and tracing"
 	return map[string]map[string]FieldUse{
 		"networking.v1alpha3.VirtualService": {
@@ -160,7 +161,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		"networking.v1alpha3.Server": {
 			"port": applied("translate/listeners_gateway.go"), "hosts": applied(gwRoutes), "tls": applied(gwTLS),
 			"name":            ignored("a label for the server; mizzen names listeners and routes after the port"),
-			"bind":            ignored("listeners bind the gateway's own address; a per-server bind address is not supported"),
+			"bind":            applied("translate/gateway_plan.go"),
 			"defaultEndpoint": ignored("gateways forward to the routes' destinations only"),
 		},
 		"networking.v1alpha3.Port": {
@@ -168,21 +169,15 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"targetPort": ignored("deprecated; gateways bind the Service's targetPort"),
 		},
 		"networking.v1alpha3.ServerTLSSettings": {
-			"httpsRedirect": applied(gwRoutes), "mode": checked("pkg/model/credentials.go"), "credentialName": applied(gwTLS),
-			"serverCertificate":     ignored("certificates come from credentialName (a Secret, over SDS); file paths are not read"),
-			"privateKey":            ignored("certificates come from credentialName (a Secret, over SDS); file paths are not read"),
-			"caCertificates":        ignored("client CAs come from credentialName's Secret (ca.crt, or <name>-cacert); file paths are not read"),
-			"caCrl":                 ignored("certificate revocation lists are not configured on gateways"),
-			"credentialNames":       ignored("one certificate per server: use credentialName"),
-			"caCertCredentialName":  ignored("client CAs come from credentialName's Secret (ca.crt, or <name>-cacert)"),
-			"tlsCertificates":       ignored("certificates come from credentialName (a Secret, over SDS)"),
-			"subjectAltNames":       ignored("client certificates are checked against the CA only"),
-			"verifyCertificateSpki": ignored("client certificates are checked against the CA only"),
-			"verifyCertificateHash": ignored("client certificates are checked against the CA only"),
-			"minProtocolVersion":    ignored(notWhenEnvoyDoes + " (TLS 1.2 to 1.3)"),
-			"maxProtocolVersion":    ignored(notWhenEnvoyDoes + " (TLS 1.2 to 1.3)"),
-			"cipherSuites":          ignored(notWhenEnvoyDoes),
-			"insecureSkipVerify":    ignored("client certificates are always verified in MUTUAL mode"),
+			"httpsRedirect": applied(gwRoutes), "mode": checked(gwServers), "credentialName": applied(gwTLS),
+			"serverCertificate": applied(gwTLS), "privateKey": applied(gwTLS), "caCertificates": applied(gwTLS),
+			"credentialNames": applied(gwTLS), "subjectAltNames": applied(gwTLS),
+			"verifyCertificateSpki": applied(gwTLS), "verifyCertificateHash": applied(gwTLS),
+			"minProtocolVersion": applied(gwTLS, tlsVersions...), "maxProtocolVersion": applied(gwTLS, tlsVersions...),
+			"cipherSuites": applied(gwTLS),
+			// reported by the gateway server check itself, with the server's index
+			"caCrl": checked(gwServers), "tlsCertificates": checked(gwServers),
+			"caCertCredentialName": checked(gwServers), "insecureSkipVerify": checked(gwServers),
 		},
 
 		"networking.v1alpha3.ServiceEntry": {
