@@ -71,6 +71,10 @@ func edsCluster(snap *model.Snapshot, name string, port *model.Port, policy *net
 	// HTTP/2 first, so that connectionPool.http.maxConcurrentStreams finds it.
 	if upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()) {
 		opts = http2Options()
+	} else if port.Protocol.IsSniffed() {
+		// The HTTP branch forwards in the protocol the caller spoke (h2c stays
+		// HTTP/2); the TCP branch ignores HTTP options.
+		opts = downstreamProtocolOptions()
 	}
 	opts = applyConnectionPool(c, opts, snap.Mesh, policy.GetConnectionPool())
 	opts = tlsHTTPOptions(opts, port, policy.GetTls())
@@ -108,8 +112,11 @@ func InboundClusters(snap *model.Snapshot, proxy *model.Proxy) []*clusterv3.Clus
 		if in.endpoint != "" {
 			c = inboundStatic(InboundClusterName(in.targetPort), in.endpoint)
 		}
-		if in.port.Protocol.IsHTTP2() {
+		switch {
+		case in.port.Protocol.IsHTTP2():
 			c.TypedExtensionProtocolOptions = http2ProtocolOptions()
+		case in.port.Protocol.IsSniffed():
+			c.TypedExtensionProtocolOptions = httpProtocolOptions(downstreamProtocolOptions())
 		}
 		out = append(out, c)
 	}

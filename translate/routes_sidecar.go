@@ -10,12 +10,13 @@ import (
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
-// SidecarOutboundRoutes builds one route table per outbound HTTP port, named by
-// the port, with a virtual host per service on that port. It depends on the
+// SidecarOutboundRoutes builds one route table per outbound HTTP or sniffed
+// port, named by the port, with a virtual host per service on that port (a
+// sniffed port's HTTP branch routes through it too, as in istiod). It depends on the
 // proxy's namespace (short-name domains) and labels (sourceLabels matches) only.
 func SidecarOutboundRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
 	var out []*routev3.RouteConfiguration
-	for _, port := range outboundHTTPPorts(snap) {
+	for _, port := range outboundRoutePorts(snap) {
 		out = append(out, sidecarRouteConfig(snap, proxy, port))
 	}
 	return out
@@ -27,7 +28,7 @@ func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *
 	used := map[string]bool{}
 	for _, svc := range snap.Services() {
 		p := svc.PortByNumber(port)
-		if p == nil || !p.Protocol.IsHTTP() {
+		if p == nil || !p.Protocol.IsHTTP() && !sniffedWithListener(svc, p) {
 			continue
 		}
 		vh := &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port)}
@@ -138,4 +139,28 @@ func outboundHTTPPorts(snap *model.Snapshot) []uint32 {
 	}
 	sortU32(out)
 	return out
+}
+
+// outboundRoutePorts lists the ports that need a route table `<port>`: HTTP
+// ports and ports sniffed on a listener of their own, ascending.
+func outboundRoutePorts(snap *model.Snapshot) []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, svc := range snap.Services() {
+		for _, p := range svc.Ports {
+			if (p.Protocol.IsHTTP() || sniffedWithListener(svc, p)) && !seen[p.Port] {
+				seen[p.Port] = true
+				out = append(out, p.Port)
+			}
+		}
+	}
+	sortU32(out)
+	return out
+}
+
+// sniffedWithListener: a sniffed port gets a sniffing listener (and so HTTP
+// routes) when the service has a VIP to match on; without one its traffic
+// stays plain TCP (virtualOutbound's passthrough), as before sniffing.
+func sniffedWithListener(svc *model.Service, p *model.Port) bool {
+	return p.Protocol.IsSniffed() && svc.ClusterIP != ""
 }
