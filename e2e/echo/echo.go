@@ -63,6 +63,8 @@ const (
 	HeaderVersion = "x-echo-version"
 	HeaderService = "x-echo-service"
 	HeaderPod     = "x-echo-pod"
+	// HeaderProto is the protocol the request reached the app in ("HTTP/2.0").
+	HeaderProto = "x-echo-proto"
 )
 
 // Server is a running echo server.
@@ -99,6 +101,13 @@ func serve(ln net.Listener, scheme string, opts Options) *Server {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+	}
+	if scheme == "http://" {
+		// HTTP/2 with prior knowledge (h2c) too, as apps behind sidecars serve
+		// it: a sniffed port forwards in the protocol the caller spoke.
+		s.srv.Protocols = new(http.Protocols)
+		s.srv.Protocols.SetHTTP1(true)
+		s.srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	go func() {
 		defer close(s.done)
@@ -164,6 +173,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set(HeaderVersion, s.opts.Version)
 	h.Set(HeaderService, s.opts.Service)
 	h.Set(HeaderPod, s.opts.Pod)
+	h.Set(HeaderProto, r.Proto)
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }

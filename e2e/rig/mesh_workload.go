@@ -38,6 +38,9 @@ type AppSpec struct {
 	// GRPCPorts serve the gRPC health service, answers tagged with the version
 	// and pod in header metadata.
 	GRPCPorts []int
+	// MuxPorts serve HTTP (HTTP/1.1 and h2c) and the TCP echo on one port
+	// (echo.StartMux): what a sniffed Service port may carry.
+	MuxPorts []int
 }
 
 // ports are all the ports the app listens on; none: no app (a client-only pod).
@@ -54,7 +57,7 @@ func (a *AppSpec) defaults(labels map[string]string, name string) {
 
 func (a AppSpec) ports() []int {
 	var out []int
-	for _, ps := range [][]int{a.Ports, a.TLSPorts, a.TCPPorts, a.GRPCPorts} {
+	for _, ps := range [][]int{a.Ports, a.TLSPorts, a.TCPPorts, a.GRPCPorts, a.MuxPorts} {
 		out = append(out, ps...)
 	}
 	return out
@@ -208,7 +211,7 @@ func (w *Workload) startApp(t testing.TB) {
 	for _, kind := range []struct {
 		flag  string
 		ports []int
-	}{{"-addr", w.App.Ports}, {"-tls-addr", w.App.TLSPorts}, {"-tcp-addr", w.App.TCPPorts}, {"-grpc-addr", w.App.GRPCPorts}} {
+	}{{"-addr", w.App.Ports}, {"-tls-addr", w.App.TLSPorts}, {"-tcp-addr", w.App.TCPPorts}, {"-grpc-addr", w.App.GRPCPorts}, {"-mux-addr", w.App.MuxPorts}} {
 		for _, p := range kind.ports {
 			args = append(args, kind.flag, net.JoinHostPort("0.0.0.0", strconv.Itoa(p)))
 		}
