@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mizzenmesh/mizzen/e2e/echo"
 	"github.com/mizzenmesh/mizzen/e2e/rig"
+	"github.com/mizzenmesh/mizzen/pkg/explain"
 )
 
 // Issue 15 point 1 through real sidecars: Service ports whose protocol neither
@@ -197,6 +199,53 @@ spec:
 				if v := envoyStat(t, ctx, client.Envoy, name); v == 0 {
 					t.Errorf("client sidecar: %s = 0", name)
 				}
+			}
+		}
+	})
+
+	t.Run("explain and proxy-config show the branch", func(t *testing.T) {
+		explainJSON := func(url string) *explain.Trace {
+			out, err := mizzenCLI(t, "explain", "--from", "client.default", "--monitoring-addr", m.Mizzen.MonitoringAddr, "-o", "json", url)
+			if err != nil {
+				t.Fatalf("mizzen explain %s: %v\n%s", url, err, out)
+			}
+			var tr explain.Trace
+			if err := json.Unmarshal([]byte(out), &tr); err != nil {
+				t.Fatalf("explain output: %v\n%s", err, out)
+			}
+			text, _ := mizzenCLI(t, "explain", "--from", "client.default", "--monitoring-addr", m.Mizzen.MonitoringAddr, url)
+			t.Logf("mizzen explain %s:\n%s", url, text)
+			return &tr
+		}
+		inboundChain := func(tr *explain.Trace) string {
+			for _, st := range tr.Steps {
+				if st.Stage == "inbound chain" {
+					return st.Result
+				}
+			}
+			return ""
+		}
+		tr := explainJSON("http://plain/")
+		if tr.Branch != "HTTP" || tr.Route != "abort-half-plain" || !strings.HasPrefix(inboundChain(tr), "inbound|8080||-mtls-sniffed-http ") {
+			t.Errorf("http://plain/: branch %q, route %q, inbound chain %q; want HTTP, abort-half-plain, inbound|8080||-mtls-sniffed-http", tr.Branch, tr.Route, inboundChain(tr))
+		}
+		tr = explainJSON("tcp://web:80")
+		if tr.Branch != "TCP" || tr.RouteTable != "" || len(tr.Destinations) != 1 || tr.Destinations[0].Cluster != "outbound|80||"+web.Hostname ||
+			!strings.HasPrefix(inboundChain(tr), "inbound|8080||-mtls-sniffed-tcp ") {
+			t.Errorf("tcp://web:80: branch %q, route table %q, destinations %+v, inbound chain %q; want TCP to outbound|80||%s, inbound|8080||-mtls-sniffed-tcp",
+				tr.Branch, tr.RouteTable, tr.Destinations, inboundChain(tr), web.Hostname)
+		}
+		out, err := mizzenCLI(t, "proxy-config", "listeners", "client.default", "--monitoring-addr", m.Mizzen.MonitoringAddr, "--port", "80")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		got := joinRows(tableRows(t, out))
+		for _, want := range []string{
+			plain.ClusterIP + " | 80 | App: http/1.0,http/1.1,h2c | Route: 80",
+			plain.ClusterIP + " | 80 | ALL | Cluster: outbound|80||" + plain.Hostname,
+		} {
+			if !slices.Contains(got, want) {
+				t.Errorf("proxy-config listeners lacks %q:\n%s", want, out)
 			}
 		}
 	})
