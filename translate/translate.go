@@ -24,6 +24,9 @@
 //	                                 pkg/model/credentials.go; served over SDS: xds/gateway_secrets.go)
 //	Gateway server httpsRedirect   routes_gateway.go (vhost require_tls ALL)
 //	sidecar listeners              listeners_sidecar.go
+//	Service port protocol (name,
+//	  appProtocol) unset: sniffing listeners_sniffing.go (http_inspector, HTTP and TCP
+//	                                 branches out and in; MeshConfig protocolDetectionTimeout)
 //	DestinationRule subsets        clusters.go, endpoints.go
 //	DestinationRule precedence     cluster_traffic_policy.go (host < portLevelSettings < subset < subset port)
 //	DestinationRule loadBalancer   loadbalancer.go (simple, consistentHash → RING_HASH/MAGLEV)
