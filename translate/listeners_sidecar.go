@@ -71,7 +71,12 @@ func outboundFallbackCluster(snap *model.Snapshot) string {
 func outboundL4Listeners(snap *model.Snapshot, scope *l4Scope) []*listenerv3.Listener {
 	perProxy := scope != nil
 	var out []*listenerv3.Listener
+	headless := map[string]bool{} // <pod ip>_<port> listeners made so far
 	for _, svc := range snap.Services() {
+		if svc.Headless {
+			out = append(out, headlessListeners(snap, svc, scope, headless)...)
+			continue
+		}
 		if svc.ClusterIP == "" {
 			continue // no VIP to match on: TLS ports share 0.0.0.0_<port> below
 		}

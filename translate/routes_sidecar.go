@@ -89,6 +89,14 @@ func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
 	for _, n := range names {
 		out = append(out, n, model.HostPort(n, port))
 	}
+	if svc.Headless {
+		// A StatefulSet's pods are <pod>.<service>...: as in istiod, each of
+		// the service's names also matches with any label in front, and the
+		// original-destination cluster reaches the pod the client dialed.
+		for _, d := range out[:len(out):len(out)] {
+			out = append(out, "*."+d)
+		}
+	}
 	return out
 }
 
@@ -158,9 +166,10 @@ func outboundRoutePorts(snap *model.Snapshot) []uint32 {
 	return out
 }
 
-// sniffedWithListener: a sniffed port gets a sniffing listener (and so HTTP
-// routes) when the service has a VIP to match on; without one its traffic
-// stays plain TCP (virtualOutbound's passthrough), as before sniffing.
+// sniffedWithListener: a sniffed port gets sniffing listeners (and so HTTP
+// routes) when the service has a VIP to match on, or is headless (one
+// listener per pod); otherwise its traffic stays plain TCP (virtualOutbound's
+// passthrough).
 func sniffedWithListener(svc *model.Service, p *model.Port) bool {
-	return p.Protocol.IsSniffed() && svc.ClusterIP != ""
+	return p.Protocol.IsSniffed() && (svc.ClusterIP != "" || svc.Headless)
 }

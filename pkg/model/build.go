@@ -46,6 +46,13 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)
+	// A headless service's endpoints shape listeners and clusters (one
+	// listener per pod, mTLS if every pod has a sidecar): they are config.
+	for _, svc := range s.serviceList {
+		if svc.Headless {
+			s.ConfigHash = mixHash(s.ConfigHash, mixHash(fnvString(fnvOffset, svc.Hostname), s.EndpointsHashOf(svc.Hostname)))
+		}
+	}
 	return s
 }
 
@@ -66,6 +73,8 @@ func (s *Snapshot) buildServices(in *Inputs) {
 		}
 		if out.ClusterIP == corev1.ClusterIPNone {
 			out.ClusterIP = ""
+			out.Headless = true
+			out.Resolution = ResolutionPassthrough
 		}
 		for _, p := range svc.Spec.Ports {
 			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {

@@ -34,6 +34,20 @@ type Service struct {
 	ExportTo map[string]bool
 	// FromServiceEntry names the ServiceEntry (ns/name) the host came from.
 	FromServiceEntry string
+	// Headless is a Kubernetes Service with clusterIP None: clients dial its
+	// pods' own addresses (resolution Passthrough, as in istiod), so sidecars
+	// get a listener per endpoint and original-destination clusters, and the
+	// endpoints are config (a change rebuilds listeners, as istiod's full push).
+	Headless bool
+	// Aliases are the FQDNs of ExternalName Services that name this host
+	// (istiod's alias resolution): clients using them reach this service.
+	Aliases []string
+	// ExternalName is the DNS name an ExternalName Service points at when no
+	// service of the mesh has it: mizzen reaches it with a DNS cluster.
+	ExternalName string
+	// SubjectAltNames are a ServiceEntry's subjectAltNames: the identities its
+	// endpoints may present to Istio mTLS, instead of the ones mizzen derives.
+	SubjectAltNames []string
 }
 
 // Resolution is how Envoy finds a service's endpoints.
@@ -46,7 +60,8 @@ const (
 	ResolutionDNS
 	// ResolutionDNSRoundRobin: Envoy resolves and uses one address at a time.
 	ResolutionDNSRoundRobin
-	// ResolutionPassthrough: connect to the original destination (ServiceEntry NONE).
+	// ResolutionPassthrough: connect to the original destination (ServiceEntry
+	// NONE, headless Kubernetes Services).
 	ResolutionPassthrough
 )
 
