@@ -75,12 +75,11 @@ func fallbackVirtualHost(snap *model.Snapshot) *routev3.VirtualHost {
 // the FQDN, name.ns, name.ns.svc, the short name for callers in the same
 // namespace, and the cluster IP, each with and without the port.
 func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
-	names := []string{svc.Hostname}
-	if strings.HasSuffix(svc.Hostname, ".svc."+model.DefaultDomainSuffix) {
-		names = append(names, svc.Name+"."+svc.Namespace, svc.Name+"."+svc.Namespace+".svc")
-		if callerNS == svc.Namespace {
-			names = append(names, svc.Name)
-		}
+	names := kubeNames(svc.Hostname, callerNS)
+	// ExternalName Services naming this one are its aliases (istiod's
+	// alias resolution): their names reach it too.
+	for _, a := range svc.Aliases {
+		names = append(names, kubeNames(a, callerNS)...)
 	}
 	if svc.ClusterIP != "" {
 		names = append(names, svc.ClusterIP)
@@ -172,4 +171,20 @@ func outboundRoutePorts(snap *model.Snapshot) []uint32 {
 // passthrough).
 func sniffedWithListener(svc *model.Service, p *model.Port) bool {
 	return p.Protocol.IsSniffed() && (svc.ClusterIP != "" || svc.Headless)
+}
+
+// kubeNames is a host and, for a Kubernetes service FQDN, the shorter names
+// a client may use: name.ns, name.ns.svc, and the bare name from its own
+// namespace.
+func kubeNames(fqdn, callerNS string) []string {
+	rest, ok := strings.CutSuffix(fqdn, ".svc."+model.DefaultDomainSuffix)
+	name, ns, dot := strings.Cut(rest, ".")
+	if !ok || !dot || strings.Contains(ns, ".") {
+		return []string{fqdn}
+	}
+	out := []string{fqdn, name + "." + ns, name + "." + ns + ".svc"}
+	if callerNS == ns {
+		out = append(out, name)
+	}
+	return out
 }

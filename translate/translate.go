@@ -35,6 +35,13 @@
 //	DestinationRule outlierDetect. cluster_outlier_detection.go
 //	DestinationRule exportTo       pkg/model/destinationrule.go (which rule a proxy namespace sees)
 //	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
+//	ServiceEntry subjectAltNames   pkg/model/identity.go (ServiceIdentities: SANs of mTLS to its hosts)
+//	headless Service (clusterIP
+//	  None)                        listeners_headless.go (listener per pod), clusters_resolution.go
+//	                                 (ORIGINAL_DST), mtls_outbound.go (mTLS if all pods have sidecars),
+//	                                 routes_sidecar.go (*.<name> domains)
+//	ExternalName Service           pkg/model/externalname.go (alias of a mesh host: routes_sidecar.go
+//	                                 domains; else a DNS service: clusters_resolution.go)
 //	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
 //	RequestAuthentication          translate/jwt.go (jwt_authn filter, JWKS clusters; which
 //	                                 policies apply: pkg/model/requestauthentication.go)

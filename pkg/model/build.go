@@ -33,6 +33,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.crossCheckPorts()
 	s.buildEndpoints(in)
 	s.buildServiceEntries(in)
+	s.buildExternalNames(in)
 	s.buildDestinationRules(in)
 	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
@@ -61,7 +62,7 @@ func (s *Snapshot) addError(e ConfigError) { s.Errors = append(s.Errors, e) }
 func (s *Snapshot) buildServices(in *Inputs) {
 	for _, svc := range in.Services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
-			continue // ExternalName services become DNS clusters later (ServiceEntry work)
+			continue // aliases or DNS services, once every host is known (externalname.go)
 		}
 		out := &Service{
 			Hostname:  ServiceHostname(svc.Name, svc.Namespace),

@@ -42,6 +42,7 @@ func (s *Snapshot) buildServiceEntries(in *Inputs) {
 				ExportTo:         exportTo(spec.GetExportTo(), se.Namespace),
 				FromServiceEntry: se.Namespace + "/" + se.Name,
 				Selector:         spec.GetWorkloadSelector().GetLabels(),
+				SubjectAltNames:  spec.GetSubjectAltNames(),
 			}
 			switch spec.GetResolution() {
 			case networkingapi.ServiceEntry_DNS:
