@@ -39,6 +39,9 @@ func OutboundClustersFor(snap *model.Snapshot, proxyNamespace string) []*cluster
 			build := func(subset string, labels map[string]string) *clusterv3.Cluster {
 				policy := clusterTrafficPolicy(dr, subset, port.Port)
 				c := serviceCluster(snap, OutboundClusterName(port.Port, subset, svc.Hostname), svc, port, policy, eps, labels)
+				if usesEDS(svc) {
+					applyLocalityCluster(snap, c, policy)
+				}
 				applyClusterTLS(snap, c, svc, port, subset, policy.GetTls(), upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()))
 				if dr != nil {
 					// Istio's origin metadata: proxy-config and explain name the rule.

@@ -30,6 +30,10 @@
 //	DestinationRule subsets        clusters.go, endpoints.go
 //	DestinationRule precedence     cluster_traffic_policy.go (host < portLevelSettings < subset < subset port)
 //	DestinationRule loadBalancer   loadbalancer.go (simple, consistentHash → RING_HASH/MAGLEV)
+//	  localityLbSetting (and
+//	  MeshConfig's)               endpoints_locality.go (distribute, failover, failoverPriority;
+//	                                 localities: pkg/model/locality.go — EndpointSlice zone/nodeName,
+//	                                 Node labels, ServiceEntry endpoint locality, the proxy's own)
 //	  consistentHash hash key      route_hash_policy.go (route hash_policy)
 //	DestinationRule connectionPool cluster_connection_pool.go
 //	DestinationRule outlierDetect. cluster_outlier_detection.go
@@ -90,7 +94,8 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	snap := full.View(full.ScopeFor(proxy))
 	out := Output{
 		Clusters:  append(append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...), TelemetryClusters(full, proxy)...),
-		Endpoints: OutboundEndpointsFor(snap, proxy.Namespace),
+		// Endpoints may depend on the proxy's locality (locality LB).
+		Endpoints: OutboundEndpointsFor(full.View(full.ScopeFor(proxy).WithoutClientMTLS()), proxy.Namespace),
 	}
 	switch proxy.Type {
 	case model.RouterProxy:

@@ -34,6 +34,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildEndpoints(in)
 	s.buildServiceEntries(in)
 	s.buildExternalNames(in)
+	s.noteLocalityUse()
 	s.buildDestinationRules(in)
 	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
@@ -95,6 +96,7 @@ func (s *Snapshot) buildServices(in *Inputs) {
 // all gets its endpoints from matching Pods, so a YAML directory of Pods works too.
 func (s *Snapshot) buildEndpoints(in *Inputs) {
 	s.endpoints = map[string][]*Endpoint{}
+	s.localities = newLocalities(in)
 	podsByName := map[string]*corev1.Pod{}
 	podsByIP := map[string]*corev1.Pod{}
 	for _, p := range in.Pods {
@@ -150,6 +152,7 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				if pod != nil {
 					e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
 				}
+				e.Locality = s.localities.endpoint(pod, ep.NodeName, ep.Zone)
 				if seen[host] == nil {
 					seen[host] = map[string]*Endpoint{}
 				}
@@ -166,7 +169,8 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				continue
 			}
 			e := &Endpoint{Address: pod.Status.PodIP, Ports: podPorts(svc, in.Services, pod), Labels: pod.Labels,
-				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace}
+				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace,
+				Locality: s.localities.endpoint(pod, nil, nil)}
 			if seen[svc.Hostname] == nil {
 				seen[svc.Hostname] = map[string]*Endpoint{}
 			}
@@ -356,8 +360,12 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 		add(e, "es", o.ObjectMeta, true, []any{o.AddressType, o.Endpoints, o.Ports})
 	}
 	for _, o := range in.Pods {
-		// Pods matter for their labels, service account and address only.
-		add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
+		// Pods matter for their labels, service account, address and node only.
+		add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o), o.Spec.NodeName})
+	}
+	for _, o := range in.Nodes {
+		// Nodes matter for their locality labels only (in the metadata hash).
+		add(e, "node", o.ObjectMeta, true)
 	}
 	return c.Sum64(), e.Sum64()
 }
@@ -446,6 +454,7 @@ func hashEndpoints(eps []*Endpoint) uint64 {
 		h = fnvString(h, ep.ServiceAccount)
 		h = fnvString(h, ep.PodName)
 		h = fnvString(h, ep.Namespace)
+		h = fnvString(h, ep.Locality.String())
 		var ports, labels uint64
 		for k, v := range ep.Ports {
 			ports += mix64(fnvAdd(fnvString(fnvOffset, k), uint64(v)))

@@ -18,6 +18,8 @@ type Inputs struct {
 	Services        []*corev1.Service
 	EndpointSlices  []*discoveryv1.EndpointSlice
 	Pods            []*corev1.Pod
+	// Nodes are read for their locality labels (locality.go).
+	Nodes           []*corev1.Node
 	ServiceAccounts []*corev1.ServiceAccount
 	// ConfigMaps holds only the mesh ConfigMap (`istio` in the root namespace) for now.
 	ConfigMaps []*corev1.ConfigMap

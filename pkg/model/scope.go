@@ -28,6 +28,11 @@ type Scope struct {
 	// istio-agent (the bootstrap's sds-grpc cluster), not over ADS, so its
 	// clusters name another SDS source. Part of Key ("|agent").
 	AgentSDS bool
+	// Locality is the proxy's own, when some cluster balances by locality
+	// (Snapshot.LocalityLB): endpoints' priorities and weights depend on it,
+	// so the endpoints' scope (WithoutClientMTLS) keys on it; clusters and
+	// listeners do not.
+	Locality Locality
 }
 
 // Suffixes of Scope.Key for what only changes how mTLS is originated.
@@ -39,15 +44,26 @@ const (
 // WithoutClientMTLS is the scope for what does not depend on whether the
 // proxy originates mTLS (endpoints), so proxies with and without an identity
 // share it.
+//
+// Endpoints do depend on the proxy's locality when clusters balance by it, so
+// there the key names it: one copy per locality, not per proxy.
 func (sc Scope) WithoutClientMTLS() Scope {
 	sc.ClientMTLS, sc.AgentSDS = false, false
 	sc.Key = sc.visibilityKey()
+	if !sc.Locality.IsZero() {
+		sc.Key += scopeKeyLocality + sc.Locality.String()
+	}
 	return sc
 }
 
-// visibilityKey is Key without the mTLS suffixes: what decides what the scope sees.
+// scopeKeyLocality starts the endpoints' locality suffix of a Key.
+const scopeKeyLocality = "|loc="
+
+// visibilityKey is Key without the mTLS and locality suffixes: what decides
+// what the scope sees.
 func (sc Scope) visibilityKey() string {
-	return strings.TrimSuffix(strings.TrimSuffix(sc.Key, scopeKeyAgent), scopeKeyMTLS)
+	k, _, _ := strings.Cut(sc.Key, scopeKeyLocality)
+	return strings.TrimSuffix(strings.TrimSuffix(k, scopeKeyAgent), scopeKeyMTLS)
 }
 
 // ScopeFor picks the proxy's scope the way Istio picks its Sidecar: a Sidecar in
@@ -72,6 +88,9 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 			// A mesh-wide default with "./..." hosts means "the proxy's own namespace".
 			sc.Key += "|ns=" + p.Namespace
 		}
+	}
+	if s.localityLB {
+		sc.Locality = s.ProxyLocality(p)
 	}
 	if p.Identity != "" {
 		sc.ClientMTLS = true
@@ -134,6 +153,7 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 	v.Errors = nil
 	v.clientMTLS = sc.ClientMTLS
 	v.agentSDS = sc.AgentSDS
+	v.viewerLocality = sc.Locality
 	if sc.visibilityKey() == "" {
 		// Sees everything, only originates mTLS: the shared view plus the flag.
 		return &v

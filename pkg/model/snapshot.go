@@ -99,6 +99,8 @@ type Endpoint struct {
 	ServiceAccount string
 	PodName        string
 	Namespace      string
+	// Locality is where the endpoint runs (region/zone/subzone: locality.go).
+	Locality Locality
 }
 
 // Snapshot is an immutable view of the mesh at one version. Nothing mutates a
@@ -147,6 +149,12 @@ type Snapshot struct {
 	drViewKeys *sync.Map
 	byIP       *ipIndex
 	epHashes   *endpointHashes
+	// localities: the nodes' and pods' localities (locality.go);
+	// localityLB: some cluster balances by locality, so endpoints depend on
+	// the viewer's locality (Scope.Locality); viewerLocality is a View's.
+	localities     *localities
+	localityLB     bool
+	viewerLocality Locality
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
