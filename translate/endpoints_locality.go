@@ -34,7 +34,12 @@ func localitySetting(snap *model.Snapshot, policy *networkingapi.TrafficPolicy) 
 	if lbs == nil {
 		lbs = snap.Mesh.GetLocalityLbSetting()
 	}
-	if lbs == nil || (lbs.GetEnabled() != nil && !lbs.GetEnabled().GetValue()) {
+	if lbs == nil {
+		// istiod's mesh default is {enabled: true}: failover whenever the
+		// cluster has outlierDetection.
+		return &networkingapi.LocalityLoadBalancerSetting{}
+	}
+	if lbs.GetEnabled() != nil && !lbs.GetEnabled().GetValue() {
 		return nil
 	}
 	return lbs

@@ -34,7 +34,6 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildEndpoints(in)
 	s.buildServiceEntries(in)
 	s.buildExternalNames(in)
-	s.noteLocalityUse()
 	s.buildDestinationRules(in)
 	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
@@ -45,6 +44,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.buildRequestAuthentications(in)
 	s.buildPeerAuthentications(in)
 	s.noteExportRestrictions()
+	s.noteLocalityUse() // after DestinationRules and endpoints
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)

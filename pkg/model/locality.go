@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strconv"
 	"strings"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -126,6 +127,7 @@ func (s *Snapshot) LocalityLB() bool { return s.localityLB }
 // it: an outlierDetection (istiod's failover by default), or an explicit
 // localityLbSetting in a DestinationRule or the mesh config.
 func (s *Snapshot) noteLocalityUse() {
+	s.warnFailoverPriorityLabels()
 	known := false
 	for _, eps := range s.endpoints {
 		for _, ep := range eps {
@@ -166,4 +168,26 @@ func hasLocalitySetting(l interface {
 	GetFailoverPriority() []string
 }) bool {
 	return len(l.GetDistribute()) > 0 || len(l.GetFailover()) > 0 || len(l.GetFailoverPriority()) > 0
+}
+
+// warnFailoverPriorityLabels: failoverPriority on labels other than the
+// topology ones would make endpoints differ per proxy's labels; mizzen ranks
+// by region, zone and subzone only and says so for the rest.
+func (s *Snapshot) warnFailoverPriorityLabels() {
+	check := func(kind, ns, name, field string, lbs *networkingapi.LocalityLoadBalancerSetting) {
+		for i, l := range lbs.GetFailoverPriority() {
+			switch strings.SplitN(l, "=", 2)[0] {
+			case LabelRegion, LabelZone, LabelSubZone:
+				continue
+			}
+			s.addError(ConfigError{Kind: kind, Namespace: ns, Name: name, Field: field + ".failoverPriority[" + strconv.Itoa(i) + "]",
+				Code: "UnsupportedField", Warning: true,
+				Message: "failoverPriority label " + l + " is not applied: mizzen ranks endpoints by the topology labels " +
+					LabelRegion + ", " + LabelZone + " and " + LabelSubZone + " only"})
+		}
+	}
+	check("ConfigMap", MeshConfigMapNamespace, MeshConfigMapName, "data.mesh.localityLbSetting", s.Mesh.GetLocalityLbSetting())
+	for _, dr := range s.DestinationRules {
+		check("DestinationRule", dr.Namespace, dr.Name, "spec.trafficPolicy.loadBalancer.localityLbSetting", dr.Spec.GetTrafficPolicy().GetLoadBalancer().GetLocalityLbSetting())
+	}
 }
