@@ -22,6 +22,9 @@ type Options struct {
 	Pod     string
 	// FailFirst makes the server answer 503 to the first N requests (for retry tests).
 	FailFirst int
+	// FailAfter makes the server answer 503 to every request after the first
+	// N (a backend that goes bad: outlier detection, failover).
+	FailAfter int
 	// Delay is added before every answer (cut short if the client goes away).
 	Delay time.Duration
 }
@@ -149,7 +152,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status := http.StatusOK
-	if n <= int64(s.opts.FailFirst) {
+	if n <= int64(s.opts.FailFirst) || (s.opts.FailAfter > 0 && n > int64(s.opts.FailAfter)) {
 		status = http.StatusServiceUnavailable
 	}
 	resp := Response{

@@ -27,6 +27,7 @@ type AppSpec struct {
 	Version   string        // reported version, also the x-echo-version header (default: the "version" label, else "v1")
 	Ports     []int         // HTTP ports it listens on, on 0.0.0.0 in the pod
 	FailFirst int           // answer 503 to the first N HTTP requests (per port)
+	FailAfter int           // answer 503 to every HTTP request after the first N (per port)
 	Delay     time.Duration // delay before every answer (HTTP) or greeting (TCP)
 	// TLSPorts serve HTTPS with a self-signed certificate for TLSNames (default:
 	// the pod's name); answers report the SNI the client sent.
@@ -218,6 +219,9 @@ func (w *Workload) startApp(t testing.TB) {
 	}
 	for _, n := range w.App.TLSNames {
 		args = append(args, "-tls-name", n)
+	}
+	if w.App.FailAfter > 0 {
+		args = append(args, "-fail-after", strconv.Itoa(w.App.FailAfter))
 	}
 	if w.App.FailFirst > 0 {
 		args = append(args, "-fail-first", strconv.Itoa(w.App.FailFirst))

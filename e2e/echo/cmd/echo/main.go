@@ -41,6 +41,7 @@ func main() {
 	flag.StringVar(&opts.Version, "version", "v1", "version to report (also in the x-echo-version header)")
 	flag.StringVar(&opts.Pod, "pod", "", "pod name to report (default: hostname)")
 	flag.IntVar(&opts.FailFirst, "fail-first", 0, "answer 503 to the first N HTTP requests (per port)")
+	flag.IntVar(&opts.FailAfter, "fail-after", 0, "answer 503 to every HTTP request after the first N (per port)")
 	flag.DurationVar(&opts.Delay, "delay", 0, "delay before every answer (HTTP) or greeting (TCP)")
 	flag.Parse()
 	if opts.Pod == "" {
