@@ -74,10 +74,10 @@ func Outbound(cfg *Config, r *Request) *Trace {
 	if sniffs(l) {
 		if p := r.DetectedProtocol(); p != "" {
 			alpn = []string{p}
-			t.add("protocol detection", "HTTP ("+p+"): the port is sniffed, the http_inspector recognises the request",
+			t.add("protocol sniffing", "HTTP ("+p+"): the port is sniffed, the http_inspector recognises the request",
 				"the HTTP branch: the port's route table, so VirtualService http rules apply")
 		} else {
-			t.add("protocol detection", "not HTTP: the port is sniffed and the first bytes are no HTTP request (or the client sends nothing until the detection timeout)",
+			t.add("protocol sniffing", "not HTTP: the port is sniffed and the first bytes are no HTTP request (or the client sends nothing until the detection timeout)",
 				"the TCP branch: no HTTP routing")
 		}
 	}
