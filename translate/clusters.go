@@ -74,9 +74,10 @@ func edsCluster(snap *model.Snapshot, name string, port *model.Port, policy *net
 	// HTTP/2 first, so that connectionPool.http.maxConcurrentStreams finds it.
 	if upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()) {
 		opts = http2Options()
-	} else if port.Protocol.IsSniffed() {
-		// The HTTP branch forwards in the protocol the caller spoke (h2c stays
-		// HTTP/2); the TCP branch ignores HTTP options.
+	} else if port.Protocol.IsSniffed() && !snap.ForRouter() {
+		// A sidecar's HTTP branch forwards in the protocol the caller spoke
+		// (h2c stays HTTP/2); the TCP branch ignores HTTP options. Gateways
+		// keep HTTP/1.1, as in istiod: their clients' h2 says nothing of the app.
 		opts = downstreamProtocolOptions()
 	}
 	opts = applyConnectionPool(c, opts, snap.Mesh, policy.GetConnectionPool())

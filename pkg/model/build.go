@@ -48,6 +48,11 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)
+	for _, svc := range s.serviceList {
+		for _, p := range svc.Ports {
+			s.sniffedPorts = s.sniffedPorts || p.Protocol.IsSniffed()
+		}
+	}
 	// A headless service's endpoints shape listeners and clusters (one
 	// listener per pod, mTLS if every pod has a sidecar): they are config.
 	for _, svc := range s.serviceList {

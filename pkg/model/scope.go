@@ -33,12 +33,18 @@ type Scope struct {
 	// so the endpoints' scope (WithoutClientMTLS) keys on it; clusters and
 	// listeners do not.
 	Locality Locality
+	// Router: a gateway, in a mesh with sniffed ports. Its clusters of those
+	// ports speak HTTP/1.1 upstream where a sidecar's follow the caller's
+	// protocol (istiod: an h2 client of a gateway must not reach an
+	// HTTP/1-only app in h2). Part of Key ("|router"); endpoints ignore it.
+	Router bool
 }
 
 // Suffixes of Scope.Key for what only changes how mTLS is originated.
 const (
-	scopeKeyMTLS  = "|mtls"
-	scopeKeyAgent = "|agent"
+	scopeKeyMTLS   = "|mtls"
+	scopeKeyAgent  = "|agent"
+	scopeKeyRouter = "|router"
 )
 
 // WithoutClientMTLS is the scope for what does not depend on whether the
@@ -48,7 +54,7 @@ const (
 // Endpoints do depend on the proxy's locality when clusters balance by it, so
 // there the key names it: one copy per locality, not per proxy.
 func (sc Scope) WithoutClientMTLS() Scope {
-	sc.ClientMTLS, sc.AgentSDS = false, false
+	sc.ClientMTLS, sc.AgentSDS, sc.Router = false, false, false
 	sc.Key = sc.visibilityKey()
 	if !sc.Locality.IsZero() {
 		sc.Key += scopeKeyLocality + sc.Locality.String()
@@ -63,7 +69,7 @@ const scopeKeyLocality = "|loc="
 // what the scope sees.
 func (sc Scope) visibilityKey() string {
 	k, _, _ := strings.Cut(sc.Key, scopeKeyLocality)
-	return strings.TrimSuffix(strings.TrimSuffix(k, scopeKeyAgent), scopeKeyMTLS)
+	return strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(k, scopeKeyAgent), scopeKeyMTLS), scopeKeyRouter)
 }
 
 // ScopeFor picks the proxy's scope the way Istio picks its Sidecar: a Sidecar in
@@ -91,6 +97,10 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 	}
 	if s.localityLB {
 		sc.Locality = s.ProxyLocality(p)
+	}
+	if p.Type == RouterProxy && s.sniffedPorts {
+		sc.Router = true
+		sc.Key += scopeKeyRouter
 	}
 	if p.Identity != "" {
 		sc.ClientMTLS = true
@@ -154,6 +164,7 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 	v.clientMTLS = sc.ClientMTLS
 	v.agentSDS = sc.AgentSDS
 	v.viewerLocality = sc.Locality
+	v.router = sc.Router
 	if sc.visibilityKey() == "" {
 		// Sees everything, only originates mTLS: the shared view plus the flag.
 		return &v

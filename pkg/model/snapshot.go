@@ -152,6 +152,10 @@ type Snapshot struct {
 	// localities: the nodes' and pods' localities (locality.go);
 	// localityLB: some cluster balances by locality, so endpoints depend on
 	// the viewer's locality (Scope.Locality); viewerLocality is a View's.
+	// sniffedPorts: some service port is sniffed (gateways then get clusters
+	// of their own: Scope.Router); router: the view is a gateway's.
+	sniffedPorts   bool
+	router         bool
 	localities     *localities
 	localityLB     bool
 	viewerLocality Locality
@@ -168,6 +172,9 @@ type Snapshot struct {
 	// Inputs is what this snapshot was built from, for debug views.
 	Inputs *Inputs
 }
+
+// ForRouter reports whether the view is a gateway's (Scope.Router).
+func (s *Snapshot) ForRouter() bool { return s.router }
 
 // Services returns all services sorted by hostname.
 func (s *Snapshot) Services() []*Service { return s.serviceList }
