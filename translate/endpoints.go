@@ -66,9 +66,11 @@ func OutboundEndpointsByService(snap *model.Snapshot, proxyNamespace string) []S
 // each with the metadata auto mTLS matches on (mtls_outbound.go).
 func loadAssignment(snap *model.Snapshot, cluster string, port *model.Port, eps []*model.Endpoint, subset map[string]string) *endpointv3.ClusterLoadAssignment {
 	// One LocalityLbEndpoints per locality, in locality order (endpoints
-	// without one first, as the single group they always were).
-	groups := map[model.Locality]*endpointv3.LocalityLbEndpoints{}
-	var order []model.Locality
+	// without one first, as the single group they always were). Groups are
+	// found by the endpoints' shared *Locality: no map for the common case
+	// of one locality or none.
+	var groups []*endpointv3.LocalityLbEndpoints
+	var keys []*model.Locality
 	for _, ep := range eps {
 		target, ok := ep.Ports[port.Name]
 		if !ok {
@@ -77,25 +79,30 @@ func loadAssignment(snap *model.Snapshot, cluster string, port *model.Port, eps 
 		if !model.LabelsMatch(subset, ep.Labels) {
 			continue
 		}
-		g := groups[ep.Locality]
-		if g == nil {
-			g = &endpointv3.LocalityLbEndpoints{}
-			if !ep.Locality.IsZero() {
-				g.Locality = &corev3.Locality{Region: ep.Locality.Region, Zone: ep.Locality.Zone, SubZone: ep.Locality.SubZone}
+		gi := -1
+		for i, k := range keys {
+			if k == ep.Locality || (k != nil && ep.Locality != nil && *k == *ep.Locality) {
+				gi = i
+				break
 			}
-			groups[ep.Locality] = g
-			order = append(order, ep.Locality)
 		}
-		g.LbEndpoints = append(g.LbEndpoints, &endpointv3.LbEndpoint{
+		if gi < 0 {
+			g := &endpointv3.LocalityLbEndpoints{}
+			if l := ep.Locality; l != nil {
+				g.Locality = &corev3.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.SubZone}
+			}
+			gi = len(groups)
+			groups, keys = append(groups, g), append(keys, ep.Locality)
+		}
+		groups[gi].LbEndpoints = append(groups[gi].LbEndpoints, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address, target)}},
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
 			Metadata:       endpointMetadata(snap, ep, target),
 		})
 	}
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
-	sort.SliceStable(order, func(i, j int) bool { return order[i].String() < order[j].String() })
-	for _, l := range order {
-		cla.Endpoints = append(cla.Endpoints, groups[l])
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: groups}
+	if len(groups) > 1 {
+		sort.SliceStable(groups, func(i, j int) bool { return localityOf(groups[i]).String() < localityOf(groups[j]).String() })
 	}
 	return cla
 }

@@ -365,8 +365,14 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 		add(e, "es", o.ObjectMeta, true, []any{o.AddressType, o.Endpoints, o.Ports})
 	}
 	for _, o := range in.Pods {
-		// Pods matter for their labels, service account, address and node only.
-		add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o), o.Spec.NodeName})
+		// Pods matter for their labels, service account and address only, and
+		// for their node when Nodes give localities (not boxed otherwise: one
+		// allocation per pod and build).
+		if len(in.Nodes) == 0 {
+			add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
+		} else {
+			add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o), o.Spec.NodeName})
+		}
 	}
 	for _, o := range in.Nodes {
 		// Nodes matter for their locality labels only (in the metadata hash).
@@ -459,7 +465,9 @@ func hashEndpoints(eps []*Endpoint) uint64 {
 		h = fnvString(h, ep.ServiceAccount)
 		h = fnvString(h, ep.PodName)
 		h = fnvString(h, ep.Namespace)
-		h = fnvString(h, ep.Locality.String())
+		if l := ep.Locality; l != nil {
+			h = fnvString(fnvString(fnvString(h, l.Region), l.Zone), l.SubZone)
+		}
 		var ports, labels uint64
 		for k, v := range ep.Ports {
 			ports += mix64(fnvAdd(fnvString(fnvOffset, k), uint64(v)))

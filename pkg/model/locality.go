@@ -41,6 +41,23 @@ func ParseLocality(s string) Locality {
 	return Locality{Region: p[0], Zone: p[1], SubZone: p[2]}
 }
 
+// Loc is the endpoint's locality, zero when unknown.
+func (e *Endpoint) Loc() Locality {
+	if e.Locality == nil {
+		return Locality{}
+	}
+	return *e.Locality
+}
+
+// parsedLocality is ParseLocality for an endpoint: nil when empty.
+func parsedLocality(s string) *Locality {
+	if s == "" {
+		return nil
+	}
+	l := ParseLocality(s)
+	return &l
+}
+
 // Matches reports whether l lies in the locality pattern ("region/zone/*",
 // "region/*", "*"), as localityLbSetting's from/to are written.
 func (l Locality) Matches(pattern string) bool {
@@ -66,24 +83,41 @@ func (l Locality) Matches(pattern string) bool {
 type localities struct {
 	nodes map[string]Locality // by node name
 	pods  map[string]Locality // by namespace/name, for pods with a known locality
+	// shared holds one value per distinct locality, for endpoints to point at.
+	shared map[Locality]*Locality
 }
 
 func newLocalities(in *Inputs) *localities {
-	l := &localities{nodes: map[string]Locality{}, pods: map[string]Locality{}}
+	l := &localities{nodes: map[string]Locality{}, pods: map[string]Locality{}, shared: map[Locality]*Locality{}}
 	for _, n := range in.Nodes {
 		if loc := (Locality{n.Labels[LabelRegion], n.Labels[LabelZone], n.Labels[LabelSubZone]}); !loc.IsZero() {
 			l.nodes[n.Name] = loc
 		}
 	}
 	for _, p := range in.Pods {
-		if loc := l.endpoint(p, nil, nil); !loc.IsZero() {
+		if loc := l.of(p, nil, nil); !loc.IsZero() {
 			l.pods[p.Namespace+"/"+p.Name] = loc
 		}
 	}
 	return l
 }
 
-func (l *localities) endpoint(pod *corev1.Pod, nodeName, zone *string) Locality {
+// endpoint is the shared value of an endpoint's locality, nil when unknown.
+func (l *localities) endpoint(pod *corev1.Pod, nodeName, zone *string) *Locality {
+	loc := l.of(pod, nodeName, zone)
+	if loc.IsZero() {
+		return nil
+	}
+	if p, ok := l.shared[loc]; ok {
+		return p
+	}
+	p := new(Locality) // not &loc: that would move loc to the heap on every call
+	*p = loc
+	l.shared[loc] = p
+	return p
+}
+
+func (l *localities) of(pod *corev1.Pod, nodeName, zone *string) Locality {
 	if pod != nil {
 		if v := pod.Labels[LabelLocality]; v != "" {
 			return ParseLocality(strings.ReplaceAll(v, ".", "/"))
@@ -131,7 +165,7 @@ func (s *Snapshot) noteLocalityUse() {
 	known := false
 	for _, eps := range s.endpoints {
 		for _, ep := range eps {
-			known = known || !ep.Locality.IsZero()
+			known = known || ep.Locality != nil
 		}
 	}
 	if !known {

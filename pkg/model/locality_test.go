@@ -43,7 +43,7 @@ func TestLocalities(t *testing.T) {
 	s := Build(in, 1)
 	want := map[string]string{"10.0.0.1": "r1/z1/s1", "10.0.0.2": "r9/z9/s9", "10.0.0.3": "r1/z2", "10.0.0.4": "/z3"}
 	for _, ep := range s.Endpoints("svc.ns.svc.cluster.local") {
-		if got := ep.Locality.String(); got != want[ep.Address] {
+		if got := ep.Loc().String(); got != want[ep.Address] {
 			t.Errorf("endpoint %s: locality %q, want %q", ep.Address, got, want[ep.Address])
 		}
 	}

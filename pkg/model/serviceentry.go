@@ -78,7 +78,7 @@ func serviceEntryEndpoints(svc *Service, spec *networkingapi.ServiceEntry) []*En
 	var out []*Endpoint
 	for _, we := range spec.GetEndpoints() {
 		ep := &Endpoint{Address: we.GetAddress(), Labels: we.GetLabels(), ServiceAccount: we.GetServiceAccount(), Ports: map[string]uint32{}, Namespace: svc.Namespace,
-			Locality: ParseLocality(we.GetLocality())}
+			Locality: parsedLocality(we.GetLocality())}
 		for _, p := range svc.Ports {
 			switch {
 			case we.GetPorts()[p.Name] != 0:

@@ -99,8 +99,9 @@ type Endpoint struct {
 	ServiceAccount string
 	PodName        string
 	Namespace      string
-	// Locality is where the endpoint runs (region/zone/subzone: locality.go).
-	Locality Locality
+	// Locality is where the endpoint runs (region/zone/subzone: locality.go),
+	// nil when unknown; endpoints of one locality share one value.
+	Locality *Locality
 }
 
 // Snapshot is an immutable view of the mesh at one version. Nothing mutates a
