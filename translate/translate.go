@@ -93,7 +93,7 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	// egress); its inbound side from the whole mesh, where its own endpoints are.
 	snap := full.View(full.ScopeFor(proxy))
 	out := Output{
-		Clusters:  append(append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...), TelemetryClusters(full, proxy)...),
+		Clusters: append(append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...), TelemetryClusters(full, proxy)...),
 		// Endpoints may depend on the proxy's locality (locality LB).
 		Endpoints: OutboundEndpointsFor(full.View(full.ScopeFor(proxy).WithoutClientMTLS()), proxy.Namespace),
 	}
