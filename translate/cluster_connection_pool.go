@@ -168,6 +168,18 @@ func http2Options() *upstreamhttp.HttpProtocolOptions {
 	}
 }
 
+// downstreamProtocolOptions speaks upstream what the downstream spoke.
+func downstreamProtocolOptions() *upstreamhttp.HttpProtocolOptions {
+	return &upstreamhttp.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &upstreamhttp.HttpProtocolOptions_UseDownstreamHttpConfig{
+				HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			},
+		},
+	}
+}
+
 // http2ProtocolOptions is the typed_extension_protocol_options of a cluster that
 // only needs to speak HTTP/2 upstream.
 func http2ProtocolOptions() map[string]*anypb.Any { return httpProtocolOptions(http2Options()) }

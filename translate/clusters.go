@@ -41,6 +41,9 @@ func OutboundClustersFor(snap *model.Snapshot, proxyNamespace string) []*cluster
 			build := func(subset string, labels map[string]string) *clusterv3.Cluster {
 				policy := clusterTrafficPolicy(dr, subset, port.Port)
 				c := serviceCluster(snap, OutboundClusterName(port.Port, subset, svc.Hostname), svc, port, policy, eps, labels)
+				if usesEDS(svc) {
+					applyLocalityCluster(snap, c, policy)
+				}
 				applyClusterTLS(snap, c, svc, port, subset, policy.GetTls(), upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()))
 				if dr != nil {
 					// Istio's origin metadata: proxy-config and explain name the rule.
@@ -73,6 +76,11 @@ func edsCluster(snap *model.Snapshot, name string, port *model.Port, policy *net
 	// HTTP/2 first, so that connectionPool.http.maxConcurrentStreams finds it.
 	if upstreamHTTP2(port, snap.Mesh, policy.GetConnectionPool()) {
 		opts = http2Options()
+	} else if port.Protocol.IsSniffed() && !snap.ForRouter() {
+		// A sidecar's HTTP branch forwards in the protocol the caller spoke
+		// (h2c stays HTTP/2); the TCP branch ignores HTTP options. Gateways
+		// keep HTTP/1.1, as in istiod: their clients' h2 says nothing of the app.
+		opts = downstreamProtocolOptions()
 	}
 	opts = applyConnectionPool(c, opts, snap.Mesh, policy.GetConnectionPool())
 	opts = tlsHTTPOptions(opts, port, policy.GetTls())
@@ -110,8 +118,11 @@ func InboundClusters(snap *model.Snapshot, proxy *model.Proxy) []*clusterv3.Clus
 		if in.endpoint != "" {
 			c = inboundStatic(InboundClusterName(in.targetPort), in.endpoint)
 		}
-		if in.port.Protocol.IsHTTP2() {
+		switch {
+		case in.port.Protocol.IsHTTP2():
 			c.TypedExtensionProtocolOptions = http2ProtocolOptions()
+		case in.port.Protocol.IsSniffed():
+			c.TypedExtensionProtocolOptions = httpProtocolOptions(downstreamProtocolOptions())
 		}
 		out = append(out, c)
 	}

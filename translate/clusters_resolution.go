@@ -29,6 +29,9 @@ func serviceCluster(snap *model.Snapshot, name string, svc *model.Service, port 
 		c.LoadAssignment = cla
 		return c
 	case model.ResolutionPassthrough:
+		if svc.Headless {
+			return headlessCluster(snap, name, port, policy)
+		}
 		return &clusterv3.Cluster{
 			Name:                 name,
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
@@ -42,3 +45,16 @@ func serviceCluster(snap *model.Snapshot, name string, svc *model.Service, port 
 
 // usesEDS reports whether the service's clusters get their endpoints over EDS.
 func usesEDS(svc *model.Service) bool { return svc.Resolution == model.ResolutionEDS }
+
+// headlessCluster is a headless Service port's cluster: original destination
+// (the pod the client resolved and dialed, as istiod builds it), with the
+// DestinationRule's connection pool and outlier detection; load balancing is
+// the client's choice of address, so lb_policy is CLUSTER_PROVIDED.
+func headlessCluster(snap *model.Snapshot, name string, port *model.Port, policy *networkingapi.TrafficPolicy) *clusterv3.Cluster {
+	c := edsCluster(snap, name, port, policy)
+	c.EdsClusterConfig = nil
+	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+	c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+	c.LbConfig = nil
+	return c
+}

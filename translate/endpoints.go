@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"sort"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
@@ -47,9 +49,11 @@ func OutboundEndpointsByService(snap *model.Snapshot, proxyNamespace string) []S
 			dr := snap.DestinationRuleFor(svc.Hostname, proxyNamespace)
 			var out []*endpointv3.ClusterLoadAssignment
 			for _, port := range svc.Ports {
-				out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil))
+				out = append(out, withLocalityLB(snap, loadAssignment(snap, OutboundClusterName(port.Port, "", svc.Hostname), port, eps, nil),
+					clusterTrafficPolicy(dr, "", port.Port)))
 				for _, ss := range model.Subsets(dr) {
-					out = append(out, loadAssignment(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()))
+					out = append(out, withLocalityLB(snap, loadAssignment(snap, OutboundClusterName(port.Port, ss.GetName(), svc.Hostname), port, eps, ss.GetLabels()),
+						clusterTrafficPolicy(dr, ss.GetName(), port.Port)))
 				}
 			}
 			return out
@@ -61,7 +65,12 @@ func OutboundEndpointsByService(snap *model.Snapshot, proxyNamespace string) []S
 // loadAssignment keeps the endpoints whose labels carry every subset label,
 // each with the metadata auto mTLS matches on (mtls_outbound.go).
 func loadAssignment(snap *model.Snapshot, cluster string, port *model.Port, eps []*model.Endpoint, subset map[string]string) *endpointv3.ClusterLoadAssignment {
-	var lbs []*endpointv3.LbEndpoint
+	// One LocalityLbEndpoints per locality, in locality order (endpoints
+	// without one first, as the single group they always were). Groups are
+	// found by the endpoints' shared *Locality: no map for the common case
+	// of one locality or none.
+	var groups []*endpointv3.LocalityLbEndpoints
+	var keys []*model.Locality
 	for _, ep := range eps {
 		target, ok := ep.Ports[port.Name]
 		if !ok {
@@ -70,15 +79,30 @@ func loadAssignment(snap *model.Snapshot, cluster string, port *model.Port, eps 
 		if !model.LabelsMatch(subset, ep.Labels) {
 			continue
 		}
-		lbs = append(lbs, &endpointv3.LbEndpoint{
+		gi := -1
+		for i, k := range keys {
+			if k == ep.Locality || (k != nil && ep.Locality != nil && *k == *ep.Locality) {
+				gi = i
+				break
+			}
+		}
+		if gi < 0 {
+			g := &endpointv3.LocalityLbEndpoints{}
+			if l := ep.Locality; l != nil {
+				g.Locality = &corev3.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.SubZone}
+			}
+			gi = len(groups)
+			groups, keys = append(groups, g), append(keys, ep.Locality)
+		}
+		groups[gi].LbEndpoints = append(groups[gi].LbEndpoints, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address, target)}},
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
 			Metadata:       endpointMetadata(snap, ep, target),
 		})
 	}
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
-	if len(lbs) > 0 {
-		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: groups}
+	if len(groups) > 1 {
+		sort.SliceStable(groups, func(i, j int) bool { return localityOf(groups[i]).String() < localityOf(groups[j]).String() })
 	}
 	return cla
 }

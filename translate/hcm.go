@@ -36,10 +36,16 @@ type hcmOptions struct {
 	// Istio's inbound does. Plaintext chains keep Envoy's default: sanitize,
 	// so no caller can claim an identity it did not prove.
 	forwardClientCert bool
+	// sniffedALPN: the chain is a sniffed port's HTTP branch, whose upstream
+	// mTLS must say it carries HTTP (listeners_sniffing.go).
+	sniffedALPN bool
 }
 
 func httpConnectionManagerFilter(o hcmOptions) *listenerv3.Filter {
 	filters := append([]*hcmv3.HttpFilter(nil), o.authFilters...)
+	if o.sniffedALPN {
+		filters = append(filters, sniffedALPNFilter())
+	}
 	if o.routeFilters {
 		// Istio's order: CORS answers preflights before a fault can abort them.
 		filters = append(filters, corsHTTPFilter(), faultHTTPFilter())

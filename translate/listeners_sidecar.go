@@ -71,7 +71,12 @@ func outboundFallbackCluster(snap *model.Snapshot) string {
 func outboundL4Listeners(snap *model.Snapshot, scope *l4Scope) []*listenerv3.Listener {
 	perProxy := scope != nil
 	var out []*listenerv3.Listener
+	headless := map[string]bool{} // <pod ip>_<port> listeners made so far
 	for _, svc := range snap.Services() {
+		if svc.Headless {
+			out = append(out, headlessListeners(snap, svc, scope, headless)...)
+			continue
+		}
 		if svc.ClusterIP == "" {
 			continue // no VIP to match on: TLS ports share 0.0.0.0_<port> below
 		}
@@ -92,11 +97,15 @@ func outboundL4Listeners(snap *model.Snapshot, scope *l4Scope) []*listenerv3.Lis
 				BindToPort:       boolv(false),
 				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			}
-			if p.Protocol.IsTLS() {
+			switch {
+			case p.Protocol.IsTLS():
 				l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspectorFilter()}
 				l.ContinueOnListenerFiltersTimeout = true
 				l.FilterChains = tlsFilterChains(snap, svc, p, vss, scope, map[string]bool{}, false)
-			} else {
+			case p.Protocol.IsSniffed():
+				l.FilterChains = tcpFilterChains(snap, svc, p, vss, scope)
+				sniffOutbound(snap, l, p.Port)
+			default:
 				l.FilterChains = tcpFilterChains(snap, svc, p, vss, scope)
 			}
 			out = append(out, l)
@@ -212,8 +221,36 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 	mtls := snap.MTLSFor(proxy.Namespace, proxy.Labels)
 	identity := proxy.Identity != ""
 	inspect := map[uint32]bool{}
+	var sniffed []uint32
 	for _, in := range inboundPorts(snap, proxy) {
 		cluster := InboundClusterName(in.targetPort)
+		chain := func(name string, m *listenerv3.FilterChainMatch, mtls, http bool) *listenerv3.FilterChain {
+			fc := &listenerv3.FilterChain{Name: name, FilterChainMatch: m}
+			if mtls {
+				// A sniffed port's client offers no h2/http/1.1 ALPN to agree on.
+				fc.TransportSocket = downstreamMTLS(http && !in.port.Protocol.IsSniffed(), workloadSDSOf(proxy.AgentSDS()))
+			}
+			if http {
+				fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
+					authFilters: authn, authz: inboundRBAC(policies, false).httpFilters(), forwardClientCert: mtls})}
+			} else {
+				fc.Filters = append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(cluster, cluster))
+			}
+			return fc
+		}
+		if in.port.Protocol.IsSniffed() {
+			sniffed = append(sniffed, in.targetPort)
+			variants := inboundVariants(mtls.ForPort(in.targetPort), identity, false)
+			inspect[in.targetPort] = inspects(variants)
+			for _, v := range sniffedVariants(variants) {
+				if v.refuse {
+					l.FilterChains = append(l.FilterChains, refusedChain(v.chainName(cluster), v.match(in.targetPort)))
+					continue
+				}
+				l.FilterChains = append(l.FilterChains, chain(v.chainName(cluster), v.match(in.targetPort), v.mtls, v.http))
+			}
+			continue
+		}
 		http := in.port.Protocol.IsHTTP()
 		variants := inboundVariants(mtls.ForPort(in.targetPort), identity, http)
 		inspect[in.targetPort] = inspects(variants)
@@ -222,17 +259,7 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 				l.FilterChains = append(l.FilterChains, refusedChain(v.chainName(cluster), v.match(in.targetPort)))
 				continue
 			}
-			fc := &listenerv3.FilterChain{Name: v.chainName(cluster), FilterChainMatch: v.match(in.targetPort)}
-			if v.mtls {
-				fc.TransportSocket = downstreamMTLS(http, workloadSDSOf(proxy.AgentSDS()))
-			}
-			if http {
-				fc.Filters = []*listenerv3.Filter{httpConnectionManagerFilter(hcmOptions{statPrefix: "inbound_0.0.0.0_" + itoa(in.targetPort), inline: inboundRouteConfig(in, cluster),
-					authFilters: authn, authz: inboundRBAC(policies, false).httpFilters(), forwardClientCert: v.mtls})}
-			} else {
-				fc.Filters = append(inboundRBAC(policies, true).networkFilters(), tcpProxyFilter(cluster, cluster))
-			}
-			l.FilterChains = append(l.FilterChains, fc)
+			l.FilterChains = append(l.FilterChains, chain(v.chainName(cluster), v.match(in.targetPort), v.mtls, http))
 		}
 	}
 	passthrough := func(name string, port uint32, v inboundVariant) *listenerv3.FilterChain {
@@ -266,14 +293,23 @@ func SidecarInboundListeners(snap *model.Snapshot, proxy *model.Proxy) []*listen
 	for _, need := range inspect {
 		portMatch = portMatch || need
 	}
+	httpInspector := inboundHTTPInspector(sniffed)
 	if !portMatch && !inspects(variants) {
 		l.DefaultFilterChain = passthrough("inbound-passthrough", 0, variants[0])
+		if httpInspector != nil {
+			l.ListenerFilters = append(l.ListenerFilters, httpInspector)
+			applyDetectionTimeout(snap, l)
+		}
 		return withMeshTelemetry(snap, []*listenerv3.Listener{l})
 	}
 	for _, v := range variants {
 		l.FilterChains = append(l.FilterChains, passthrough("inbound-passthrough", 0, v))
 	}
+	// tls_inspector first: the http_inspector leaves TLS connections alone.
 	l.ListenerFilters = append(l.ListenerFilters, inboundTLSInspector(inspect, inspects(variants)))
+	if httpInspector != nil {
+		l.ListenerFilters = append(l.ListenerFilters, httpInspector)
+	}
 	// A client that sends nothing first (a plaintext client of a server-first
 	// protocol such as MySQL on a PERMISSIVE port) is let through as plaintext
 	// once the inspector gives up: after MeshConfig protocolDetectionTimeout

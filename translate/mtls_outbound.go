@@ -61,6 +61,14 @@ func applyClusterTLS(snap *model.Snapshot, c *clusterv3.Cluster, svc *model.Serv
 		applyDestinationRuleTLS(snap, c, svc, sni, tls, http2)
 		return
 	}
+	if svc.Headless && snap.ClientMTLS() && !svc.MeshExternal && snap.NamespaceMTLSMode(svc.Namespace) != model.MTLSDisable &&
+		allSidecars(snap.Endpoints(svc.Hostname)) {
+		// No endpoint metadata to match on an original-destination cluster:
+		// istiod's rule for passthrough is mTLS when every endpoint has a
+		// sidecar, plaintext otherwise.
+		c.TransportSocket = tlsSocket(istioMTLSUpstream(sni, snap.ServiceIdentities(svc.Hostname), http2, workloadSDSOf(snap.AgentSDS())))
+		return
+	}
 	if !snap.ClientMTLS() || svc.MeshExternal || svc.Resolution == model.ResolutionPassthrough ||
 		snap.NamespaceMTLSMode(svc.Namespace) == model.MTLSDisable {
 		return
@@ -232,4 +240,15 @@ func endpointMetadata(snap *model.Snapshot, ep *model.Endpoint, target uint32) *
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 		transportSocketMatchMD: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue(tlsModeIstio)}},
 	}}
+}
+
+// allSidecars reports whether every endpoint carries Istio's tlsMode label
+// (and there is one at all).
+func allSidecars(eps []*model.Endpoint) bool {
+	for _, ep := range eps {
+		if ep.Labels[TLSModeLabel] != tlsModeIstio {
+			return false
+		}
+	}
+	return len(eps) > 0
 }

@@ -10,12 +10,13 @@ import (
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
-// SidecarOutboundRoutes builds one route table per outbound HTTP port, named by
-// the port, with a virtual host per service on that port. It depends on the
+// SidecarOutboundRoutes builds one route table per outbound HTTP or sniffed
+// port, named by the port, with a virtual host per service on that port (a
+// sniffed port's HTTP branch routes through it too, as in istiod). It depends on the
 // proxy's namespace (short-name domains) and labels (sourceLabels matches) only.
 func SidecarOutboundRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
 	var out []*routev3.RouteConfiguration
-	for _, port := range outboundHTTPPorts(snap) {
+	for _, port := range outboundRoutePorts(snap) {
 		out = append(out, sidecarRouteConfig(snap, proxy, port))
 	}
 	return out
@@ -27,7 +28,7 @@ func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *
 	used := map[string]bool{}
 	for _, svc := range snap.Services() {
 		p := svc.PortByNumber(port)
-		if p == nil || !p.Protocol.IsHTTP() {
+		if p == nil || !p.Protocol.IsHTTP() && !sniffedWithListener(svc, p) {
 			continue
 		}
 		vh := &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port)}
@@ -74,12 +75,11 @@ func fallbackVirtualHost(snap *model.Snapshot) *routev3.VirtualHost {
 // the FQDN, name.ns, name.ns.svc, the short name for callers in the same
 // namespace, and the cluster IP, each with and without the port.
 func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
-	names := []string{svc.Hostname}
-	if strings.HasSuffix(svc.Hostname, ".svc."+model.DefaultDomainSuffix) {
-		names = append(names, svc.Name+"."+svc.Namespace, svc.Name+"."+svc.Namespace+".svc")
-		if callerNS == svc.Namespace {
-			names = append(names, svc.Name)
-		}
+	names := kubeNames(svc.Hostname, callerNS)
+	// ExternalName Services naming this one are its aliases (istiod's
+	// alias resolution): their names reach it too.
+	for _, a := range svc.Aliases {
+		names = append(names, kubeNames(a, callerNS)...)
 	}
 	if svc.ClusterIP != "" {
 		names = append(names, svc.ClusterIP)
@@ -87,6 +87,14 @@ func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
 	out := make([]string, 0, 2*len(names))
 	for _, n := range names {
 		out = append(out, n, model.HostPort(n, port))
+	}
+	if svc.Headless {
+		// A StatefulSet's pods are <pod>.<service>...: as in istiod, each of
+		// the service's names also matches with any label in front, and the
+		// original-destination cluster reaches the pod the client dialed.
+		for _, d := range out[:len(out):len(out)] {
+			out = append(out, "*."+d)
+		}
 	}
 	return out
 }
@@ -137,5 +145,46 @@ func outboundHTTPPorts(snap *model.Snapshot) []uint32 {
 		}
 	}
 	sortU32(out)
+	return out
+}
+
+// outboundRoutePorts lists the ports that need a route table `<port>`: HTTP
+// ports and ports sniffed on a listener of their own, ascending.
+func outboundRoutePorts(snap *model.Snapshot) []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, svc := range snap.Services() {
+		for _, p := range svc.Ports {
+			if (p.Protocol.IsHTTP() || sniffedWithListener(svc, p)) && !seen[p.Port] {
+				seen[p.Port] = true
+				out = append(out, p.Port)
+			}
+		}
+	}
+	sortU32(out)
+	return out
+}
+
+// sniffedWithListener: a sniffed port gets sniffing listeners (and so HTTP
+// routes) when the service has a VIP to match on, or is headless (one
+// listener per pod); otherwise its traffic stays plain TCP (virtualOutbound's
+// passthrough).
+func sniffedWithListener(svc *model.Service, p *model.Port) bool {
+	return p.Protocol.IsSniffed() && (svc.ClusterIP != "" || svc.Headless)
+}
+
+// kubeNames is a host and, for a Kubernetes service FQDN, the shorter names
+// a client may use: name.ns, name.ns.svc, and the bare name from its own
+// namespace.
+func kubeNames(fqdn, callerNS string) []string {
+	rest, ok := strings.CutSuffix(fqdn, ".svc."+model.DefaultDomainSuffix)
+	name, ns, dot := strings.Cut(rest, ".")
+	if !ok || !dot || strings.Contains(ns, ".") {
+		return []string{fqdn}
+	}
+	out := []string{fqdn, name + "." + ns, name + "." + ns + ".svc"}
+	if callerNS == ns {
+		out = append(out, name)
+	}
 	return out
 }

@@ -40,14 +40,28 @@
 //	Gateway server bind            gateway_plan.go (listener <bind>_<port>, routes http.<port>.<bind>)
 //	Gateway server httpsRedirect   routes_gateway.go (vhost require_tls ALL)
 //	sidecar listeners              listeners_sidecar.go
+//	Service port protocol (name,
+//	  appProtocol) unset: sniffing listeners_sniffing.go (http_inspector, HTTP and TCP
+//	                                 branches out and in; MeshConfig protocolDetectionTimeout)
 //	DestinationRule subsets        clusters.go, endpoints.go
 //	DestinationRule precedence     cluster_traffic_policy.go (host < portLevelSettings < subset < subset port)
 //	DestinationRule loadBalancer   loadbalancer.go (simple, consistentHash → RING_HASH/MAGLEV)
+//	  localityLbSetting (and
+//	  MeshConfig's)               endpoints_locality.go (distribute, failover, failoverPriority;
+//	                                 localities: pkg/model/locality.go — EndpointSlice zone/nodeName,
+//	                                 Node labels, ServiceEntry endpoint locality, the proxy's own)
 //	  consistentHash hash key      route_hash_policy.go (route hash_policy)
 //	DestinationRule connectionPool cluster_connection_pool.go
 //	DestinationRule outlierDetect. cluster_outlier_detection.go
 //	DestinationRule exportTo       pkg/model/destinationrule.go (which rule a proxy namespace sees)
 //	ServiceEntry resolution        clusters_resolution.go (hosts: pkg/model/serviceentry.go)
+//	ServiceEntry subjectAltNames   pkg/model/identity.go (ServiceIdentities: SANs of mTLS to its hosts)
+//	headless Service (clusterIP
+//	  None)                        listeners_headless.go (listener per pod), clusters_resolution.go
+//	                                 (ORIGINAL_DST), mtls_outbound.go (mTLS if all pods have sidecars),
+//	                                 routes_sidecar.go (*.<name> domains)
+//	ExternalName Service           pkg/model/externalname.go (alias of a mesh host: routes_sidecar.go
+//	                                 domains; else a DNS service: clusters_resolution.go)
 //	Sidecar egress, exportTo       pkg/model/scope.go (translators see a scoped view)
 //	RequestAuthentication          translate/jwt.go (jwt_authn filter, JWKS clusters; which
 //	                                 policies apply: pkg/model/requestauthentication.go)
@@ -96,8 +110,9 @@ func ForProxy(full *model.Snapshot, proxy *model.Proxy) Output {
 	// egress); its inbound side from the whole mesh, where its own endpoints are.
 	snap := full.View(full.ScopeFor(proxy))
 	out := Output{
-		Clusters:  append(append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...), TelemetryClusters(full, proxy)...),
-		Endpoints: OutboundEndpointsFor(snap, proxy.Namespace),
+		Clusters: append(append(StaticClusters(), OutboundClustersFor(snap, proxy.Namespace)...), TelemetryClusters(full, proxy)...),
+		// Endpoints may depend on the proxy's locality (locality LB).
+		Endpoints: OutboundEndpointsFor(full.View(full.ScopeFor(proxy).WithoutClientMTLS()), proxy.Namespace),
 	}
 	switch proxy.Type {
 	case model.RouterProxy:

@@ -151,6 +151,9 @@ func (c *proxyCache) streamOpened(node *core.Node, ident identityCheck) (*conn, 
 	if err != nil {
 		return nil, err
 	}
+	if l := node.GetLocality(); l != nil {
+		p.Locality = model.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
+	}
 	spiffe, err := ident(p)
 	if err != nil {
 		return nil, err

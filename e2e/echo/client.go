@@ -67,6 +67,8 @@ type LoadOptions struct {
 	IncludeBody    bool
 	// Stop, when closed, ends the run early: no new request starts.
 	Stop <-chan struct{}
+
+	h2c bool // the URL was h2c://: speak HTTP/2 with prior knowledge
 }
 
 // Record is the outcome of one request.
@@ -84,6 +86,10 @@ type Record struct {
 	Body    string      `json:"body,omitempty"`
 	// TLSPeer is the common name of the certificate an https:// server showed.
 	TLSPeer string `json:"tls_peer,omitempty"`
+	// Proto is the protocol of the answer as the client got it, BackendProto
+	// the one the echo server got the request in (x-echo-proto).
+	Proto        string `json:"proto,omitempty"`
+	BackendProto string `json:"backend_proto,omitempty"`
 }
 
 // RunLoad sends opts.N requests with opts.Concurrency workers over keep-alive
@@ -119,7 +125,13 @@ func RunLoad(ctx context.Context, opts LoadOptions, emit func(Record)) error {
 	// Each worker gets its own request function (for gRPC its own connection).
 	var newWorker func() (do requestFunc, done func())
 	switch u.Scheme {
-	case "http", "https":
+	case "http", "https", "h2c":
+		if u.Scheme == "h2c" {
+			// HTTP/2 with prior knowledge on a plaintext connection.
+			u.Scheme = "http"
+			opts.URL = u.String()
+			opts.h2c = true
+		}
 		if _, err := http.NewRequest(opts.Method, opts.URL, nil); err != nil {
 			return err
 		}
@@ -207,6 +219,10 @@ func httpClient(opts LoadOptions) (*http.Client, func()) {
 		// backend answered (the record names its certificate), not trust.
 		TLSClientConfig: &tls.Config{ServerName: opts.SNI, InsecureSkipVerify: true}, //nolint:gosec // test client
 	}
+	if opts.h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
 	return &http.Client{
 		Transport: tr,
 		Timeout:   opts.Timeout,
@@ -243,6 +259,7 @@ func doHTTP(ctx context.Context, client *http.Client, opts LoadOptions, rec *Rec
 	rec.Status = resp.StatusCode
 	rec.Version = resp.Header.Get(HeaderVersion)
 	rec.Pod = resp.Header.Get(HeaderPod)
+	rec.Proto, rec.BackendProto = resp.Proto, resp.Header.Get(HeaderProto)
 	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
 		rec.TLSPeer = resp.TLS.PeerCertificates[0].Subject.CommonName
 	}

@@ -22,6 +22,9 @@ type Options struct {
 	Pod     string
 	// FailFirst makes the server answer 503 to the first N requests (for retry tests).
 	FailFirst int
+	// FailAfter makes the server answer 503 to every request after the first
+	// N (a backend that goes bad: outlier detection, failover).
+	FailAfter int
 	// Delay is added before every answer (cut short if the client goes away).
 	Delay time.Duration
 }
@@ -63,6 +66,8 @@ const (
 	HeaderVersion = "x-echo-version"
 	HeaderService = "x-echo-service"
 	HeaderPod     = "x-echo-pod"
+	// HeaderProto is the protocol the request reached the app in ("HTTP/2.0").
+	HeaderProto = "x-echo-proto"
 )
 
 // Server is a running echo server.
@@ -99,6 +104,13 @@ func serve(ln net.Listener, scheme string, opts Options) *Server {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+	}
+	if scheme == "http://" {
+		// HTTP/2 with prior knowledge (h2c) too, as apps behind sidecars serve
+		// it: a sniffed port forwards in the protocol the caller spoke.
+		s.srv.Protocols = new(http.Protocols)
+		s.srv.Protocols.SetHTTP1(true)
+		s.srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	go func() {
 		defer close(s.done)
@@ -140,7 +152,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status := http.StatusOK
-	if n <= int64(s.opts.FailFirst) {
+	if n <= int64(s.opts.FailFirst) || (s.opts.FailAfter > 0 && n > int64(s.opts.FailAfter)) {
 		status = http.StatusServiceUnavailable
 	}
 	resp := Response{
@@ -164,6 +176,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set(HeaderVersion, s.opts.Version)
 	h.Set(HeaderService, s.opts.Service)
 	h.Set(HeaderPod, s.opts.Pod)
+	h.Set(HeaderProto, r.Proto)
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }

@@ -1,9 +1,13 @@
 package echo
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,5 +74,58 @@ func TestEchoDelay(t *testing.T) {
 	resp.Body.Close()
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("answered after %s, want ≥ 200ms", d)
+	}
+}
+
+// One port, three kinds of client: HTTP/1.1, h2c, a server-first TCP client
+// (sends nothing: greeted after MuxWait) and a client-first one.
+func TestMuxServer(t *testing.T) {
+	s, err := StartMux("127.0.0.1:0", Options{Service: "mux", Version: "v1", Pod: "mux-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, scheme := range []string{"http", "h2c"} {
+		var recs []Record
+		if err := RunLoad(ctx, LoadOptions{URL: scheme + "://" + s.Addr + "/", N: 3}, func(r Record) { recs = append(recs, r) }); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"http": "HTTP/1.1", "h2c": "HTTP/2.0"}[scheme]
+		for _, r := range recs {
+			if r.Status != 200 || r.BackendProto != want || r.Proto != want {
+				t.Fatalf("%s: %+v, want 200 in %s", scheme, r, want)
+			}
+		}
+	}
+	var recs []Record
+	if err := RunLoad(ctx, LoadOptions{URL: "tcp://" + s.Addr, N: 2}, func(r Record) { recs = append(recs, r) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Status != 200 || r.Pod != "mux-0" {
+			t.Fatalf("server-first: %+v", r)
+		}
+	}
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("mizzen client first\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	greeting, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(greeting, `"pod":"mux-0"`) {
+		t.Fatalf("client-first: greeting %q, %v", greeting, err)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "mizzen client first\n" {
+		t.Fatalf("client-first: echo %q, %v", line, err)
+	}
+	if s.Requests() != 6 || s.Connections() != 3 {
+		t.Errorf("%d HTTP requests, %d TCP connections; want 6 and 3", s.Requests(), s.Connections())
 	}
 }

@@ -133,6 +133,9 @@ type ServiceSpec struct {
 	Namespace string // default "default"
 	Ports     []ServicePort
 	Selector  map[string]string
+	// Headless makes clusterIP None (a StatefulSet's governing Service):
+	// clients dial the pods' own addresses; the Service's ClusterIP is "None".
+	Headless bool
 }
 
 // Service is a Service the rig created, with its allocated ClusterIP.
@@ -170,6 +173,9 @@ func (m *Mesh) AddService(t testing.TB, spec ServiceSpec) *Service {
 		ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Namespace: spec.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": rigManager}},
 		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: spec.Selector},
 	}
+	if spec.Headless {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
 	for i := range spec.Ports {
 		p := &spec.Ports[i]
 		if p.TargetPort == 0 {
@@ -187,7 +193,7 @@ func (m *Mesh) AddService(t testing.TB, spec ServiceSpec) *Service {
 	}
 	s := &Service{ServiceSpec: spec, ClusterIP: created.Spec.ClusterIP, Hostname: spec.Name + "." + spec.Namespace + ".svc.cluster.local"}
 	_, cidr, _ := net.ParseCIDR(ServiceCIDR)
-	if ip := net.ParseIP(s.ClusterIP); ip == nil || !cidr.Contains(ip) {
+	if ip := net.ParseIP(s.ClusterIP); !spec.Headless && (ip == nil || !cidr.Contains(ip)) {
 		t.Fatalf("rig: Service %s/%s got ClusterIP %q, not in %s", spec.Namespace, spec.Name, s.ClusterIP, ServiceCIDR)
 	}
 	m.mu.Lock()

@@ -30,7 +30,7 @@ import (
 // by Duration.
 type LoadSpec struct {
 	Method string // default GET
-	// URL is http://<ip>[:port]/path, https://… (with SNI), tcp://<ip>:<port>
+	// URL is http://<ip>[:port]/path, h2c://… (HTTP/2 with prior knowledge), https://… (with SNI), tcp://<ip>:<port>
 	// (TCP echo) or grpc://<ip>:<port> (gRPC health check): see echo.LoadOptions.
 	// The host must be an IP of ServiceCIDR, ServiceEntryVIPCIDR, the rig network
 	// or loopback.
@@ -143,9 +143,9 @@ func checkTarget(raw string) error {
 		return err
 	}
 	switch u.Scheme {
-	case "http", "https", "tcp", "grpc":
+	case "http", "https", "h2c", "tcp", "grpc":
 	default:
-		return fmt.Errorf("URL %q: only http://, https://, tcp:// and grpc:// are supported", raw)
+		return fmt.Errorf("URL %q: only http://, https://, h2c://, tcp:// and grpc:// are supported", raw)
 	}
 	ip := net.ParseIP(u.Hostname())
 	if ip == nil || ip.To4() == nil {

@@ -27,6 +27,7 @@ type AppSpec struct {
 	Version   string        // reported version, also the x-echo-version header (default: the "version" label, else "v1")
 	Ports     []int         // HTTP ports it listens on, on 0.0.0.0 in the pod
 	FailFirst int           // answer 503 to the first N HTTP requests (per port)
+	FailAfter int           // answer 503 to every HTTP request after the first N (per port)
 	Delay     time.Duration // delay before every answer (HTTP) or greeting (TCP)
 	// TLSPorts serve HTTPS with a self-signed certificate for TLSNames (default:
 	// the pod's name); answers report the SNI the client sent.
@@ -38,6 +39,9 @@ type AppSpec struct {
 	// GRPCPorts serve the gRPC health service, answers tagged with the version
 	// and pod in header metadata.
 	GRPCPorts []int
+	// MuxPorts serve HTTP (HTTP/1.1 and h2c) and the TCP echo on one port
+	// (echo.StartMux): what a sniffed Service port may carry.
+	MuxPorts []int
 }
 
 // ports are all the ports the app listens on; none: no app (a client-only pod).
@@ -54,7 +58,7 @@ func (a *AppSpec) defaults(labels map[string]string, name string) {
 
 func (a AppSpec) ports() []int {
 	var out []int
-	for _, ps := range [][]int{a.Ports, a.TLSPorts, a.TCPPorts, a.GRPCPorts} {
+	for _, ps := range [][]int{a.Ports, a.TLSPorts, a.TCPPorts, a.GRPCPorts, a.MuxPorts} {
 		out = append(out, ps...)
 	}
 	return out
@@ -208,13 +212,16 @@ func (w *Workload) startApp(t testing.TB) {
 	for _, kind := range []struct {
 		flag  string
 		ports []int
-	}{{"-addr", w.App.Ports}, {"-tls-addr", w.App.TLSPorts}, {"-tcp-addr", w.App.TCPPorts}, {"-grpc-addr", w.App.GRPCPorts}} {
+	}{{"-addr", w.App.Ports}, {"-tls-addr", w.App.TLSPorts}, {"-tcp-addr", w.App.TCPPorts}, {"-grpc-addr", w.App.GRPCPorts}, {"-mux-addr", w.App.MuxPorts}} {
 		for _, p := range kind.ports {
 			args = append(args, kind.flag, net.JoinHostPort("0.0.0.0", strconv.Itoa(p)))
 		}
 	}
 	for _, n := range w.App.TLSNames {
 		args = append(args, "-tls-name", n)
+	}
+	if w.App.FailAfter > 0 {
+		args = append(args, "-fail-after", strconv.Itoa(w.App.FailAfter))
 	}
 	if w.App.FailFirst > 0 {
 		args = append(args, "-fail-first", strconv.Itoa(w.App.FailFirst))

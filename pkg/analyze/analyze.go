@@ -100,6 +100,7 @@ func Analyze(in *model.Inputs, opts Options) ([]Finding, error) {
 	a.serverCertVerification()
 	a.meshConfig()
 	a.principalsWithoutMTLS()
+	a.sniffedHTTPRoutes()
 	return a.result(), nil
 }
 

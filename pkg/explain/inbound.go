@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -34,13 +35,16 @@ func Inbound(cfg *Config, t *Trace, r *Request, port int, mtls bool) {
 	if mtls {
 		transport = "tls"
 	}
-	fc, why := pickChain(cfg.Listeners[inbound], r.DestIP, port, transport)
+	fc, why := pickChain(cfg.Listeners[inbound], r.DestIP, port, transport, inboundALPN(t, r, mtls))
 	if fc == nil {
 		v.Decision = "DENIED"
 		t.add("inbound chain", fmt.Sprintf("none for port %d over %s: the connection is closed (mTLS mode refuses it)", port, transport), why...)
 		return
 	}
 	t.add("inbound chain", fmt.Sprintf("%s of %s", chainName(fc), cfg.ProxyID), why...)
+	if alpn := fc.GetFilterChainMatch().GetApplicationProtocols(); len(alpn) > 0 && sniffs(cfg.Listeners[inbound]) {
+		t.add("inbound protocol", "sniffed port: the "+inboundBranch(fc)+" branch", "chain matches application protocol "+strings.Join(alpn, "|"))
+	}
 	for _, f := range fc.GetFilters() {
 		if nr := typed(f.GetTypedConfig(), &rbacnetv3.RBAC{}); nr != nil {
 			if !evalRBAC(t, &v, nr.GetRules(), r, port, "network") {
@@ -321,4 +325,29 @@ func uriTemplateMatch(tmpl, path string) bool {
 	b.WriteString("$")
 	re, err := regexp.Compile(b.String())
 	return err == nil && re.MatchString(path)
+}
+
+// inboundALPN is what the server side's inspectors see: over Istio mTLS the
+// ALPNs the client sidecar offered (a sniffed port's HTTP branch says
+// istio-http/1.1, other connections istio-peer-exchange and istio), in
+// plaintext what the http_inspector detects.
+func inboundALPN(t *Trace, r *Request, mtls bool) []string {
+	switch {
+	case mtls && t.Branch == "HTTP":
+		return []string{"istio-http/1.1"}
+	case mtls:
+		return []string{"istio-peer-exchange", "istio"}
+	case r.IsHTTP():
+		return []string{r.DetectedProtocol()}
+	}
+	return nil
+}
+
+func inboundBranch(fc *listenerv3.FilterChain) string {
+	for _, f := range fc.GetFilters() {
+		if typed(f.GetTypedConfig(), &hcmv3.HttpConnectionManager{}) != nil {
+			return "HTTP"
+		}
+	}
+	return "TCP"
 }

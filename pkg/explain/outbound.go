@@ -17,10 +17,13 @@ import (
 type Trace struct {
 	Steps []Step `json:"steps"`
 	// What the walk found, for callers that check it (tests, scripts).
-	Listener       string        `json:"listener,omitempty"`
-	RouteTable     string        `json:"route_table,omitempty"`
-	VirtualHost    string        `json:"virtual_host,omitempty"`
-	Route          string        `json:"route,omitempty"`
+	Listener    string `json:"listener,omitempty"`
+	RouteTable  string `json:"route_table,omitempty"`
+	VirtualHost string `json:"virtual_host,omitempty"`
+	Route       string `json:"route,omitempty"`
+	// Branch is the branch of a sniffed port the connection took: "HTTP" or
+	// "TCP" (empty when the port's protocol is declared).
+	Branch         string        `json:"sniffed_branch,omitempty"`
 	VirtualService string        `json:"virtual_service,omitempty"`
 	Destinations   []Destination `json:"destinations,omitempty"`
 	// Verdict of the destination side: ALLOWED or DENIED (MIXED when the
@@ -67,12 +70,29 @@ func Outbound(cfg *Config, r *Request) *Trace {
 	}
 	t.Listener = l.GetName()
 	t.add("listener", l.GetName(), why...)
-	fc, fcWhy := pickChain(l, r.DestIP, port, "raw_buffer")
+	var alpn []string
+	if sniffs(l) {
+		if p := r.DetectedProtocol(); p != "" {
+			alpn = []string{p}
+			t.add("protocol sniffing", "HTTP ("+p+"): the port is sniffed, the http_inspector recognises the request",
+				"the HTTP branch: the port's route table, so VirtualService http rules apply")
+		} else {
+			t.add("protocol sniffing", "not HTTP: the port is sniffed and the first bytes are no HTTP request (or the client sends nothing until the detection timeout)",
+				"the TCP branch: no HTTP routing")
+		}
+	}
+	fc, fcWhy := pickChain(l, r.DestIP, port, "raw_buffer", alpn)
 	if fc == nil {
 		t.add("filter chain", "none: the connection is closed", fcWhy...)
 		return t
 	}
 	t.add("filter chain", chainName(fc), fcWhy...)
+	if sniffs(l) {
+		t.Branch = "TCP"
+		if len(fc.GetFilterChainMatch().GetApplicationProtocols()) > 0 {
+			t.Branch = "HTTP"
+		}
+	}
 	for _, f := range fc.GetFilters() {
 		if hcm := typed(f.GetTypedConfig(), &hcmv3.HttpConnectionManager{}); hcm != nil {
 			rc := hcm.GetRouteConfig()
@@ -146,9 +166,21 @@ func ipOr(ip string) string {
 	return ip
 }
 
+// sniffs reports whether the listener runs the http_inspector: the port's
+// protocol is detected per connection.
+func sniffs(l *listenerv3.Listener) bool {
+	for _, f := range l.GetListenerFilters() {
+		if f.GetName() == "envoy.filters.listener.http_inspector" {
+			return true
+		}
+	}
+	return false
+}
+
 // pickChain is filter chain matching, on what explain knows about the
-// connection: destination IP and port, transport protocol.
-func pickChain(l *listenerv3.Listener, ip string, port int, transport string) (*listenerv3.FilterChain, []string) {
+// connection: destination IP and port, transport protocol, application
+// protocols (what the http_inspector detected, or the client's TLS ALPNs).
+func pickChain(l *listenerv3.Listener, ip string, port int, transport string, alpn []string) (*listenerv3.FilterChain, []string) {
 	var why []string
 	for _, fc := range l.GetFilterChains() {
 		m := fc.GetFilterChainMatch()
@@ -157,6 +189,10 @@ func pickChain(l *listenerv3.Listener, ip string, port int, transport string) (*
 		}
 		if tp := m.GetTransportProtocol(); tp != "" && tp != transport {
 			why = append(why, fmt.Sprintf("chain %s wants transport %q, the connection is %q", chainName(fc), tp, transport))
+			continue
+		}
+		if want := m.GetApplicationProtocols(); len(want) > 0 && !anyIn(alpn, want) {
+			why = append(why, fmt.Sprintf("chain %s wants application protocol %s, the connection has %s", chainName(fc), strings.Join(want, "|"), orNone(alpn)))
 			continue
 		}
 		if len(m.GetPrefixRanges()) > 0 {
@@ -343,4 +379,22 @@ func istioConfig(rt *routev3.Route) string {
 		return parts[5] + "/" + parts[7]
 	}
 	return path
+}
+
+func anyIn(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
 }

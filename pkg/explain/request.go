@@ -106,3 +106,21 @@ func PeerPrincipal(id string) string {
 	}
 	return "spiffe://" + id
 }
+
+// DetectedProtocol is what Envoy's http_inspector reports for the request's
+// first bytes: "http/1.1" for http://, "h2c" for h2c:// and grpc:// (HTTP/2
+// with prior knowledge), "" for anything it does not take for HTTP (tcp://,
+// https://: the app's own TLS).
+func (r *Request) DetectedProtocol() string {
+	switch r.URL.Scheme {
+	case "http":
+		return "http/1.1"
+	case "h2c", "grpc":
+		return "h2c"
+	}
+	return ""
+}
+
+// IsHTTP reports whether the request is HTTP the sidecar can see (not TLS,
+// not raw TCP).
+func (r *Request) IsHTTP() bool { return r.DetectedProtocol() != "" }

@@ -33,6 +33,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.crossCheckPorts()
 	s.buildEndpoints(in)
 	s.buildServiceEntries(in)
+	s.buildExternalNames(in)
 	s.buildDestinationRules(in)
 	s.creds = buildCredentials(in.Secrets)
 	s.buildGateways(in)
@@ -46,9 +47,22 @@ func Build(in *Inputs, version uint64) *Snapshot {
 	s.noteExportRestrictions()
 	s.reportUnimplemented(in)
 	s.reportIgnoredInputs(in) // coverage.go
+	s.noteLocalityUse()       // after DestinationRules and endpoints
 	ids := s.buildServiceIdentities()
 	s.ConfigHash, s.EndpointsHash = fingerprint(in)
 	s.ConfigHash = mixHash(s.ConfigHash, ids)
+	for _, svc := range s.serviceList {
+		for _, p := range svc.Ports {
+			s.sniffedPorts = s.sniffedPorts || p.Protocol.IsSniffed()
+		}
+	}
+	// A headless service's endpoints shape listeners and clusters (one
+	// listener per pod, mTLS if every pod has a sidecar): they are config.
+	for _, svc := range s.serviceList {
+		if svc.Headless {
+			s.ConfigHash = mixHash(s.ConfigHash, mixHash(fnvString(fnvOffset, svc.Hostname), s.EndpointsHashOf(svc.Hostname)))
+		}
+	}
 	return s
 }
 
@@ -57,7 +71,7 @@ func (s *Snapshot) addError(e ConfigError) { s.Errors = append(s.Errors, e) }
 func (s *Snapshot) buildServices(in *Inputs) {
 	for _, svc := range in.Services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
-			continue // ExternalName services become DNS clusters later (ServiceEntry work)
+			continue // aliases or DNS services, once every host is known (externalname.go)
 		}
 		out := &Service{
 			Hostname:  ServiceHostname(svc.Name, svc.Namespace),
@@ -69,6 +83,8 @@ func (s *Snapshot) buildServices(in *Inputs) {
 		}
 		if out.ClusterIP == corev1.ClusterIPNone {
 			out.ClusterIP = ""
+			out.Headless = true
+			out.Resolution = ResolutionPassthrough
 		}
 		for _, p := range svc.Spec.Ports {
 			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
@@ -88,6 +104,7 @@ func (s *Snapshot) buildServices(in *Inputs) {
 // all gets its endpoints from matching Pods, so a YAML directory of Pods works too.
 func (s *Snapshot) buildEndpoints(in *Inputs) {
 	s.endpoints = map[string][]*Endpoint{}
+	s.localities = newLocalities(in)
 	podsByName := map[string]*corev1.Pod{}
 	podsByIP := map[string]*corev1.Pod{}
 	for _, p := range in.Pods {
@@ -143,6 +160,7 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				if pod != nil {
 					e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
 				}
+				e.Locality = s.localities.endpoint(pod, ep.NodeName, ep.Zone)
 				if seen[host] == nil {
 					seen[host] = map[string]*Endpoint{}
 				}
@@ -159,7 +177,8 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				continue
 			}
 			e := &Endpoint{Address: pod.Status.PodIP, Ports: podPorts(svc, in.Services, pod), Labels: pod.Labels,
-				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace}
+				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace,
+				Locality: s.localities.endpoint(pod, nil, nil)}
 			if seen[svc.Hostname] == nil {
 				seen[svc.Hostname] = map[string]*Endpoint{}
 			}
@@ -349,8 +368,18 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 		add(e, "es", o.ObjectMeta, true, []any{o.AddressType, o.Endpoints, o.Ports})
 	}
 	for _, o := range in.Pods {
-		// Pods matter for their labels, service account and address only.
-		add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
+		// Pods matter for their labels, service account and address only, and
+		// for their node when Nodes give localities (not boxed otherwise: one
+		// allocation per pod and build).
+		if len(in.Nodes) == 0 {
+			add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
+		} else {
+			add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o), o.Spec.NodeName})
+		}
+	}
+	for _, o := range in.Nodes {
+		// Nodes matter for their locality labels only (in the metadata hash).
+		add(e, "node", o.ObjectMeta, true)
 	}
 	return c.Sum64(), e.Sum64()
 }
@@ -441,6 +470,9 @@ func hashEndpoints(eps []*Endpoint) uint64 {
 		h = fnvString(h, ep.ServiceAccount)
 		h = fnvString(h, ep.PodName)
 		h = fnvString(h, ep.Namespace)
+		if l := ep.Locality; l != nil {
+			h = fnvString(fnvString(fnvString(h, l.Region), l.Zone), l.SubZone)
+		}
 		var ports, labels uint64
 		for k, v := range ep.Ports {
 			ports += mix64(fnvAdd(fnvString(fnvOffset, k), uint64(v)))

@@ -71,7 +71,7 @@ func (s *Snapshot) addressError(kind, ns, name, field, code, msg string) {
 // targetPort 1-65535.
 func (s *Snapshot) serviceAddressesOK(svc *corev1.Service) bool {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
-		return true // not read (Build skips ExternalName services)
+		return true // no address; externalname.go reads it
 	}
 	ok := true
 	bad := func(field, code, msg string) {

@@ -18,6 +18,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		gwTLS     = "translate/listeners_gateway_tls.go"
 		gwRoutes  = "translate/routes_gateway.go"
 		gwServers = "pkg/model/gateway_servers.go"
+		locality  = "translate/endpoints_locality.go"
 		se        = "pkg/model/serviceentry.go"
 		scope     = "pkg/model/scope.go"
 		sidecar   = "translate/listeners_sidecar.go"
@@ -116,7 +117,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		},
 		"networking.v1alpha3.LoadBalancerSettings": {
 			"simple":         appliedExcept(lb, []string{"UNSPECIFIED", "LEAST_CONN", "RANDOM", "ROUND_ROBIN", "LEAST_REQUEST"}, "PASSTHROUGH"), // PASSTHROUGH: validate_trafficpolicy.go
-			"consistentHash": applied(lb), "localityLbSetting": checked(tpCheck), "zoneAwareLbSetting": checked(tpCheck),
+			"consistentHash": applied(lb), "localityLbSetting": applied(locality), "zoneAwareLbSetting": checked(tpCheck),
 			"warmupDurationSecs": checked(tpCheck), "warmup": checked(tpCheck),
 		},
 		"networking.v1alpha3.LoadBalancerSettings.ConsistentHashLB": {
@@ -157,6 +158,14 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		"networking.v1alpha3.Subset":    {"name": applied("translate/clusters.go"), "labels": applied("translate/clusters.go"), "trafficPolicy": applied(policy)},
 		"type.v1beta1.WorkloadSelector": {"matchLabels": applied(authz)},
 
+		"networking.v1alpha3.LocalityLoadBalancerSetting": {
+			"distribute": applied(locality), "failover": applied(locality), "enabled": applied(locality),
+			// labels other than the topology ones are reported by pkg/model/locality.go
+			"failoverPriority": applied(locality),
+		},
+		"networking.v1alpha3.LocalityLoadBalancerSetting.Distribute": {"from": applied(locality), "to": applied(locality)},
+		"networking.v1alpha3.LocalityLoadBalancerSetting.Failover":   {"from": applied(locality), "to": applied(locality)},
+
 		"networking.v1alpha3.Gateway": {"servers": applied("translate/listeners_gateway.go"), "selector": applied("pkg/model/gateway_ports.go")},
 		"networking.v1alpha3.Server": {
 			"port": applied("translate/listeners_gateway.go"), "hosts": applied(gwRoutes), "tls": applied(gwTLS),
@@ -183,13 +192,13 @@ func fieldCoverage() map[string]map[string]FieldUse {
 		"networking.v1alpha3.ServiceEntry": {
 			"hosts": applied(se), "addresses": applied(se), "ports": applied(se), "location": applied(se, "MESH_EXTERNAL", "MESH_INTERNAL"), "resolution": applied(se, "NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"),
 			"endpoints": applied(se), "workloadSelector": applied(se), "exportTo": applied(scope),
-			"subjectAltNames": ignored("secure naming uses the endpoints' service accounts only"),
+			"subjectAltNames": applied(mtlsOut),
 		},
 		"networking.v1alpha3.ServicePort": {"number": applied(se), "protocol": applied(se), "name": applied(se), "targetPort": applied(se)},
 		"networking.v1alpha3.WorkloadEntry": {
 			"address": applied(se), "ports": applied(se), "labels": applied(se), "serviceAccount": applied(se),
 			"network":  ignored("multi-network meshes are not supported"),
-			"locality": ignored("endpoints get no locality: no locality-aware load balancing"),
+			"locality": applied(se),
 			"weight":   ignored("endpoints are weighted equally"),
 		},
 		"networking.v1alpha3.WorkloadSelector": {"labels": applied(se)},
@@ -281,7 +290,7 @@ func fieldCoverage() map[string]map[string]FieldUse {
 			"caCertificates":                ignored("extra trust roots are not distributed; the root is the mesh CA's (or cacerts)"),
 			"defaultServiceExportTo":        ignored("Services are exported to every namespace unless annotated"),
 			"defaultVirtualServiceExportTo": ignored("VirtualServices are exported to every namespace unless exportTo says otherwise"),
-			"localityLbSetting":             ignored("locality load balancing is not supported"),
+			"localityLbSetting":             applied(locality),
 			"zoneAwareLbSetting":            ignored("zone-aware load balancing is not supported"),
 			"dnsRefreshRate":                ignored("DNS clusters keep Envoy's default refresh rate"),
 			"inboundClusterStatName":        ignored("clusters keep their names as stat names"),

@@ -18,7 +18,8 @@ func SpiffeID(trustDomain, ns, sa string) string {
 // ServiceIdentities returns the SPIFFE IDs of the workloads behind a service,
 // sorted: the service accounts of its pods (Kubernetes gives a pod without
 // serviceAccountName the "default" account) and of ServiceEntry endpoints that
-// name one. Endpoints of unknown workloads add nothing.
+// name one, plus a ServiceEntry's subjectAltNames (as istiod adds them to the
+// service's accounts). Endpoints of unknown workloads add nothing.
 func (s *Snapshot) ServiceIdentities(hostname string) []string { return s.identities[hostname] }
 
 // buildServiceIdentities runs after endpoints are known. The identities end up
@@ -41,6 +42,12 @@ func (s *Snapshot) buildServiceIdentities() uint64 {
 				continue
 			}
 			id := SpiffeID(td, ep.Namespace, sa)
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		for _, id := range svc.SubjectAltNames {
 			if !seen[id] {
 				seen[id] = true
 				ids = append(ids, id)

@@ -17,10 +17,12 @@ import (
 // Istio objects of every served version (v1alpha3, v1beta1, v1) arrive here as
 // their v1 client-go type: the specs are the same proto messages in all versions.
 type Inputs struct {
-	Namespaces      []*corev1.Namespace
-	Services        []*corev1.Service
-	EndpointSlices  []*discoveryv1.EndpointSlice
-	Pods            []*corev1.Pod
+	Namespaces     []*corev1.Namespace
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Pods           []*corev1.Pod
+	// Nodes are read for their locality labels (locality.go).
+	Nodes           []*corev1.Node
 	ServiceAccounts []*corev1.ServiceAccount
 	// ConfigMaps holds only the mesh ConfigMap (`istio` in the root namespace) for now.
 	ConfigMaps []*corev1.ConfigMap

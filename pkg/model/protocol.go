@@ -13,7 +13,10 @@ const (
 	ProtocolHTTPS Protocol = "HTTPS"
 	ProtocolTLS   Protocol = "TLS"
 	ProtocolTCP   Protocol = "TCP"
-	// ProtocolUnsupported ports get plain TCP proxying, as in Istio without sniffing.
+	// ProtocolUnsupported: neither the port's name nor its appProtocol says
+	// what it carries. As in istiod (sniffing on by default), such ports are
+	// sniffed: Envoy's http_inspector sends HTTP through the port's route
+	// table and everything else through TCP (IsSniffed).
 	ProtocolUnsupported Protocol = "UnsupportedProtocol"
 )
 
@@ -25,6 +28,15 @@ func (p Protocol) IsHTTP() bool {
 	}
 	return false
 }
+
+// IsSniffed reports whether Envoy must detect the protocol per connection:
+// HTTP/1.x and h2c go through an HTTP connection manager, anything else
+// (including a client that sends nothing first) through a TCP proxy.
+func (p Protocol) IsSniffed() bool { return p == ProtocolUnsupported }
+
+// CarriesHTTP reports whether HTTP routing (VirtualService http rules) can
+// apply on the port: a declared HTTP protocol, or a sniffed port's HTTP branch.
+func (p Protocol) CarriesHTTP() bool { return p.IsHTTP() || p.IsSniffed() }
 
 // IsTLS reports whether traffic on the port is TLS that Envoy passes through
 // unterminated (routed by SNI).

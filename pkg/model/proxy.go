@@ -51,6 +51,10 @@ type Proxy struct {
 	// listener on a privileged port, as from istiod, instead of an LDS update
 	// Envoy rejects whole.
 	Unprivileged bool
+	// Locality is the Envoy node's own locality (node.locality in its
+	// bootstrap, as istio-agent sets it); when empty, the locality of the
+	// proxy's pod's node counts (Snapshot.ProxyLocality).
+	Locality Locality
 }
 
 // AgentSDS reports whether the proxy's workload certificate comes from

@@ -28,26 +28,48 @@ type Scope struct {
 	// istio-agent (the bootstrap's sds-grpc cluster), not over ADS, so its
 	// clusters name another SDS source. Part of Key ("|agent").
 	AgentSDS bool
+	// Locality is the proxy's own, when some cluster balances by locality
+	// (Snapshot.LocalityLB): endpoints' priorities and weights depend on it,
+	// so the endpoints' scope (WithoutClientMTLS) keys on it; clusters and
+	// listeners do not.
+	Locality Locality
+	// Router: a gateway, in a mesh with sniffed ports. Its clusters of those
+	// ports speak HTTP/1.1 upstream where a sidecar's follow the caller's
+	// protocol (istiod: an h2 client of a gateway must not reach an
+	// HTTP/1-only app in h2). Part of Key ("|router"); endpoints ignore it.
+	Router bool
 }
 
 // Suffixes of Scope.Key for what only changes how mTLS is originated.
 const (
-	scopeKeyMTLS  = "|mtls"
-	scopeKeyAgent = "|agent"
+	scopeKeyMTLS   = "|mtls"
+	scopeKeyAgent  = "|agent"
+	scopeKeyRouter = "|router"
 )
 
 // WithoutClientMTLS is the scope for what does not depend on whether the
 // proxy originates mTLS (endpoints), so proxies with and without an identity
 // share it.
+//
+// Endpoints do depend on the proxy's locality when clusters balance by it, so
+// there the key names it: one copy per locality, not per proxy.
 func (sc Scope) WithoutClientMTLS() Scope {
-	sc.ClientMTLS, sc.AgentSDS = false, false
+	sc.ClientMTLS, sc.AgentSDS, sc.Router = false, false, false
 	sc.Key = sc.visibilityKey()
+	if !sc.Locality.IsZero() {
+		sc.Key += scopeKeyLocality + sc.Locality.String()
+	}
 	return sc
 }
 
-// visibilityKey is Key without the mTLS suffixes: what decides what the scope sees.
+// scopeKeyLocality starts the endpoints' locality suffix of a Key.
+const scopeKeyLocality = "|loc="
+
+// visibilityKey is Key without the mTLS and locality suffixes: what decides
+// what the scope sees.
 func (sc Scope) visibilityKey() string {
-	return strings.TrimSuffix(strings.TrimSuffix(sc.Key, scopeKeyAgent), scopeKeyMTLS)
+	k, _, _ := strings.Cut(sc.Key, scopeKeyLocality)
+	return strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(k, scopeKeyAgent), scopeKeyMTLS), scopeKeyRouter)
 }
 
 // ScopeFor picks the proxy's scope the way Istio picks its Sidecar: a Sidecar in
@@ -72,6 +94,13 @@ func (s *Snapshot) ScopeFor(p *Proxy) Scope {
 			// A mesh-wide default with "./..." hosts means "the proxy's own namespace".
 			sc.Key += "|ns=" + p.Namespace
 		}
+	}
+	if s.localityLB {
+		sc.Locality = s.ProxyLocality(p)
+	}
+	if p.Type == RouterProxy && s.sniffedPorts {
+		sc.Router = true
+		sc.Key += scopeKeyRouter
 	}
 	if p.Identity != "" {
 		sc.ClientMTLS = true
@@ -134,6 +163,8 @@ func (s *Snapshot) View(sc Scope) *Snapshot {
 	v.Errors = nil
 	v.clientMTLS = sc.ClientMTLS
 	v.agentSDS = sc.AgentSDS
+	v.viewerLocality = sc.Locality
+	v.router = sc.Router
 	if sc.visibilityKey() == "" {
 		// Sees everything, only originates mTLS: the shared view plus the flag.
 		return &v

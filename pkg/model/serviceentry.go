@@ -42,6 +42,7 @@ func (s *Snapshot) buildServiceEntries(in *Inputs) {
 				ExportTo:         exportTo(spec.GetExportTo(), se.Namespace),
 				FromServiceEntry: se.Namespace + "/" + se.Name,
 				Selector:         spec.GetWorkloadSelector().GetLabels(),
+				SubjectAltNames:  spec.GetSubjectAltNames(),
 			}
 			switch spec.GetResolution() {
 			case networkingapi.ServiceEntry_DNS:
@@ -76,7 +77,8 @@ func (s *Snapshot) buildServiceEntries(in *Inputs) {
 func serviceEntryEndpoints(svc *Service, spec *networkingapi.ServiceEntry) []*Endpoint {
 	var out []*Endpoint
 	for _, we := range spec.GetEndpoints() {
-		ep := &Endpoint{Address: we.GetAddress(), Labels: we.GetLabels(), ServiceAccount: we.GetServiceAccount(), Ports: map[string]uint32{}, Namespace: svc.Namespace}
+		ep := &Endpoint{Address: we.GetAddress(), Labels: we.GetLabels(), ServiceAccount: we.GetServiceAccount(), Ports: map[string]uint32{}, Namespace: svc.Namespace,
+			Locality: parsedLocality(we.GetLocality())}
 		for _, p := range svc.Ports {
 			switch {
 			case we.GetPorts()[p.Name] != 0:

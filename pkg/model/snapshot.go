@@ -34,6 +34,20 @@ type Service struct {
 	ExportTo map[string]bool
 	// FromServiceEntry names the ServiceEntry (ns/name) the host came from.
 	FromServiceEntry string
+	// Headless is a Kubernetes Service with clusterIP None: clients dial its
+	// pods' own addresses (resolution Passthrough, as in istiod), so sidecars
+	// get a listener per endpoint and original-destination clusters, and the
+	// endpoints are config (a change rebuilds listeners, as istiod's full push).
+	Headless bool
+	// Aliases are the FQDNs of ExternalName Services that name this host
+	// (istiod's alias resolution): clients using them reach this service.
+	Aliases []string
+	// ExternalName is the DNS name an ExternalName Service points at when no
+	// service of the mesh has it: mizzen reaches it with a DNS cluster.
+	ExternalName string
+	// SubjectAltNames are a ServiceEntry's subjectAltNames: the identities its
+	// endpoints may present to Istio mTLS, instead of the ones mizzen derives.
+	SubjectAltNames []string
 }
 
 // Resolution is how Envoy finds a service's endpoints.
@@ -46,7 +60,8 @@ const (
 	ResolutionDNS
 	// ResolutionDNSRoundRobin: Envoy resolves and uses one address at a time.
 	ResolutionDNSRoundRobin
-	// ResolutionPassthrough: connect to the original destination (ServiceEntry NONE).
+	// ResolutionPassthrough: connect to the original destination (ServiceEntry
+	// NONE, headless Kubernetes Services).
 	ResolutionPassthrough
 )
 
@@ -84,6 +99,9 @@ type Endpoint struct {
 	ServiceAccount string
 	PodName        string
 	Namespace      string
+	// Locality is where the endpoint runs (region/zone/subzone: locality.go),
+	// nil when unknown; endpoints of one locality share one value.
+	Locality *Locality
 }
 
 // Snapshot is an immutable view of the mesh at one version. Nothing mutates a
@@ -132,6 +150,16 @@ type Snapshot struct {
 	drViewKeys *sync.Map
 	byIP       *ipIndex
 	epHashes   *endpointHashes
+	// localities: the nodes' and pods' localities (locality.go);
+	// localityLB: some cluster balances by locality, so endpoints depend on
+	// the viewer's locality (Scope.Locality); viewerLocality is a View's.
+	// sniffedPorts: some service port is sniffed (gateways then get clusters
+	// of their own: Scope.Router); router: the view is a gateway's.
+	sniffedPorts   bool
+	router         bool
+	localities     *localities
+	localityLB     bool
+	viewerLocality Locality
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
@@ -145,6 +173,9 @@ type Snapshot struct {
 	// Inputs is what this snapshot was built from, for debug views.
 	Inputs *Inputs
 }
+
+// ForRouter reports whether the view is a gateway's (Scope.Router).
+func (s *Snapshot) ForRouter() bool { return s.router }
 
 // Services returns all services sorted by hostname.
 func (s *Snapshot) Services() []*Service { return s.serviceList }

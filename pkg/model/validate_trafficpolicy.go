@@ -132,8 +132,8 @@ func (v *validator) loadBalancer(f string, lb *networkingapi.LoadBalancerSetting
 	if lb.GetSimple() == networkingapi.LoadBalancerSettings_PASSTHROUGH {
 		v.warn(f+".simple", "UnsupportedField", "PASSTHROUGH is not supported yet; LEAST_REQUEST applies")
 	}
-	if lb.GetLocalityLbSetting() != nil {
-		v.unsupported(f + ".localityLbSetting")
+	if l := lb.GetLocalityLbSetting(); l != nil {
+		v.localityLB(f+".localityLbSetting", l)
 	}
 	if lb.GetZoneAwareLbSetting() != nil {
 		v.unsupported(f + ".zoneAwareLbSetting")
@@ -389,5 +389,26 @@ func (v *validator) exportTo(f, ns string, exportTo []string) {
 	}
 	if seen[exportPublic] && len(exportTo) > 1 {
 		v.fail(f, "InvalidExportTo", "\"*\" exports to every namespace and cannot be combined with other entries")
+	}
+}
+
+// localityLB checks what istiod refuses in a localityLbSetting.
+func (v *validator) localityLB(f string, l *networkingapi.LocalityLoadBalancerSetting) {
+	if len(l.GetDistribute()) > 0 && len(l.GetFailover()) > 0 {
+		v.fail(f, "InvalidValue", "distribute and failover cannot both be set")
+	}
+	for i, d := range l.GetDistribute() {
+		sum := uint32(0)
+		for _, w := range d.GetTo() {
+			sum += w
+		}
+		if sum != 100 {
+			v.fail(fmt.Sprintf("%s.distribute[%d].to", f, i), "InvalidValue", fmt.Sprintf("the weights add up to %d, not 100", sum))
+		}
+	}
+	for i, fo := range l.GetFailover() {
+		if fo.GetFrom() == fo.GetTo() {
+			v.fail(fmt.Sprintf("%s.failover[%d]", f, i), "InvalidValue", "from and to must be different regions")
+		}
 	}
 }

@@ -229,7 +229,7 @@ func TestValidate(t *testing.T) {
 		{"AuthorizationPolicy", "security.istio.io", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"d"},` +
 			`"spec":{"action":"DENY","rules":[{"to":[{"operation":{"paths":["/admin*"]}}]}]}}`, "DenyHTTPOnlyOnTCP"},
 		{"Gateway", "networking.istio.io", `{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"g"},` +
-			`"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"],"bind":"10.0.0.1"}]}}`, "spec.servers[0].bind"},
+			`"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"],"defaultEndpoint":"127.0.0.1:8080"}]}}`, "spec.servers[0].defaultEndpoint"},
 	} {
 		req := &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Group: c.group, Version: "v1", Kind: c.kind},
 			Namespace: "shop", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(c.obj)}}

@@ -58,7 +58,7 @@ type Header struct {
 
 // Namespace is the namespace the object will get, for naming it in errors.
 func (h Header) Namespace() string {
-	if h.Metadata.Namespace == "" && h.Kind != "" && h.Kind != "Namespace" && h.Metadata.Name != "" {
+	if h.Metadata.Namespace == "" && h.Kind != "" && h.Kind != "Namespace" && h.Kind != "Node" && h.Metadata.Name != "" {
 		return DefaultNamespace
 	}
 	return h.Metadata.Namespace
@@ -140,6 +140,10 @@ func FromJSON(h Header, j []byte) (*Object, error) {
 			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
 		case "Pod":
 			o := &corev1.Pod{}
+			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
+		case "Node":
+			// Read for its locality labels (region, zone, subzone).
+			o := &corev1.Node{}
 			value, meta, err = o, &o.ObjectMeta, decodeKube(j, o)
 		case "ServiceAccount":
 			o := &corev1.ServiceAccount{}
@@ -232,7 +236,7 @@ func FromJSON(h Header, j []byte) (*Object, error) {
 	if meta.Name == "" {
 		return nil, errors.New("missing metadata.name")
 	}
-	if meta.Namespace == "" && h.Kind != "Namespace" {
+	if meta.Namespace == "" && h.Kind != "Namespace" && h.Kind != "Node" {
 		meta.Namespace = DefaultNamespace
 	}
 	return &Object{Kind: h.Kind, Namespace: meta.Namespace, Name: meta.Name, Value: value}, nil
@@ -316,6 +320,8 @@ func Append(in *model.Inputs, v any) {
 		in.EndpointSlices = append(in.EndpointSlices, o)
 	case *corev1.Pod:
 		in.Pods = append(in.Pods, o)
+	case *corev1.Node:
+		in.Nodes = append(in.Nodes, o)
 	case *corev1.ServiceAccount:
 		in.ServiceAccounts = append(in.ServiceAccounts, o)
 	case *corev1.ConfigMap:

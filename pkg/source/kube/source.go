@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -223,6 +224,7 @@ type Source struct {
 	services        corelisters.ServiceLister
 	endpointSlices  discoverylisters.EndpointSliceLister
 	pods            corelisters.PodLister
+	nodes           corelisters.NodeLister
 	serviceAccounts corelisters.ServiceAccountLister
 	configMaps      corelisters.ConfigMapLister
 	secrets         corelisters.SecretLister
@@ -341,6 +343,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 	s.services = core.Services().Lister()
 	s.endpointSlices = factory.Discovery().V1().EndpointSlices().Lister()
 	s.pods = core.Pods().Lister()
+	s.nodes = core.Nodes().Lister()
 	s.serviceAccounts = core.ServiceAccounts().Lister()
 	s.configMaps = meshFactory.Core().V1().ConfigMaps().Lister()
 	s.secrets = secretFactory.Core().V1().Secrets().Lister()
@@ -352,6 +355,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 		{core.Services().Informer(), "Service"},
 		{factory.Discovery().V1().EndpointSlices().Informer(), "EndpointSlice"},
 		{core.Pods().Informer(), "Pod"},
+		{core.Nodes().Informer(), "Node"},
 		{core.ServiceAccounts().Informer(), "ServiceAccount"},
 		{meshFactory.Core().V1().ConfigMaps().Informer(), "ConfigMap"},
 		{secretFactory.Core().V1().Secrets().Informer(), "Secret"},
@@ -654,6 +658,11 @@ func (s *Source) handler(kind string) cache.ResourceEventHandler {
 				o.GetResourceVersion() == n.GetResourceVersion() {
 				return
 			}
+			// Nodes are read for their locality labels; their status
+			// (heartbeats, conditions) changes all the time.
+			if kind == "Node" && err1 == nil && err2 == nil && maps.Equal(o.GetLabels(), n.GetLabels()) {
+				return
+			}
 			s.notify(kind, newObj)
 		},
 		DeleteFunc: func(obj any) {
@@ -748,6 +757,8 @@ func (s *Source) build() model.Inputs {
 	in.EndpointSlices = collect(eps, func(o *discoveryv1.EndpointSlice) bool { return inScope(o.Namespace) })
 	pods, _ := s.pods.List(all)
 	in.Pods = collect(pods, func(o *corev1.Pod) bool { return inScope(o.Namespace) })
+	nodes, _ := s.nodes.List(all)
+	in.Nodes = collect(nodes, func(*corev1.Node) bool { return true })
 	sas, _ := s.serviceAccounts.List(all)
 	in.ServiceAccounts = collect(sas, func(o *corev1.ServiceAccount) bool { return inScope(o.Namespace) })
 	// The field selector already narrows the informer; this keeps it so for

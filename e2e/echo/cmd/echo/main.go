@@ -29,17 +29,19 @@ func main() {
 			return nil
 		}
 	}
-	var addrs, tlsAddrs, tlsNames, tcpAddrs, grpcAddrs []string
+	var addrs, tlsAddrs, tlsNames, tcpAddrs, grpcAddrs, muxAddrs []string
 	flag.Func("addr", "HTTP listen address (repeatable; default 127.0.0.1:8080 unless another kind is given)", list(&addrs))
 	flag.Func("tls-addr", "HTTPS listen address (repeatable)", list(&tlsAddrs))
 	flag.Func("tls-name", "a name of the HTTPS certificate (repeatable; default: the pod name)", list(&tlsNames))
 	flag.Func("tcp-addr", "TCP echo listen address (repeatable)", list(&tcpAddrs))
+	flag.Func("mux-addr", "HTTP (HTTP/1.1, h2c) and TCP echo on one port, told apart by the client's first bytes (repeatable)", list(&muxAddrs))
 	flag.Func("grpc-addr", "gRPC (health service) listen address (repeatable)", list(&grpcAddrs))
 	var opts echo.Options
 	flag.StringVar(&opts.Service, "service", "echo", "service name to report")
 	flag.StringVar(&opts.Version, "version", "v1", "version to report (also in the x-echo-version header)")
 	flag.StringVar(&opts.Pod, "pod", "", "pod name to report (default: hostname)")
 	flag.IntVar(&opts.FailFirst, "fail-first", 0, "answer 503 to the first N HTTP requests (per port)")
+	flag.IntVar(&opts.FailAfter, "fail-after", 0, "answer 503 to every HTTP request after the first N (per port)")
 	flag.DurationVar(&opts.Delay, "delay", 0, "delay before every answer (HTTP) or greeting (TCP)")
 	flag.Parse()
 	if opts.Pod == "" {
@@ -48,7 +50,7 @@ func main() {
 	if len(tlsNames) == 0 {
 		tlsNames = []string{opts.Pod}
 	}
-	if len(addrs)+len(tlsAddrs)+len(tcpAddrs)+len(grpcAddrs) == 0 {
+	if len(addrs)+len(tlsAddrs)+len(tcpAddrs)+len(grpcAddrs)+len(muxAddrs) == 0 {
 		addrs = []string{"127.0.0.1:8080"}
 	}
 	fail := func(err error) {
@@ -82,6 +84,14 @@ func main() {
 			fail(err)
 		}
 		serving("TCP", s.Addr)
+		stops = append(stops, func(context.Context) { _ = s.Close() })
+	}
+	for _, addr := range muxAddrs {
+		s, err := echo.StartMux(addr, opts)
+		if err != nil {
+			fail(err)
+		}
+		serving("HTTP and TCP", s.Addr)
 		stops = append(stops, func(context.Context) { _ = s.Close() })
 	}
 	for _, addr := range grpcAddrs {

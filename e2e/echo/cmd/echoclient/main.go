@@ -29,7 +29,7 @@ func main() {
 	var opts echo.LoadOptions
 	opts.Headers = http.Header{}
 	flag.StringVar(&opts.Method, "method", "GET", "HTTP method")
-	flag.StringVar(&opts.URL, "url", "", "URL to request (required): http://, https://, tcp://host:port or grpc://host:port")
+	flag.StringVar(&opts.URL, "url", "", "URL to request (required): http://, h2c:// (HTTP/2 prior knowledge), https://, tcp://host:port or grpc://host:port")
 	flag.StringVar(&opts.SNI, "sni", "", "TLS server name of https:// requests (default: the URL's host)")
 	flag.Func("H", "header `name: value` (repeatable; Host sets the request host)", func(s string) error {
 		k, v, ok := strings.Cut(s, ":")
