@@ -15,14 +15,58 @@ import (
 // sniffed port's HTTP branch routes through it too, as in istiod). It depends on the
 // proxy's namespace (short-name domains) and labels (sourceLabels matches) only.
 func SidecarOutboundRoutes(snap *model.Snapshot, proxy *model.Proxy) []*routev3.RouteConfiguration {
+	return SidecarOutboundRoutesShared(snap, proxy, nil)
+}
+
+// SidecarOutboundRoutesShared is SidecarOutboundRoutes reusing the virtual
+// hosts memo holds from earlier calls on the same snap (nil: a memo of its
+// own). The tables of one view differ only where a proxy's namespace or
+// labels change a virtual host, so the others are built once and shared
+// (pointers: callers must not modify them).
+func SidecarOutboundRoutesShared(snap *model.Snapshot, proxy *model.Proxy, memo *VirtualHostMemo) []*routev3.RouteConfiguration {
+	if memo == nil {
+		memo = NewVirtualHostMemo()
+	}
 	var out []*routev3.RouteConfiguration
 	for _, port := range outboundRoutePorts(snap) {
-		out = append(out, sidecarRouteConfig(snap, proxy, port))
+		out = append(out, sidecarRouteConfig(snap, proxy, port, memo))
 	}
 	return out
 }
 
-func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *routev3.RouteConfiguration {
+// VirtualHostMemo holds the virtual hosts built for the sidecar route tables
+// of one snapshot (view), keyed by what each depends on: the service, the
+// port, the caller's namespace only where the service has a short name
+// there, and the caller's labels and namespace only through the
+// sourceLabels/sourceNamespace matches of its VirtualService. Not safe for
+// concurrent use.
+type VirtualHostMemo struct {
+	hosts  map[vhostKey]*routev3.VirtualHost
+	meshVS map[string]*networking.VirtualService // host → its mesh VirtualService (nil: none)
+}
+
+type vhostKey struct {
+	host      string
+	port      uint32
+	domainsNS string // the caller's namespace where it adds short names, else ""
+	variant   string // which caller-dependent matches of the VirtualService apply
+}
+
+// NewVirtualHostMemo is an empty memo for one snapshot.
+func NewVirtualHostMemo() *VirtualHostMemo {
+	return &VirtualHostMemo{hosts: map[vhostKey]*routev3.VirtualHost{}, meshVS: map[string]*networking.VirtualService{}}
+}
+
+func (m *VirtualHostMemo) virtualService(snap *model.Snapshot, host string, gateways map[string]bool) *networking.VirtualService {
+	vs, ok := m.meshVS[host]
+	if !ok {
+		vs = virtualServiceForHost(snap.VirtualServices, host, gateways)
+		m.meshVS[host] = vs
+	}
+	return vs
+}
+
+func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32, memo *VirtualHostMemo) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: SidecarOutboundRouteName(port), ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes)}
 	scope := routeScope{port: port, gateways: map[string]bool{"mesh": true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
 	used := map[string]bool{}
@@ -31,24 +75,103 @@ func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32) *
 		if p == nil || !p.Protocol.IsHTTP() && !sniffedWithListener(svc, p) {
 			continue
 		}
-		vh := &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port)}
-		for _, d := range serviceDomains(svc, port, proxy.Namespace) {
-			if !used[d] {
-				used[d] = true
-				vh.Domains = append(vh.Domains, d)
+		vs := memo.virtualService(snap, svc.Hostname, scope.gateways)
+		key := vhostKey{host: svc.Hostname, port: port, domainsNS: shortNameNamespace(svc, proxy.Namespace), variant: callerVariant(vs, scope)}
+		vh := memo.hosts[key]
+		if vh == nil {
+			vh = &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port), Domains: uniqueDomains(serviceDomains(svc, port, proxy.Namespace))}
+			if vs != nil {
+				vh.Routes = virtualServiceRoutes(snap, vs, scope)
+			} else {
+				vh.Routes = []*routev3.Route{defaultRoute(snap, proxy.Namespace, OutboundClusterName(port, "", svc.Hostname))}
 			}
+			memo.hosts[key] = vh
 		}
-		if vs := virtualServiceForHost(snap.VirtualServices, svc.Hostname, scope.gateways); vs != nil {
-			vh.Routes = virtualServiceRoutes(snap, vs, scope)
-		} else {
-			vh.Routes = []*routev3.Route{defaultRoute(snap, proxy.Namespace, OutboundClusterName(port, "", svc.Hostname))}
-		}
-		if len(vh.Domains) > 0 {
+		if vh = withUnusedDomains(vh, used); len(vh.Domains) > 0 {
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, fallbackVirtualHost(snap))
 	return rc
+}
+
+// withUnusedDomains marks vh's domains used and returns vh, or a copy
+// without the domains an earlier virtual host of the table took (Envoy
+// refuses a domain twice in one table) — the shared one stays as it is.
+func withUnusedDomains(vh *routev3.VirtualHost, used map[string]bool) *routev3.VirtualHost {
+	taken := 0
+	for _, d := range vh.Domains {
+		if used[d] {
+			taken++
+		}
+	}
+	if taken == 0 {
+		for _, d := range vh.Domains {
+			used[d] = true
+		}
+		return vh
+	}
+	kept := make([]string, 0, len(vh.Domains)-taken)
+	for _, d := range vh.Domains {
+		if !used[d] {
+			used[d] = true
+			kept = append(kept, d)
+		}
+	}
+	return &routev3.VirtualHost{Name: vh.Name, Domains: kept, Routes: vh.Routes}
+}
+
+// uniqueDomains drops repeats (an alias may give a name twice), keeping
+// the first of each.
+func uniqueDomains(ds []string) []string {
+	seen := make(map[string]bool, len(ds))
+	out := ds[:0]
+	for _, d := range ds {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// shortNameNamespace is callerNS when serviceDomains gives svc a short name
+// there (the service, or an alias of it, lives in callerNS), else "".
+func shortNameNamespace(svc *model.Service, callerNS string) string {
+	if kubeNamespace(svc.Hostname) == callerNS {
+		return callerNS
+	}
+	for _, a := range svc.Aliases {
+		if kubeNamespace(a) == callerNS {
+			return callerNS
+		}
+	}
+	return ""
+}
+
+// callerVariant says which of vs's matches that depend on the caller
+// (sourceLabels, sourceNamespace) apply to scope: virtual hosts of callers
+// with equal variants are equal.
+func callerVariant(vs *networking.VirtualService, scope routeScope) string {
+	if vs == nil {
+		return ""
+	}
+	var b []byte
+	for _, hr := range vs.Spec.GetHttp() {
+		for _, m := range hr.GetMatch() {
+			if len(m.GetSourceLabels()) == 0 && m.GetSourceNamespace() == "" {
+				continue
+			}
+			on := (len(m.GetSourceLabels()) == 0 || scope.sourceLabel != nil && model.LabelsMatch(m.GetSourceLabels(), scope.sourceLabel)) &&
+				(m.GetSourceNamespace() == "" || m.GetSourceNamespace() == scope.sourceNS)
+			if on {
+				b = append(b, '1')
+			} else {
+				b = append(b, '0')
+			}
+		}
+	}
+	return string(b)
 }
 
 // fallbackVirtualHost catches hosts the mesh does not know: passed through under
@@ -177,14 +300,25 @@ func sniffedWithListener(svc *model.Service, p *model.Port) bool {
 // a client may use: name.ns, name.ns.svc, and the bare name from its own
 // namespace.
 func kubeNames(fqdn, callerNS string) []string {
-	rest, ok := strings.CutSuffix(fqdn, ".svc."+model.DefaultDomainSuffix)
-	name, ns, dot := strings.Cut(rest, ".")
-	if !ok || !dot || strings.Contains(ns, ".") {
+	ns := kubeNamespace(fqdn)
+	if ns == "" {
 		return []string{fqdn}
 	}
+	name := strings.TrimSuffix(fqdn, "."+ns+".svc."+model.DefaultDomainSuffix)
 	out := []string{fqdn, name + "." + ns, name + "." + ns + ".svc"}
 	if callerNS == ns {
 		out = append(out, name)
 	}
 	return out
+}
+
+// kubeNamespace is the namespace of a Kubernetes service FQDN
+// (<name>.<ns>.svc.<suffix>), "" for other hosts.
+func kubeNamespace(fqdn string) string {
+	rest, ok := strings.CutSuffix(fqdn, ".svc."+model.DefaultDomainSuffix)
+	_, ns, dot := strings.Cut(rest, ".")
+	if !ok || !dot || strings.Contains(ns, ".") {
+		return ""
+	}
+	return ns
 }

@@ -65,6 +65,10 @@ type scopeParts struct {
 	mu       sync.Mutex
 	sidecars map[string]*sidecarParts // by proxy key
 	gateways map[string]*gatewayParts
+	// The sidecar route tables' shared virtual hosts, built and marshalled
+	// once per scope (under mu).
+	vhosts *translate.VirtualHostMemo
+	routes *routeEncoder
 }
 
 // sidecarParts is what a sidecar's outbound config adds per proxy key: route
@@ -116,7 +120,8 @@ func (cp *configParts) scope(sc model.Scope) (*scopeParts, error) {
 		return sp, nil
 	}
 	view := cp.snap.View(sc)
-	sp := &scopeParts{view: view, log: cp.log, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{}}
+	sp := &scopeParts{view: view, log: cp.log, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{},
+		vhosts: translate.NewVirtualHostMemo(), routes: newRouteEncoder()}
 	var err error
 	if sp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(view)...), clusterName); err != nil {
 		return nil, fmt.Errorf("clusters: %w", err)
@@ -192,7 +197,7 @@ func (sp *scopeParts) sidecar(p *model.Proxy) (*sidecarParts, error) {
 	if sc, ok := sp.sidecars[key]; ok {
 		return sc, nil
 	}
-	r, err := newPart(translate.SidecarOutboundRoutes(sp.view, p), routeConfigName)
+	r, err := sp.routes.part(translate.SidecarOutboundRoutesShared(sp.view, p, sp.vhosts))
 	if err != nil {
 		return nil, err
 	}

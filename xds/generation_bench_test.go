@@ -9,6 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	networkingapi "istio.io/api/networking/v1"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+
 	"github.com/mizzenmesh/mizzen/pkg/model"
 )
 
@@ -125,4 +128,83 @@ func togglingEndpoint(i int) string {
 		return ""
 	}
 	return "10.201.0.1"
+}
+
+// vsBenchMesh is benchMesh with the kube bench's routing: every 10th service
+// has a DestinationRule (v1/v2) and a 90/10 VirtualService, and the
+// VirtualServices of svc-10k (k = 1..10) send the calls of workload w<k> to v2
+// (sourceLabels). weight is svc-0's v1 weight: the change a round makes.
+func vsBenchMesh(n, proxies, weight int) *model.Inputs {
+	in := benchMesh(n, proxies, "")
+	for i := 0; i < n; i += 10 {
+		host := fmt.Sprintf("svc-%d.default.svc.cluster.local", i)
+		dr := &networking.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-%d", i), Namespace: "default"}}
+		dr.Spec.Host = host
+		dr.Spec.Subsets = []*networkingapi.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}, {Name: "v2", Labels: map[string]string{"version": "v2"}}}
+		vs := &networking.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-%d", i), Namespace: "default", CreationTimestamp: metav1.Unix(int64(i), 0)}}
+		vs.Spec.Hosts = []string{host}
+		w := int32(90)
+		if i == 0 {
+			w = int32(weight)
+		}
+		split := &networkingapi.HTTPRoute{Route: []*networkingapi.HTTPRouteDestination{
+			{Destination: &networkingapi.Destination{Host: host, Subset: "v1"}, Weight: w},
+			{Destination: &networkingapi.Destination{Host: host, Subset: "v2"}, Weight: 100 - w}}}
+		if k := i / 10; k >= 1 && k <= 10 {
+			vs.Spec.Http = append(vs.Spec.Http, &networkingapi.HTTPRoute{
+				Match: []*networkingapi.HTTPMatchRequest{{SourceLabels: map[string]string{"app": fmt.Sprintf("w%d", k)}}},
+				Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: host, Subset: "v2"}}}})
+		}
+		vs.Spec.Http = append(vs.Spec.Http, split)
+		in.DestinationRules = append(in.DestinationRules, dr)
+		in.VirtualServices = append(in.VirtualServices, vs)
+	}
+	return in
+}
+
+// benchProxyIn is workload(i) moved to one of 5 namespaces (the kube bench's
+// spread): their short-name domains differ from default's.
+func benchProxyIn(i int) *model.Proxy {
+	p := workload(i)
+	if k := i % 5; k > 0 {
+		p.Namespace = fmt.Sprintf("ns-%d", k)
+	}
+	return p
+}
+
+// BenchmarkVirtualServiceChangeBuild is the per-proxy build of a
+// VirtualService change (svc-0's split 90/10 ↔ 80/20) for 1,000 distinct
+// workloads in 5 namespaces, 10 of them selected by sourceLabels: every
+// route table is rebuilt, as many as the proxies' distinct keys.
+func BenchmarkVirtualServiceChangeBuild(b *testing.B) {
+	const n, proxies = 1000, 1000
+	prev, err := newGeneration(model.Build(vsBenchMesh(n, proxies, 90), 1), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ps := make([]*model.Proxy, proxies)
+	inbound := make([]*inboundParts, proxies)
+	for i := range ps {
+		ps[i] = benchProxyIn(i)
+		if _, inbound[i], err = prev.build(ps[i], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		snap := model.Build(vsBenchMesh(n, proxies, 80+10*(i%2)), uint64(i+2))
+		b.StartTimer()
+		g, err := newGeneration(snap, prev, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j, p := range ps {
+			if _, inbound[j], err = g.build(p, inbound[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		prev = g
+	}
 }

@@ -241,14 +241,20 @@ func newItem(m proto.Message, name string) (*item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", name, err)
 	}
-	ih := fnv.New64a()
-	_, _ = ih.Write(b)
-	it := &item{name: name, any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
-	it.ver = strconv.FormatUint(it.hash, 16)
+	it := itemOf(m, name, b)
 	if c, ok := m.(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
 		it.warms = true
 	}
 	return it, nil
+}
+
+// itemOf is the item of m named name, whose encoding is b.
+func itemOf(m proto.Message, name string, b []byte) *item {
+	ih := fnv.New64a()
+	_, _ = ih.Write(b)
+	it := &item{name: name, any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
+	it.ver = strconv.FormatUint(it.hash, 16)
+	return it
 }
 
 // partOf makes a part of items (some possibly shared with other parts: items
