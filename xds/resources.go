@@ -106,8 +106,12 @@ type part struct {
 	deltaAllOnce sync.Once
 	deltaAll     *discovery.Resource
 
+	// The last diff computed, and the version of the part it was from: a
+	// version, not the part, so a part does not keep its predecessor (and
+	// that one its own) alive — each change's parts would chain.
 	diffMu   sync.Mutex
-	diffFrom *part
+	diffFrom uint64
+	diffSet  bool
 	diff     []*item
 	removed  []string
 }
@@ -159,7 +163,7 @@ func (p *part) removedSince(prev *part) []string {
 func (p *part) diffSince(prev *part) ([]*item, []string) {
 	p.diffMu.Lock()
 	defer p.diffMu.Unlock()
-	if p.diffFrom == prev {
+	if p.diffSet && p.diffFrom == prev.version {
 		return p.diff, p.removed
 	}
 	var out []*item
@@ -174,7 +178,7 @@ func (p *part) diffSince(prev *part) ([]*item, []string) {
 			removed = append(removed, it.name)
 		}
 	}
-	p.diffFrom, p.diff, p.removed = prev, out, removed
+	p.diffFrom, p.diffSet, p.diff, p.removed = prev.version, true, out, removed
 	return out, removed
 }
 

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"bytes"
+	"runtime"
+	"weak"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -96,4 +98,37 @@ func TestVirtualServiceChangeSharesVirtualHosts(t *testing.T) {
 	if len(items) != 12 {
 		t.Errorf("%d distinct route table items for 1,000 workloads, want 12", len(items))
 	}
+}
+
+// TestPartsDoNotChain: a part diffed against its predecessor does not keep
+// it alive. (It did: each change's parts held the last change's, so every
+// generation stayed in memory — ~6 MB per VirtualService change at 1,000
+// proxies.)
+func TestPartsDoNotChain(t *testing.T) {
+	mk := func(v string) *part {
+		it, err := newItem(wrapperspb.String(v), "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := partOf([]*item{it})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	prev, next := mk("a"), mk("b")
+	if changed := next.changedSince(prev); len(changed) != 1 {
+		t.Fatalf("changed since: %d items, want 1", len(changed))
+	}
+	w := weak.Make(prev)
+	prev = nil
+	runtime.GC()
+	runtime.GC()
+	if w.Value() != nil {
+		t.Error("a part keeps the part it was diffed against alive")
+	}
+	if changed := next.changedSince(mk("a")); len(changed) != 1 {
+		t.Errorf("after a diff from an equal part: %d items, want 1", len(changed))
+	}
+	runtime.KeepAlive(next)
 }
