@@ -194,6 +194,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	// Heap a burst (a fleet connecting, a change to every proxy) needed goes
 	// back to the OS once the burst is over (pkg/memtrim).
 	run(func() { memtrim.Run(ctx, memtrim.Options{Logger: log}) })
+	if prev, ok := memtrim.ApplyGCPercent(os.Getenv); ok {
+		log.Debug("GC percent set (GOGC unset)", "gogc", memtrim.GCPercent, "was", prev)
+	}
 
 	reporter := &errorReporter{log: log, metrics: metrics}
 	var version atomic.Uint64

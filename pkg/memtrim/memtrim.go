@@ -120,3 +120,21 @@ func Run(ctx context.Context, o Options) {
 		}
 	}
 }
+
+// GCPercent is the GOGC mizzen runs with unless the environment sets one.
+// The runtime's default (100) lets the heap grow to twice the live heap
+// between collections; a change pushed to every proxy allocates tens of MB
+// at once, so at 1,000 proxies 50 took the RSS peak of the Kubernetes
+// benchmark from 276 to 234 MiB for about 15% more CPU per VirtualService
+// change — memory, not CPU, is what a control plane next to its proxies
+// runs short of.
+const GCPercent = 50
+
+// ApplyGCPercent sets GCPercent unless getenv("GOGC") is set (the
+// operator's choice wins), and returns the previous setting.
+func ApplyGCPercent(getenv func(string) string) (prev int, applied bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	return debug.SetGCPercent(GCPercent), true
+}

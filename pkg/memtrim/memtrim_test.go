@@ -3,6 +3,7 @@ package memtrim
 import (
 	"context"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -50,5 +51,18 @@ func TestRunReturnsBurst(t *testing.T) {
 	<-done
 	if r := Read().Reclaimable(); r >= 32<<20 {
 		t.Errorf("still %d bytes reclaimable after Run", r)
+	}
+}
+
+func TestApplyGCPercent(t *testing.T) {
+	if _, applied := ApplyGCPercent(func(string) string { return "200" }); applied {
+		t.Error("GOGC set in the environment was overridden")
+	}
+	prev, applied := ApplyGCPercent(func(string) string { return "" })
+	if !applied {
+		t.Fatal("GOGC unset: GCPercent not applied")
+	}
+	if got := debug.SetGCPercent(prev); got != GCPercent {
+		t.Errorf("GC percent %d, want %d", got, GCPercent)
 	}
 }
