@@ -138,8 +138,7 @@ func writeIstioInjector(t *testing.T, meshYAML string, editValues func(map[strin
 // The acceptance workloads: httpGet, tcpSocket and gRPC probes; an opt-out;
 // proxy.istio.io/config with traffic.sidecar.istio.io/excludeOutboundPorts
 // (and the app's own Prometheus annotations, an HTTPS probe, an init
-// container); a gateway pod asking for the gateway template, with Istio's
-// `image: auto` istio-proxy as Istio's gateway Deployments have.
+// container). istioInjectWorkloads adds deploy/'s gateway Deployments.
 const istioInjectCases = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: probes, namespace: demo}
@@ -211,19 +210,33 @@ spec:
         readinessProbe:
           httpGet: {path: /ready, port: https, scheme: HTTPS}
           timeoutSeconds: 4
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: istio-ingressgateway-0
-  namespace: istio-system
-  labels: {app: istio-ingressgateway, istio: ingressgateway, sidecar.istio.io/inject: "true"}
-  annotations: {inject.istio.io/templates: gateway}
-spec:
-  serviceAccountName: istio-ingressgateway
-  containers:
-  - {name: istio-proxy, image: auto}
 `
+
+// deployedGateways are deploy/'s gateways (deploy/gateways/<name>/), whose
+// Deployments istioInjectWorkloads adds to istioInjectCases: objects 4 and 5.
+var deployedGateways = []string{"ingress", "egress"}
+
+// istioInjectWorkloads is istioInjectCases followed by deploy/'s gateway
+// Deployments as the repository has them (deploy/gateways/{ingress,egress}/
+// deployment.yaml, read at test time): pods asking for the gateway template,
+// with Istio's `image: auto` istio-proxy, ports, securityContext and optional
+// Secret mounts, as a user's `kubectl apply -k deploy/` creates them.
+func istioInjectWorkloads(t *testing.T) string {
+	t.Helper()
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := istioInjectCases
+	for _, which := range deployedGateways {
+		b, err := os.ReadFile(filepath.Join(root, "deploy", "gateways", which, "deployment.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out += "---\n" + string(b)
+	}
+	return out
+}
 
 // TestIstioTemplatesMatchIstioctl: `mizzen inject` with Istio's own injector
 // ConfigMap gives what `istioctl kube-inject` gives on the same workloads,
@@ -238,7 +251,7 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 	mizzen := rig.MizzenBinary(t)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "workloads.yaml")
-	if err := os.WriteFile(in, []byte(istioInjectCases), 0o644); err != nil {
+	if err := os.WriteFile(in, []byte(istioInjectWorkloads(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -302,8 +315,8 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 			}
 			t.Logf("istioctl + mizzen inject: %v", time.Since(start).Round(time.Millisecond))
 			wantObjs, gotObjs := decodeAll(t, want), decodeAll(t, got)
-			if len(wantObjs) != len(gotObjs) || len(wantObjs) != 4 {
-				t.Fatalf("istioctl gave %d objects, mizzen %d (want 4)", len(wantObjs), len(gotObjs))
+			if n := 3 + len(deployedGateways); len(wantObjs) != len(gotObjs) || len(wantObjs) != n {
+				t.Fatalf("istioctl gave %d objects, mizzen %d (want %d)", len(wantObjs), len(gotObjs), n)
 			}
 			for i := range wantObjs {
 				if !apiequality.Semantic.DeepEqual(wantObjs[i], gotObjs[i]) {
@@ -331,10 +344,34 @@ func TestIstioTemplatesMatchIstioctl(t *testing.T) {
 				(container(tuned.Spec.InitContainers, "istio-validation") == nil || tuned.Annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] != "5432,6379") {
 				t.Errorf("excludeOutboundPorts not applied: %+v %v", tuned.Spec.InitContainers, tuned.Annotations)
 			}
-			if gw := gotObjs[3].(*corev1.Pod); gw.Spec.Containers[0].Image == "auto" || gw.Spec.Containers[0].Args[1] != "router" {
-				t.Errorf("gateway pod not injected with the gateway template: %+v", gw.Spec.Containers[0])
+			for i, which := range deployedGateways {
+				checkDeployedGatewayInjected(t, which, gotObjs[3+i].(*appsv1.Deployment).Spec.Template.Spec)
 			}
 		})
+	}
+}
+
+// checkDeployedGatewayInjected: deploy/gateways/<which>'s pod was completed
+// from the gateway template (pilot-agent `proxy router` in place of `image:
+// auto`), keeping what deploy/ gives istio-proxy (its ports, its Secret
+// mounts).
+func checkDeployedGatewayInjected(t *testing.T, which string, spec corev1.PodSpec) {
+	t.Helper()
+	gw := container(spec.Containers, "istio-proxy")
+	if gw == nil || gw.Image == "auto" || len(gw.Args) < 2 || gw.Args[0] != "proxy" || gw.Args[1] != "router" {
+		t.Errorf("deploy/gateways/%s pod not injected with the gateway template: %s", which, mustYAML(t, spec))
+		return
+	}
+	ports := map[int32]bool{}
+	for _, p := range gw.Ports {
+		ports[p.ContainerPort] = true
+	}
+	mounts := map[string]bool{}
+	for _, vm := range gw.VolumeMounts {
+		mounts[vm.MountPath] = true
+	}
+	if !ports[8080] || !ports[8443] || !mounts["/etc/istio/"+which+"gateway-certs"] || !mounts["/etc/istio/"+which+"gateway-ca-certs"] {
+		t.Errorf("deploy/gateways/%s pod lost deploy/'s ports or Secret mounts: ports %v, mounts %v", which, ports, mounts)
 	}
 }
 
@@ -399,9 +436,13 @@ func envValue(c *corev1.Container, name string) string {
 // Istio's own injector ConfigMap in place (from the chart, as above):
 //
 //   - the webhook gives the same pods as `istioctl kube-inject` (the
-//     Deployments' pods created as a ReplicaSet would, the gateway pod as it
-//     is; istioctl's output stored by the same apiserver, so both are
-//     defaulted alike);
+//     Deployments' pods created as a ReplicaSet would, deploy/'s ingress and
+//     egress gateway Deployments among them, read from the repository;
+//     istioctl's output stored by the same apiserver, so both are defaulted
+//     alike);
+//   - the pods the webhook injected from deploy/'s gateway Deployments run in
+//     the rig as routers (the real pilot-agent `proxy router`, as their
+//     ServiceAccounts), Ready and SYNCED;
 //   - a pod injected by the webhook from Istio's template runs in the rig
 //     (istio-init's capture with istio-iptables' rules, istio-proxy the real
 //     pilot-agent), becomes Ready through its rewritten httpGet, tcpSocket and
@@ -457,11 +498,37 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 		t.Fatalf("injection webhook not using Istio's template: %v\n%s", err, rig.TailFile(m.Mizzen.LogPath, 30))
 	}
 
-	// The workloads as pods: a Deployment's through its ReplicaSet
+	// deploy/'s gateways run as their ServiceAccounts: deploy/ (applied
+	// above) created the ingress gateway's; the egress gateway, which
+	// deploy/kustomization.yaml leaves out, gets its own as
+	// deploy/gateways/egress would create it.
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, which := range deployedGateways {
+		b, err := os.ReadFile(filepath.Join(root, "deploy", "gateways", which, "serviceaccount.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sa corev1.ServiceAccount
+		if err := yaml.UnmarshalStrict(b, &sa); err != nil {
+			t.Fatal(err)
+		}
+		if which != "ingress" {
+			api.Apply(t, string(b))
+		}
+		if _, err := core.ServiceAccounts(sa.Namespace).Get(ctx, sa.Name, metav1.GetOptions{}); err != nil {
+			t.Fatalf("deploy/gateways/%s ServiceAccount: %v", which, err)
+		}
+	}
+
+	// The workloads as pods, each Deployment's through its ReplicaSet
 	// (generateName, pod-template-hash, the controller reference, which make
-	// them the Deployment's for ISTIO_META_OWNER), the gateway pod as it is.
+	// them the Deployment's for ISTIO_META_OWNER): deploy/'s gateways too, as
+	// the ReplicaSet of a user's `kubectl apply -k deploy/` creates them.
 	const hash = "5f7b9c8d4"
-	objs := decodeAll(t, []byte(istioInjectCases))
+	objs := decodeAll(t, []byte(istioInjectWorkloads(t)))
 	// The webhook sees pods as the apiserver defaulted them (probe
 	// timeouts, port protocols, …); istioctl sees what it is given. So
 	// istioctl is given the same defaulted pod templates: each one's
@@ -508,18 +575,20 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
 	oracle := decodeAll(t, run(t, cmd))
 
-	var probesPod, gatewayPod *corev1.Pod
+	var probesPod *corev1.Pod
+	gatewayPods := make([]*corev1.Pod, len(deployedGateways))
 	t.Run("the webhook gives istioctl kube-inject's pods", func(t *testing.T) {
 		for i, p := range pods {
 			got, err := core.Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatalf("creating pod %d: %v", i, err)
 			}
-			switch i {
-			case 0:
+			switch {
+			case i == 0:
 				probesPod = got
-			case 3:
-				gatewayPod = got
+			case i >= 3:
+				gatewayPods[i-3] = got
+				checkDeployedGatewayInjected(t, deployedGateways[i-3], got.Spec)
 			}
 			var want *corev1.Pod
 			switch o := oracle[i].(type) {
@@ -542,9 +611,11 @@ func TestIstioTemplatesWebhook(t *testing.T) {
 	if probesPod == nil || container(probesPod.Spec.Containers, "istio-proxy") == nil {
 		t.Fatal("no injected pod to run")
 	}
-	t.Run("the gateway pod injected from Istio's gateway template runs as a router", func(t *testing.T) {
-		runInjectedGateway(t, m, gatewayPod)
-	})
+	for i, which := range deployedGateways {
+		t.Run("deploy's "+which+" gateway pod injected from Istio's gateway template runs as a router", func(t *testing.T) {
+			runInjectedGateway(t, m, gatewayPods[i], fmt.Sprintf("198.18.21.%d", 5+i))
+		})
+	}
 
 	t.Run("the injected pod runs, is Ready through its rewritten probes under STRICT mTLS, and carries traffic", func(t *testing.T) {
 		api.Apply(t, `apiVersion: security.istio.io/v1
@@ -632,9 +703,9 @@ spec:
 	})
 }
 
-// The gateway pod injected from Istio's gateway template runs as a router
-// (pilot-agent proxy router) and gets its config from mizzen.
-func runInjectedGateway(t *testing.T, m *rig.Mesh, pod *corev1.Pod) {
+// The gateway pod injected from Istio's gateway template runs at ip as a
+// router (pilot-agent proxy router) and gets its config from mizzen.
+func runInjectedGateway(t *testing.T, m *rig.Mesh, pod *corev1.Pod, ip string) {
 	t.Helper()
 	if pod == nil || container(pod.Spec.Containers, "istio-proxy") == nil {
 		t.Fatal("no injected gateway pod")
@@ -646,7 +717,7 @@ func runInjectedGateway(t *testing.T, m *rig.Mesh, pod *corev1.Pod) {
 		}
 	}
 	start := time.Now()
-	gw := m.AddAgent(t, rig.AgentSpec{Pod: pod, IP: "198.18.21.5", Router: true, Sysctls: sysctls})
+	gw := m.AddAgent(t, rig.AgentSpec{Pod: pod, IP: ip, Router: true, Sysctls: sysctls})
 	t.Logf("gateway pod %s/%s (router) ready and SYNCED in %s", gw.Namespace, gw.Name, time.Since(start).Round(time.Millisecond))
 }
 
