@@ -3,8 +3,8 @@ package xds
 import (
 	"bytes"
 	"runtime"
-	"weak"
 	"testing"
+	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
