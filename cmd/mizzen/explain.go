@@ -85,7 +85,7 @@ func runExplain(ctx context.Context, addr, from string, req *explain.Request) (*
 		return nil, err
 	}
 	if req.DestIP == "" {
-		req.DestIP = resolveVIP(cfg, req.URL.Hostname())
+		req.DestIP = explain.ResolveVIP(cfg, req.URL.Hostname())
 	}
 	trace := explain.Outbound(cfg, req)
 	// The destination side: each destination's first endpoint whose sidecar
@@ -159,30 +159,6 @@ func proxyIP(id string) string {
 	parts := strings.Split(id, "~")
 	if len(parts) == 4 {
 		return parts[1]
-	}
-	return ""
-}
-
-// resolveVIP stands in for the app's DNS lookup: a Service's virtual host
-// lists its ClusterIP among its domains.
-func resolveVIP(cfg *explain.Config, host string) string {
-	for _, rc := range cfg.Routes {
-		for _, vh := range rc.GetVirtualHosts() {
-			named := false
-			for _, d := range vh.GetDomains() {
-				if d == host {
-					named = true
-				}
-			}
-			if !named {
-				continue
-			}
-			for _, d := range vh.GetDomains() {
-				if ip := net.ParseIP(strings.Trim(d, "[]")); ip != nil {
-					return ip.String()
-				}
-			}
-		}
 	}
 	return ""
 }

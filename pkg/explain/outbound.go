@@ -2,6 +2,8 @@ package explain
 
 import (
 	"fmt"
+	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -415,4 +417,23 @@ func hostWithoutPort(host string) string {
 		return host[:strings.IndexByte(host, ':')]
 	}
 	return host
+}
+
+// ResolveVIP stands in for the app's DNS lookup: a Service's virtual host
+// lists its ClusterIP (IPv6 in brackets) among its domains. "" when no
+// virtual host names host.
+func ResolveVIP(cfg *Config, host string) string {
+	for _, rc := range cfg.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			if !slices.Contains(vh.GetDomains(), host) {
+				continue
+			}
+			for _, d := range vh.GetDomains() {
+				if ip := net.ParseIP(strings.Trim(d, "[]")); ip != nil {
+					return ip.String()
+				}
+			}
+		}
+	}
+	return ""
 }

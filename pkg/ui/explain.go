@@ -88,7 +88,7 @@ func (h *handler) explain(proxyID string, req *explain.Request) (*ExplainResult,
 		return nil, err
 	}
 	if req.DestIP == "" {
-		req.DestIP = resolveVIP(cfg, req.URL.Hostname())
+		req.DestIP = explain.ResolveVIP(cfg, req.URL.Hostname())
 	}
 	trace := explain.Outbound(cfg, req)
 	seen := map[string]bool{}
@@ -162,28 +162,6 @@ func verdict(t *explain.Trace) string {
 func proxyIP(id string) string {
 	if parts := strings.Split(id, "~"); len(parts) == 4 {
 		return parts[1]
-	}
-	return ""
-}
-
-// resolveVIP stands in for the app's DNS lookup, as `mizzen explain` does: a
-// Service's virtual host lists its ClusterIP among its domains.
-func resolveVIP(cfg *explain.Config, host string) string {
-	for _, rc := range cfg.Routes {
-		for _, vh := range rc.GetVirtualHosts() {
-			named := false
-			for _, d := range vh.GetDomains() {
-				named = named || d == host
-			}
-			if !named {
-				continue
-			}
-			for _, d := range vh.GetDomains() {
-				if ip := net.ParseIP(strings.Trim(d, "[]")); ip != nil {
-					return ip.String()
-				}
-			}
-		}
 	}
 	return ""
 }
