@@ -206,6 +206,15 @@ func (p *proxy) handleDelta(st deltaSender, resp *leanDelta, recvAt time.Time) e
 	if ti == idxCDS || ti == idxLDS {
 		dt = p.dstate(ti + 1) // EDS after CDS, RDS after LDS
 	}
+	// A first response names every resource at once: growing the maps to
+	// that size one step at a time was a tenth of the client's warm-up CPU.
+	if len(ts.held) == 0 && len(resources) > 8 {
+		ts.held = make(map[handle]heldEntry, len(resources))
+		if dt != nil && len(dt.held) == 0 {
+			dt.held = make(map[handle]heldEntry, len(resources))
+			touched = make(map[handle]bool, len(resources))
+		}
+	}
 	for k := range resources {
 		r := &resources[k]
 		n := unique.Make(r.name)
