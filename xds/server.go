@@ -46,6 +46,9 @@ type Options struct {
 	// IdentityReviewInterval is how often the identity of a stream that
 	// proved one is checked again (revalidate.go; 0: the default).
 	IdentityReviewInterval time.Duration
+	// SendBudget bounds the bytes of large responses sent and not yet
+	// answered, over all streams (sendbudget.go; 0: 64 MiB).
+	SendBudget int64
 }
 
 // Server is the ADS server plus its push loop.
@@ -77,6 +80,8 @@ type Server struct {
 	devIdentity bool
 
 	pushes pushLog // the last push, for /debug/push_status (debug.go)
+
+	budget *sendBudget
 }
 
 // New creates a Server; call Run to start pushing and Register to serve gRPC.
@@ -100,6 +105,10 @@ func New(o Options) *Server {
 		reg = o.Metrics.reg
 	}
 	s.guards = newGuards(o.IdentityReviewInterval, reg)
+	s.budget = newSendBudget(o.SendBudget)
+	if reg != nil {
+		registerBudgetMetrics(reg, s.budget)
+	}
 	s.changes = newChangeLog(reg)
 	s.cache = newProxyCache(o.Logger, o.Metrics, s.changes)
 	s.cache.builder = s.buildForNewProxy
@@ -116,9 +125,15 @@ func New(o Options) *Server {
 func (s *Server) Register(ctx context.Context, g *grpc.Server) {
 	srv := serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, guardedADS{
-		sotw: srv.StreamAggregatedResources,
+		sotw: func(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+			sb := s.budget.stream()
+			defer sb.releaseAll()
+			return srv.StreamAggregatedResources(budgetedSotw{st, sb})
+		},
 		delta: func(streamCtx context.Context, st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, revoked <-chan struct{}) error {
-			return s.serveDelta(ctx, streamCtx, st, revoked)
+			sb := s.budget.stream()
+			defer sb.releaseAll()
+			return s.serveDelta(ctx, streamCtx, budgetedDelta{st, sb}, revoked)
 		},
 	})
 }

@@ -55,6 +55,7 @@ type serveOptions struct {
 	secureMaxConnAge       time.Duration
 	tokenReviewQPS         float32
 	tokenReviewBurst       int
+	sendBudgetMiB          int
 
 	webhook webhookOptions // cmd/mizzen/webhook.go
 }
@@ -98,6 +99,8 @@ func newServeCommand() *cobra.Command {
 		"maximum age of a connection to the secure port (±10% jitter, then 10 s grace), as istiod's keepaliveMaxServerConnectionAge; 0: no limit")
 	f.Float32Var(&o.tokenReviewQPS, "token-review-qps", 50, "QPS of the Kubernetes client that sends TokenReviews (its own, apart from the informers')")
 	f.IntVar(&o.tokenReviewBurst, "token-review-burst", 100, "burst of the Kubernetes client that sends TokenReviews")
+	f.IntVar(&o.sendBudgetMiB, "xds-send-budget-mib", 64,
+		"MiB of large xDS responses (16 KiB and up) that may be sent and not yet ACKed at once, over all proxies; the rest wait their turn, so a fleet's warm-up cannot flood the host's TCP buffers")
 	addWebhookFlags(f, &o.webhook)
 	return cmd
 }
@@ -148,7 +151,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	server := xds.New(xds.Options{Logger: log, Metrics: metrics, CA: ca.get, CertTTL: o.workloadCertTTL,
 		TrustDomain: o.trustDomain, InsecureDevIdentity: o.insecureDevIdentity,
-		IdentityReviewInterval: o.identityReviewInterval})
+		IdentityReviewInterval: o.identityReviewInterval, SendBudget: int64(o.sendBudgetMiB) << 20})
 
 	xdsLis, err := net.Listen("tcp", o.xdsAddr)
 	if err != nil {
