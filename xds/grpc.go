@@ -9,8 +9,12 @@ import (
 
 // GRPCServerOptions are the options of every gRPC server that serves mizzen's
 // ADS (the plaintext and the secure port): the codec that splices shared
-// resource bytes (Codec), room for every proxy's stream, and keepalives that
-// find dead proxies. (grpc.SharedWriteBuffer was tried for memory per proxy:
+// resource bytes (Codec), room for every proxy's stream, keepalives that
+// find dead proxies, and fixed 1 MiB receive windows (as istiod's). A fixed
+// window also turns off gRPC's bandwidth-delay estimation, which answered a
+// proxy's ACKs with a PING of its own, one more write and read per proxy
+// and change: an endpoint change at 1,000 file-mode proxies took 0.16-0.18
+// CPU-s before, 0.12-0.13 after. (grpc.SharedWriteBuffer was tried for memory per proxy:
 // no measurable change in RSS after 1,000 proxies warmed up, so it is not set.)
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
@@ -18,6 +22,8 @@ func GRPCServerOptions() []grpc.ServerOption {
 		grpc.MaxConcurrentStreams(100000),
 		grpc.KeepaliveParams(serverKeepalive()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(1 << 20),
 	}
 }
 

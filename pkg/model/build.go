@@ -6,8 +6,10 @@ import (
 	"hash"
 	"hash/fnv"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -103,7 +105,7 @@ func (s *Snapshot) buildServices(in *Inputs) {
 // buildEndpoints reads EndpointSlices; a service with a selector but no slice at
 // all gets its endpoints from matching Pods, so a YAML directory of Pods works too.
 func (s *Snapshot) buildEndpoints(in *Inputs) {
-	s.endpoints = map[string][]*Endpoint{}
+	s.endpoints = make(map[string][]*Endpoint, len(s.serviceList))
 	s.localities = newLocalities(in)
 	podsByName := map[string]*corev1.Pod{}
 	podsByIP := map[string]*corev1.Pod{}
@@ -114,7 +116,9 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 		}
 	}
 	withSlices := map[string]bool{}
-	seen := map[string]map[string]*Endpoint{} // hostname -> address -> endpoint
+	// hostname -> endpoints in input order; an address listed twice keeps
+	// its last entry (sorted and deduplicated below).
+	seen := make(map[string][]*Endpoint, len(s.serviceList))
 	for _, es := range in.EndpointSlices {
 		svcName := es.Labels[discoveryv1.LabelServiceName]
 		if svcName == "" {
@@ -161,10 +165,7 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 					e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
 				}
 				e.Locality = s.localities.endpoint(pod, ep.NodeName, ep.Zone)
-				if seen[host] == nil {
-					seen[host] = map[string]*Endpoint{}
-				}
-				seen[host][addr] = e
+				seen[host] = append(seen[host], e)
 			}
 		}
 	}
@@ -179,19 +180,27 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 			e := &Endpoint{Address: pod.Status.PodIP, Ports: podPorts(svc, in.Services, pod), Labels: pod.Labels,
 				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace,
 				Locality: s.localities.endpoint(pod, nil, nil)}
-			if seen[svc.Hostname] == nil {
-				seen[svc.Hostname] = map[string]*Endpoint{}
-			}
-			seen[svc.Hostname][e.Address] = e
+			seen[svc.Hostname] = append(seen[svc.Hostname], e)
 		}
 	}
-	for host, byAddr := range seen {
-		list := make([]*Endpoint, 0, len(byAddr))
-		for _, addr := range sortedKeys(byAddr) {
-			list = append(list, byAddr[addr])
-		}
-		s.endpoints[host] = list
+	for host, list := range seen {
+		s.endpoints[host] = sortedByAddress(list)
 	}
+}
+
+// sortedByAddress sorts endpoints by address, keeping only the last one
+// listed of each address (a map by address did the same, at a map and a
+// string sort per service and build).
+func sortedByAddress(list []*Endpoint) []*Endpoint {
+	slices.SortStableFunc(list, func(a, b *Endpoint) int { return strings.Compare(a.Address, b.Address) })
+	out := list[:0]
+	for i, e := range list {
+		if i+1 < len(list) && list[i+1].Address == e.Address {
+			continue // a later entry of the same address wins
+		}
+		out = append(out, e)
+	}
+	return slices.Clip(out)
 }
 
 // podPorts resolves each service port's targetPort (number or container port name).
