@@ -7,6 +7,7 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 )
 
 // A sendBudget bounds the bytes of large xDS responses that are sent but not
@@ -235,44 +236,40 @@ func deltaResponseBytes(r *discovery.DeltaDiscoveryResponse) int64 {
 	return n
 }
 
-// budgetedSotw and budgetedDelta account for a stream's responses and its
-// answers; each wraps one ADS stream.
-type budgetedSotw struct {
-	discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer
-	sb *streamBudget
+// budgeted accounts for one ADS stream's responses (SotW or delta) and its
+// answers.
+type budgeted[Req any, PReq interface {
+	*Req
+	GetTypeUrl() string
+	GetResponseNonce() string
+}, Resp any] struct {
+	grpc.BidiStreamingServer[Req, Resp]
+	sb   *streamBudget
+	size func(*Resp) int64
+	typ  func(*Resp) string
 }
 
-func (s budgetedSotw) Send(r *discovery.DiscoveryResponse) error {
-	if err := s.sb.sending(s.Context(), r.GetTypeUrl(), responseBytes(r)); err != nil {
+func budgetedSotw(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer, sb *streamBudget) discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer {
+	return budgeted[discovery.DiscoveryRequest, *discovery.DiscoveryRequest, discovery.DiscoveryResponse]{
+		st, sb, responseBytes, (*discovery.DiscoveryResponse).GetTypeUrl}
+}
+
+func budgetedDelta(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, sb *streamBudget) discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer {
+	return budgeted[discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]{
+		st, sb, deltaResponseBytes, (*discovery.DeltaDiscoveryResponse).GetTypeUrl}
+}
+
+func (s budgeted[Req, PReq, Resp]) Send(r *Resp) error {
+	if err := s.sb.sending(s.Context(), s.typ(r), s.size(r)); err != nil {
 		return err
 	}
-	return s.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Send(r)
+	return s.BidiStreamingServer.Send(r)
 }
 
-func (s budgetedSotw) Recv() (*discovery.DiscoveryRequest, error) {
-	req, err := s.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Recv()
-	if err == nil && req.GetResponseNonce() != "" {
-		s.sb.answered(req.GetTypeUrl())
-	}
-	return req, err
-}
-
-type budgetedDelta struct {
-	discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
-	sb *streamBudget
-}
-
-func (s budgetedDelta) Send(r *discovery.DeltaDiscoveryResponse) error {
-	if err := s.sb.sending(s.Context(), r.GetTypeUrl(), deltaResponseBytes(r)); err != nil {
-		return err
-	}
-	return s.AggregatedDiscoveryService_DeltaAggregatedResourcesServer.Send(r)
-}
-
-func (s budgetedDelta) Recv() (*discovery.DeltaDiscoveryRequest, error) {
-	req, err := s.AggregatedDiscoveryService_DeltaAggregatedResourcesServer.Recv()
-	if err == nil && req.GetResponseNonce() != "" {
-		s.sb.answered(req.GetTypeUrl())
+func (s budgeted[Req, PReq, Resp]) Recv() (*Req, error) {
+	req, err := s.BidiStreamingServer.Recv()
+	if err == nil && PReq(req).GetResponseNonce() != "" {
+		s.sb.answered(PReq(req).GetTypeUrl())
 	}
 	return req, err
 }

@@ -128,12 +128,12 @@ func (s *Server) Register(ctx context.Context, g *grpc.Server) {
 		sotw: func(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 			sb := s.budget.stream()
 			defer sb.releaseAll()
-			return srv.StreamAggregatedResources(budgetedSotw{st, sb})
+			return srv.StreamAggregatedResources(budgetedSotw(st, sb))
 		},
 		delta: func(streamCtx context.Context, st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, revoked <-chan struct{}) error {
 			sb := s.budget.stream()
 			defer sb.releaseAll()
-			return s.serveDelta(ctx, streamCtx, budgetedDelta{st, sb}, revoked)
+			return s.serveDelta(ctx, streamCtx, budgetedDelta(st, sb), revoked)
 		},
 	})
 }
