@@ -52,7 +52,7 @@ func TestInboundFollowsOwnEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := workload(1) // serves svc-1 on 8080
-	_, ib1, err := g1.build(p, nil)
+	_, ib1, err := g1.build(p, nil, [numTypes]*resourceSet{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestInboundFollowsOwnEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ib2, err := g2.build(p, ib1)
+	_, ib2, err := g2.build(p, ib1, [numTypes]*resourceSet{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestInboundFollowsOwnEndpoints(t *testing.T) {
 	if !g3.endpointOnly(g2) {
 		t.Fatal("an EndpointSlice change is not endpoint-only")
 	}
-	_, ib3, err := g3.build(p, ib2)
+	_, ib3, err := g3.build(p, ib2, [numTypes]*resourceSet{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -299,8 +299,12 @@ func (g *generation) inbound(p *model.Proxy, prev *inboundParts) (*inboundParts,
 
 // build returns the resource sets of one proxy; SDS holds only the
 // generation's share of it (see conn.sdsSet). prevInbound is what the last
-// build returned for the proxy (nil: none), reused when still valid.
-func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numTypes]*resourceSet, inbound *inboundParts, err error) {
+// build returned for the proxy (nil: none), reused when still valid; so is a
+// set of prev made of the very same parts (an endpoint change leaves a
+// proxy's clusters, listeners and routes as they were: 5,000 sets, versions
+// and hashes a change at 1,000 proxies need not make).
+func (g *generation) build(p *model.Proxy, prevInbound *inboundParts, prev [numTypes]*resourceSet) (out [numTypes]*resourceSet, inbound *inboundParts, err error) {
+	set := func(t typeIndex, parts ...*part) *resourceSet { return reuseSet(prev[t], parts) }
 	sc := g.config.snap.ScopeFor(p)
 	sp, err := g.config.scope(sc)
 	if err != nil {
@@ -320,14 +324,14 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numT
 		if err != nil {
 			return out, nil, fmt.Errorf("gateway config: %w", err)
 		}
-		out[cdsType] = newResourceSet(sp.clusters, gp.clusters, tp.clusters)
-		out[ldsType] = newResourceSet(gp.listeners, tp.listeners)
-		out[rdsType] = newResourceSet(gp.routes)
+		out[cdsType] = set(cdsType, sp.clusters, gp.clusters, tp.clusters)
+		out[ldsType] = set(ldsType, gp.listeners, tp.listeners)
+		out[rdsType] = set(rdsType, gp.routes)
 		geps, err := g.gatewayEndpointsFor(sc, sp, p)
 		if err != nil {
 			return out, nil, fmt.Errorf("gateway endpoints: %w", err)
 		}
-		out[edsType] = newResourceSet(eps, geps)
+		out[edsType] = set(edsType, eps, geps)
 	} else {
 		sc, err := sp.sidecar(p)
 		if err != nil {
@@ -338,12 +342,12 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numT
 			return out, nil, err
 		}
 		inbound = in
-		out[cdsType] = newResourceSet(sp.clusters, in.clusters, tp.clusters)
-		out[ldsType] = newResourceSet(sp.outbound, sc.listeners, in.listeners, tp.listeners)
-		out[rdsType] = newResourceSet(sc.routes)
+		out[cdsType] = set(cdsType, sp.clusters, in.clusters, tp.clusters)
+		out[ldsType] = set(ldsType, sp.outbound, sc.listeners, in.listeners, tp.listeners)
+		out[rdsType] = set(rdsType, sc.routes)
 	}
 	if out[edsType] == nil {
-		out[edsType] = newResourceSet(eps)
+		out[edsType] = set(edsType, eps)
 	}
 	// SDS: only the generation's part (gateway credentials, possibly none);
 	// install adds the proxy's own certificate (conn.sdsSet).
@@ -353,6 +357,27 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts) (out [numT
 	}
 	out[sdsType] = newResourceSet(creds)
 	return out, inbound, nil
+}
+
+// reuseSet is prev when it holds exactly parts (nil parts left out), else a
+// new set of them.
+func reuseSet(prev *resourceSet, parts []*part) *resourceSet {
+	if prev != nil {
+		i := 0
+		for _, p := range parts {
+			if p == nil {
+				continue
+			}
+			if i >= len(prev.parts) || prev.parts[i] != p {
+				return newResourceSet(parts...)
+			}
+			i++
+		}
+		if i == len(prev.parts) {
+			return prev
+		}
+	}
+	return newResourceSet(parts...)
 }
 
 // maxChangedNames bounds how many names per type a change record lists.

@@ -66,9 +66,10 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 	}
 	ps := make([]*model.Proxy, proxies)
 	inbound := make([]*inboundParts, proxies)
+	sets := make([][numTypes]*resourceSet, proxies) // what each proxy holds, as in a push
 	for i := range ps {
 		ps[i] = workload(i)
-		if _, inbound[i], err = prev.build(ps[i], nil); err != nil {
+		if sets[i], inbound[i], err = prev.build(ps[i], nil, sets[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -83,7 +84,7 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		for j, p := range ps {
-			if _, inbound[j], err = g.build(p, inbound[j]); err != nil {
+			if sets[j], inbound[j], err = g.build(p, inbound[j], sets[j]); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -184,9 +185,10 @@ func BenchmarkVirtualServiceChangeBuild(b *testing.B) {
 	}
 	ps := make([]*model.Proxy, proxies)
 	inbound := make([]*inboundParts, proxies)
+	sets := make([][numTypes]*resourceSet, proxies)
 	for i := range ps {
 		ps[i] = benchProxyIn(i)
-		if _, inbound[i], err = prev.build(ps[i], nil); err != nil {
+		if sets[i], inbound[i], err = prev.build(ps[i], nil, sets[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -201,7 +203,7 @@ func BenchmarkVirtualServiceChangeBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		for j, p := range ps {
-			if _, inbound[j], err = g.build(p, inbound[j]); err != nil {
+			if sets[j], inbound[j], err = g.build(p, inbound[j], sets[j]); err != nil {
 				b.Fatal(err)
 			}
 		}

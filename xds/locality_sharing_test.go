@@ -51,7 +51,7 @@ func TestLocalityEndpointsSharedPerLocality(t *testing.T) {
 		}
 		es, cs := map[*part]bool{}, map[*part]bool{}
 		for i := 0; i < 1000; i++ {
-			sets, _, err := g.build(workload(i), nil)
+			sets, _, err := g.build(workload(i), nil, [numTypes]*resourceSet{})
 			if err != nil {
 				t.Fatal(err)
 			}

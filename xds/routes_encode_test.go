@@ -72,7 +72,7 @@ func TestVirtualServiceChangeSharesVirtualHosts(t *testing.T) {
 	items := map[*item]bool{}
 	for i := 0; i < 1000; i++ {
 		p := benchProxyIn(i)
-		sets, _, err := g.build(p, nil)
+		sets, _, err := g.build(p, nil, [numTypes]*resourceSet{})
 		if err != nil {
 			t.Fatal(err)
 		}

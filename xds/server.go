@@ -218,8 +218,14 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 			for cn := range work {
 				cn.mu.Lock()
 				prevInbound := cn.inbound
+				var prevSets [numTypes]*resourceSet
+				for t := range prevSets {
+					if typeIndex(t) != sdsType { // the conn's SDS set holds its own certificate
+						prevSets[t] = cn.types[t].set
+					}
+				}
 				cn.mu.Unlock()
-				sets, inbound, err := gen.build(cn.proxy, prevInbound)
+				sets, inbound, err := gen.build(cn.proxy, prevInbound, prevSets)
 				if err != nil {
 					s.metrics.internalErrors.Inc()
 					s.log.Error("building proxy config failed; it keeps its last good config", "proxy", cn.id, "err", err)
@@ -250,7 +256,7 @@ func (s *Server) buildForNewProxy(p *model.Proxy) (*generation, [numTypes]*resou
 	if gen == nil {
 		return nil, [numTypes]*resourceSet{}, nil, nil
 	}
-	sets, inbound, err := gen.build(p, nil)
+	sets, inbound, err := gen.build(p, nil, [numTypes]*resourceSet{})
 	return gen, sets, inbound, err
 }
 

@@ -53,7 +53,7 @@ func distinctRouteParts(t *testing.T, in *model.Inputs) (routes, listeners int) 
 	}
 	rs, ls := map[*part]bool{}, map[*part]bool{}
 	for i := 0; i < 1000; i++ {
-		sets, _, err := g.build(workload(i), nil)
+		sets, _, err := g.build(workload(i), nil, [numTypes]*resourceSet{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,5 +87,45 @@ func TestDistinctWorkloadsShareRouteTables(t *testing.T) {
 	}
 	if r, _ := distinctRouteParts(t, shareMesh(canary)); r != 2 {
 		t.Errorf("one sourceLabels VirtualService: %d route parts for 1,000 workloads, want 2", r)
+	}
+}
+
+// An endpoint change leaves a proxy's clusters, listeners and routes as they
+// were: a build handed the proxy's previous sets returns those very sets
+// (no new versions to hash, nothing for install or the delta diff to look
+// at), and a new EDS set.
+func TestEndpointChangeReusesUnchangedSets(t *testing.T) {
+	g1, err := newGeneration(model.Build(benchMesh(50, 5, ""), 1), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := workload(3)
+	s1, in1, err := g1.build(p, nil, [numTypes]*resourceSet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := newGeneration(model.Build(benchMesh(50, 5, "10.201.0.1"), 2), g1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _, err := g2.build(p, in1, s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []typeIndex{cdsType, ldsType, rdsType} {
+		if s2[typ] != s1[typ] {
+			t.Errorf("%s: a new set for an endpoint-only change (versions %s, %s)", typeLabels[typ], s1[typ].version, s2[typ].version)
+		}
+	}
+	if s2[edsType] == s1[edsType] || s2[edsType].version == s1[edsType].version {
+		t.Errorf("eds: the set of the old endpoints was kept")
+	}
+	// Without the previous sets, equal parts still give an equal version.
+	s3, _, err := g2.build(p, in1, [numTypes]*resourceSet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3[cdsType].version != s1[cdsType].version {
+		t.Errorf("cds: version %s rebuilt from the same parts, want %s", s3[cdsType].version, s1[cdsType].version)
 	}
 }
