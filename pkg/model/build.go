@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash"
 	"hash/fnv"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -529,21 +530,31 @@ func mix64(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// EndpointAddressesChangedSince lists the addresses of every endpoint, in s or
-// in prev, of a service whose endpoints differ between the two: the workloads
-// whose own service instances (InstancesAt) may differ. Meant for snapshots of
-// the same config.
+// EndpointAddressesChangedSince lists the addresses whose endpoint, in s or in
+// prev, was added, removed or changed in a service whose endpoints differ
+// between the two: the workloads whose own service instances (InstancesAt)
+// may differ. The other replicas of such a service keep theirs: a pod of a
+// 100-replica Deployment coming or going must not rebuild the inbound side of
+// the other 99. Meant for snapshots of the same config.
 func (s *Snapshot) EndpointAddressesChangedSince(prev *Snapshot) map[string]bool {
 	out := map[string]bool{}
 	add := func(host string) {
 		if s.EndpointsHashOf(host) == prev.EndpointsHashOf(host) {
 			return
 		}
-		for _, ep := range s.endpoints[host] {
-			out[ep.Address] = true
-		}
+		before := make(map[string]*Endpoint, len(prev.endpoints[host]))
 		for _, ep := range prev.endpoints[host] {
-			out[ep.Address] = true
+			before[ep.Address] = ep
+		}
+		for _, ep := range s.endpoints[host] {
+			old, ok := before[ep.Address]
+			if !ok || !sameEndpoint(old, ep) {
+				out[ep.Address] = true
+			}
+			delete(before, ep.Address)
+		}
+		for addr := range before {
+			out[addr] = true // gone
 		}
 	}
 	for host := range s.endpoints {
@@ -555,4 +566,11 @@ func (s *Snapshot) EndpointAddressesChangedSince(prev *Snapshot) map[string]bool
 		}
 	}
 	return out
+}
+
+// sameEndpoint: equal in everything a workload's inbound side reads.
+func sameEndpoint(a, b *Endpoint) bool {
+	return a.Address == b.Address && a.ServiceAccount == b.ServiceAccount && a.PodName == b.PodName &&
+		a.Namespace == b.Namespace && maps.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels) &&
+		(a.Locality == b.Locality || (a.Locality != nil && b.Locality != nil && *a.Locality == *b.Locality))
 }

@@ -37,3 +37,38 @@ func TestEndpointsHash(t *testing.T) {
 		}
 	}
 }
+
+// Only the addresses whose own endpoint came, went or changed are touched;
+// the other replicas of the service keep their inbound side.
+func TestEndpointAddressesChangedSince(t *testing.T) {
+	snap := func(eps ...*Endpoint) *Snapshot {
+		s := &Snapshot{endpoints: map[string][]*Endpoint{"a.ns.svc.cluster.local": eps}, epHashes: &endpointHashes{}}
+		return s
+	}
+	ep := func(addr, version string) *Endpoint {
+		return &Endpoint{Address: addr, Ports: map[string]uint32{"http": 8080}, Labels: map[string]string{"app": "a", "version": version}, Namespace: "ns"}
+	}
+	prev := snap(ep("10.0.0.1", "v1"), ep("10.0.0.2", "v1"), ep("10.0.0.3", "v1"))
+	cases := map[string]struct {
+		cur  *Snapshot
+		want []string
+	}{
+		"unchanged":      {snap(ep("10.0.0.1", "v1"), ep("10.0.0.2", "v1"), ep("10.0.0.3", "v1")), nil},
+		"one more":       {snap(ep("10.0.0.1", "v1"), ep("10.0.0.2", "v1"), ep("10.0.0.3", "v1"), ep("10.0.0.4", "v1")), []string{"10.0.0.4"}},
+		"one gone":       {snap(ep("10.0.0.1", "v1"), ep("10.0.0.3", "v1")), []string{"10.0.0.2"}},
+		"one relabelled": {snap(ep("10.0.0.1", "v1"), ep("10.0.0.2", "v2"), ep("10.0.0.3", "v1")), []string{"10.0.0.2"}},
+		"service gone":   {&Snapshot{endpoints: map[string][]*Endpoint{}, epHashes: &endpointHashes{}}, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}},
+	}
+	for name, c := range cases {
+		got := c.cur.EndpointAddressesChangedSince(prev)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: touched %v, want %v", name, got, c.want)
+			continue
+		}
+		for _, a := range c.want {
+			if !got[a] {
+				t.Errorf("%s: touched %v, want %v", name, got, c.want)
+			}
+		}
+	}
+}
