@@ -290,16 +290,30 @@ type resourceSet struct {
 }
 
 func newResourceSet(parts ...*part) *resourceSet {
-	h := fnv.New64a()
-	var kept []*part
+	// FNV-1a over the parts' versions, little-endian, as %016x: built for
+	// every proxy and change, so without binary.Write's reflection and fmt.
+	h := uint64(14695981039346656037)
+	n := 0
+	for _, p := range parts {
+		if p != nil {
+			n++
+		}
+	}
+	kept := make([]*part, 0, n)
 	for _, p := range parts {
 		if p == nil {
 			continue
 		}
 		kept = append(kept, p)
-		_ = binary.Write(h, binary.LittleEndian, p.version)
+		for v, i := p.version, 0; i < 8; i, v = i+1, v>>8 {
+			h = (h ^ (v & 0xff)) * 1099511628211
+		}
 	}
-	return &resourceSet{parts: kept, version: fmt.Sprintf("%016x", h.Sum64())}
+	var hex [16]byte
+	for i := 15; i >= 0; i, h = i-1, h>>4 {
+		hex[i] = "0123456789abcdef"[h&0xf]
+	}
+	return &resourceSet{parts: kept, version: string(hex[:])}
 }
 
 func (s *resourceSet) lookup(name string) *item {

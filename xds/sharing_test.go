@@ -1,7 +1,9 @@
 package xds
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"testing"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -127,5 +129,21 @@ func TestEndpointChangeReusesUnchangedSets(t *testing.T) {
 	}
 	if s3[cdsType].version != s1[cdsType].version {
 		t.Errorf("cds: version %s rebuilt from the same parts, want %s", s3[cdsType].version, s1[cdsType].version)
+	}
+}
+
+// newResourceSet's hand-rolled hash is FNV-1a over the parts' versions,
+// little-endian, formatted %016x: versions stay what they were.
+func TestResourceSetVersion(t *testing.T) {
+	for _, versions := range [][]uint64{{}, {0}, {1, 2, 3}, {0xdeadbeefcafef00d, 42}} {
+		var parts []*part
+		h := fnv.New64a()
+		for _, v := range versions {
+			parts = append(parts, nil, &part{version: v})
+			_ = binary.Write(h, binary.LittleEndian, v)
+		}
+		if got, want := newResourceSet(parts...).version, fmt.Sprintf("%016x", h.Sum64()); got != want {
+			t.Errorf("versions %x: set version %s, want %s", versions, got, want)
+		}
 	}
 }
