@@ -170,11 +170,11 @@ func kbRSSSweep(b *testing.B, env *kubeBenchEnv, sizes, cps []string, mode strin
 				// garbage; what a connected proxy costs is what stays once the
 				// control plane has had time to give it back (mizzen's memtrim
 				// checks every 5s), with every stream still open.
-				time.Sleep(kubeBenchRSSSettle)
+				time.Sleep(kubeBenchSteady)
 				pt.settled = sampler.Current().RSSFinal
 				fmt.Printf("kube-bench rss-sweep %s/%s n=%d (%d workloads): warm-up %.0fms, cpu %.1fs, stream errors %d; rss ready %.0fMiB, after warm-up %.0fMiB (%.1f KiB per proxy), %s later %.0fMiB (%.1f KiB per proxy); load client cpu %.1fs (load average %s)\n",
 					name, mode, n, workloads, pt.initialMS, pt.cpu, pt.streamErrors, kbMiB(pt.ready), kbMiB(pt.warm),
-					(float64(pt.warm)-float64(pt.ready))/float64(n)/1024, kubeBenchRSSSettle, kbMiB(pt.settled),
+					(float64(pt.warm)-float64(pt.ready))/float64(n)/1024, kubeBenchSteady, kbMiB(pt.settled),
 					(float64(pt.settled)-float64(pt.ready))/float64(n)/1024, pt.clientCPU, kbLoadAvg())
 				b.ReportMetric(kbMiB(pt.warm), "rss_MiB")
 				b.ReportMetric(pt.initialMS, "initial_ms")
@@ -201,13 +201,13 @@ func kbRSSSweep(b *testing.B, env *kubeBenchEnv, sizes, cps []string, mode strin
 var lastKubeBench = map[string]*kubeBenchResult{}
 
 const (
-	kubeBenchNS        = "bench"
-	kubeBenchPort      = 8080
-	kubeBenchVSEvery   = 10
-	kubeBenchLimit     = 15 * time.Minute // one scenario (control plane × mode)
-	kubeBenchQuiet     = time.Second      // no xDS response for this long = the push is over
-	kubeBenchRSSSettle = 12 * time.Second // then this long for the RSS a connected fleet keeps
-	kubeBenchQuietMax  = 2 * time.Minute  // istiod may push for a long while
+	kubeBenchNS       = "bench"
+	kubeBenchPort     = 8080
+	kubeBenchVSEvery  = 10
+	kubeBenchLimit    = 15 * time.Minute // one scenario (control plane × mode)
+	kubeBenchQuiet    = time.Second      // no xDS response for this long = the push is over
+	kubeBenchSteady   = 12 * time.Second // after a warm-up: until the burst's heap is given back (steady state)
+	kubeBenchQuietMax = 2 * time.Minute  // istiod may push for a long while
 	// kubeBenchInitialMax bounds the warm-up (istiod needed ~3 min for 1,000
 	// distinct proxies on 2 cores); kubeBenchChangeMax one change's convergence.
 	kubeBenchInitialMax = 8 * time.Minute
@@ -518,7 +518,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	// heap back to the OS once quiet, checking every 5 s; a mesh's changes
 	// mostly come long after its proxies connected).
 	idle0, idleAt := kbCPUNanos(cp.pid), time.Now()
-	time.Sleep(kubeBenchRSSSettle)
+	time.Sleep(kubeBenchSteady)
 	res.IdleCPUPerS = float64(kbCPUNanos(cp.pid)-idle0) / 1e9 / time.Since(idleAt).Seconds()
 
 	// 3. The changes.

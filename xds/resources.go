@@ -293,13 +293,7 @@ func newResourceSet(parts ...*part) *resourceSet {
 	// FNV-1a over the parts' versions, little-endian, as %016x: built for
 	// every proxy and change, so without binary.Write's reflection and fmt.
 	h := uint64(14695981039346656037)
-	n := 0
-	for _, p := range parts {
-		if p != nil {
-			n++
-		}
-	}
-	kept := make([]*part, 0, n)
+	kept := make([]*part, 0, len(parts))
 	for _, p := range parts {
 		if p == nil {
 			continue

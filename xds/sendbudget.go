@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,11 +87,8 @@ func (b *sendBudget) acquire(ctx context.Context, n int64) error {
 			b.used -= w.n
 			b.grantLocked()
 		default:
-			for i, x := range b.waiters {
-				if x == w {
-					b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
-					break
-				}
+			if i := slices.Index(b.waiters, w); i >= 0 {
+				b.waiters = slices.Delete(b.waiters, i, i+1)
 			}
 			b.grantLocked()
 		}
@@ -115,11 +113,12 @@ func (b *sendBudget) release(n int64) {
 	b.mu.Unlock()
 }
 
-// grantLocked lets waiters in, in order, while they fit.
+// grantLocked lets waiters in, in order, while they fit (a waiter asks for
+// at most the whole budget, so an empty budget always fits the first).
 func (b *sendBudget) grantLocked() {
 	for len(b.waiters) > 0 {
 		w := b.waiters[0]
-		if b.used+w.n > b.limit && b.used > 0 {
+		if b.used+w.n > b.limit {
 			return
 		}
 		b.used += w.n
@@ -135,22 +134,14 @@ func (b *sendBudget) inUse() (used int64, waiting int, waited uint64) {
 	return b.used, len(b.waiters), b.waited
 }
 
-// streamBudget is one stream's share: what it holds per type (the last
-// slot for type URLs mizzen does not serve, which it never answers anyway).
+// streamBudget is one stream's share: what it holds per type.
 type streamBudget struct {
 	b *sendBudget
 
 	mu    sync.Mutex
-	held  [numTypes + 1]int64
+	held  [numTypes]int64
 	total int64
 	timer *time.Timer
-}
-
-func budgetSlot(typeURL string) int {
-	if t, ok := typeOf(typeURL); ok {
-		return int(t)
-	}
-	return int(numTypes)
 }
 
 func (b *sendBudget) stream() *streamBudget { return &streamBudget{b: b} }
@@ -158,7 +149,8 @@ func (b *sendBudget) stream() *streamBudget { return &streamBudget{b: b} }
 // sending accounts for a response of n bytes of type typeURL before it is
 // sent; it waits only if the stream holds nothing yet.
 func (s *streamBudget) sending(ctx context.Context, typeURL string, n int64) error {
-	if n < budgetSmall {
+	t, known := typeOf(typeURL)
+	if n < budgetSmall || !known { // mizzen sends only types it serves
 		return nil
 	}
 	s.mu.Lock()
@@ -176,7 +168,7 @@ func (s *streamBudget) sending(ctx context.Context, typeURL string, n int64) err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.held[budgetSlot(typeURL)] += n
+	s.held[t] += n
 	s.total += n
 	if s.timer == nil {
 		s.timer = time.AfterFunc(budgetHold, s.releaseAll)
@@ -189,14 +181,17 @@ func (s *streamBudget) sending(ctx context.Context, typeURL string, n int64) err
 // answered gives back what the stream holds for typeURL: the proxy ACKed or
 // NACKed a response of that type.
 func (s *streamBudget) answered(typeURL string) {
-	slot := budgetSlot(typeURL)
+	t, known := typeOf(typeURL)
+	if !known {
+		return
+	}
 	s.mu.Lock()
-	n := s.held[slot]
+	n := s.held[t]
 	if n == 0 {
 		s.mu.Unlock()
 		return
 	}
-	s.held[slot] = 0
+	s.held[t] = 0
 	s.total -= n
 	if s.total == 0 && s.timer != nil {
 		s.timer.Stop()
@@ -210,7 +205,7 @@ func (s *streamBudget) releaseAll() {
 	s.mu.Lock()
 	n := s.total
 	s.total = 0
-	s.held = [numTypes + 1]int64{}
+	s.held = [numTypes]int64{}
 	if s.timer != nil {
 		s.timer.Stop()
 	}
