@@ -324,6 +324,9 @@ type kubeBenchEnv struct {
 	createS           float64
 	commit            string
 	pprof             bool
+	// trace: execution traces (/debug/pprof/trace) over the rounds instead
+	// of CPU profiles, to see what one slow push waits on.
+	trace bool
 	// The fleet (loadclient.Config): workloads named svc-<w> (0 with
 	// sameLabels), spread over namespaces bench, bench-1, …
 	workloads  int
@@ -344,7 +347,8 @@ func kbSetup(b *testing.B, cps []string) *kubeBenchEnv {
 		proxies:    kbEnvInt(b, "MIZZEN_BENCH_PROXIES", 1000),
 		rounds:     kbEnvInt(b, "MIZZEN_BENCH_CHANGES", 1),
 		commit:     kbGitCommit(),
-		pprof:      os.Getenv("MIZZEN_BENCH_PPROF") == "1",
+		pprof:      os.Getenv("MIZZEN_BENCH_PPROF") == "1" || os.Getenv("MIZZEN_BENCH_PPROF") == "trace",
+		trace:      os.Getenv("MIZZEN_BENCH_PPROF") == "trace",
 		sameLabels: os.Getenv("MIZZEN_BENCH_SAME_LABELS") == "1",
 	}
 	env.workloads = kbEnvInt(b, "MIZZEN_BENCH_WORKLOADS", max(1, env.proxies/2))
@@ -505,7 +509,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	res.RSSPerProxy = (float64(res.RSSInitial) - float64(res.RSSReady)) / float64(proxies)
 	logf("%s: rss %.0fMiB after the warm-up: %.1f KiB per proxy", cp.name, kbMiB(res.RSSInitial), res.RSSPerProxy/1024)
 	if env.pprof {
-		if path, err := kbProfile(ctx, cp, mode, "heap", 0); err != nil {
+		if path, err := kbProfile(ctx, cp, mode, "heap", 0, false); err != nil {
 			b.Errorf("kube-bench: heap profile: %v", err)
 		} else {
 			logf("%s: heap profile after the warm-up: %s", cp.name, path)
@@ -581,7 +585,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 		var perr error
 		go func() {
 			defer close(done)
-			path, perr = kbProfile(ctx, cp, mode, kind, secs)
+			path, perr = kbProfile(ctx, cp, mode, kind, secs, env.trace)
 		}()
 		run()
 		<-done
@@ -598,6 +602,15 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 			measure("eds", k, func(ctx context.Context) error { return kbToggleEndpoint(ctx, env.api, kubeBenchEDSSvc, add) })
 		}
 	})
+	if env.pprof {
+		// Against the warm-up's heap profile (pprof -base), what the EDS
+		// rounds allocated.
+		if path, err := kbProfile(ctx, cp, mode, "heap-eds", 0, false); err != nil {
+			b.Errorf("kube-bench: heap profile: %v", err)
+		} else {
+			logf("%s: heap profile after the EDS rounds: %s", cp.name, path)
+		}
+	}
 	profiled("vs", func() {
 		for k := 1; k <= rounds; k++ {
 			w1, w2 := int32(80), int32(20)
@@ -714,7 +727,7 @@ func kbSideBySide(env *kubeBenchEnv, rs []*kubeBenchResult) {
 }
 
 // kbProfile saves a CPU profile of mizzen over the next secs seconds.
-func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs int) (string, error) {
+func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs int, trace bool) (string, error) {
 	root, err := rig.ModuleRoot()
 	if err != nil {
 		return "", err
@@ -727,8 +740,11 @@ func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs 
 	if stamp == "" {
 		stamp = time.Now().UTC().Format("20060102T150405Z")
 	}
-	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cp.pprofURL, secs)
-	if kind == "heap" {
+	url, ext := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cp.pprofURL, secs), "pprof"
+	if trace && !strings.HasPrefix(kind, "heap") {
+		url, ext = fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", cp.pprofURL, secs), "trace"
+	}
+	if strings.HasPrefix(kind, "heap") {
 		url = cp.pprofURL + "/debug/pprof/heap?gc=1" // what is live, right now
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -743,9 +759,9 @@ func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs 
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s: %s", req.URL, resp.Status)
 	}
-	name := fmt.Sprintf("kube-%s-%s-%s.pprof", stamp, mode, kind)
+	name := fmt.Sprintf("kube-%s-%s-%s.%s", stamp, mode, kind, ext)
 	if cp.name != "mizzen" {
-		name = fmt.Sprintf("kube-%s-%s-%s-%s.pprof", stamp, cp.name, mode, kind)
+		name = fmt.Sprintf("kube-%s-%s-%s-%s.%s", stamp, cp.name, mode, kind, ext)
 	}
 	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
@@ -767,7 +783,10 @@ type kbPush struct {
 
 // kbLastPush reads mizzen's last push from /debug/push_status.
 func kbLastPush(ctx context.Context, mz *rig.Mizzen) (kbPush, error) {
-	body, err := mz.Get(ctx, "/debug/push_status")
+	// Without the per-proxy rows: the full page (1,000 proxies) allocates
+	// ~9 MB, which would bring mizzen's next collection into the measured
+	// changes.
+	body, err := mz.Get(ctx, "/debug/push_status?proxies=false")
 	if err != nil {
 		return kbPush{}, err
 	}

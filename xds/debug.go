@@ -98,7 +98,11 @@ func (s *Server) SyncStatus() []ProxySyncStatus {
 func (s *Server) DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/configz", s.serveConfigz)
-	mux.HandleFunc("/debug/push_status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.PushStatus()) })
+	mux.HandleFunc("/debug/push_status", func(w http.ResponseWriter, r *http.Request) {
+		// ?proxies=false leaves out the per-proxy rows: on a large mesh they
+		// are most of the page, and a poller wants only the last push.
+		writeJSON(w, s.pushStatus(r.URL.Query().Get("proxies") != "false"))
+	})
 	mux.HandleFunc("/debug/syncz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.SyncStatus()) })
 	mux.HandleFunc("/debug/changes", s.changes.serveHTTP)
 	mux.HandleFunc("/debug/connections", func(w http.ResponseWriter, _ *http.Request) {
@@ -296,7 +300,9 @@ type TypePushCount struct {
 }
 
 // PushStatus reports the last push as /debug/push_status shows it.
-func (s *Server) PushStatus() PushStatus {
+func (s *Server) PushStatus() PushStatus { return s.pushStatus(true) }
+
+func (s *Server) pushStatus(perProxy bool) PushStatus {
 	last, total := s.pushes.get()
 	st := PushStatus{LastPush: last, Pushes: total, ConfigErrors: map[string]map[string]int{}}
 	s.mu.Lock()
@@ -316,6 +322,9 @@ func (s *Server) PushStatus() PushStatus {
 			}
 			st.ConfigErrorList = append(st.ConfigErrorList, ConfigErrorRow{level, e.Code, e.Kind, e.Namespace, e.Name, e.Field, e.Message})
 		}
+	}
+	if !perProxy {
+		return st
 	}
 	for _, cn := range s.cache.snapshotConns() {
 		pp := ProxyPushes{ProxyID: cn.id, Types: map[string]TypePushCount{}}

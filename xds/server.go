@@ -49,6 +49,16 @@ type Options struct {
 	// SendBudget bounds the bytes of large responses sent and not yet
 	// answered, over all streams (sendbudget.go; 0: 64 MiB).
 	SendBudget int64
+	// Pushes, if set, hears when each push starts and ends (mizzen serve
+	// gives it memtrim's Pacer).
+	Pushes PushObserver
+}
+
+// PushObserver hears of pushes. Its methods are called on the push
+// goroutine and must not block.
+type PushObserver interface {
+	PushStarted()
+	PushDone(endpointOnly bool)
 }
 
 // Server is the ADS server plus its push loop.
@@ -79,7 +89,8 @@ type Server struct {
 	trustDomain string
 	devIdentity bool
 
-	pushes pushLog // the last push, for /debug/push_status (debug.go)
+	pushes   pushLog // the last push, for /debug/push_status (debug.go)
+	observer PushObserver
 
 	budget *sendBudget
 }
@@ -96,7 +107,8 @@ func New(o Options) *Server {
 		o.TrustDomain = certs.DefaultTrustDomain
 	}
 	s := &Server{log: o.Logger, metrics: o.Metrics, workers: o.PushConcurrency, wake: make(chan struct{}, 1),
-		streams: map[int64]string{}, proven: map[int64]authn.Identity{}, trustDomain: o.TrustDomain, devIdentity: o.InsecureDevIdentity}
+		streams: map[int64]string{}, proven: map[int64]authn.Identity{}, trustDomain: o.TrustDomain, devIdentity: o.InsecureDevIdentity,
+		observer: o.Pushes}
 	if o.CA != nil {
 		s.secrets = &secrets{ca: o.CA, ttl: o.CertTTL}
 	}
@@ -183,6 +195,11 @@ func (s *Server) Run(ctx context.Context) {
 
 func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.Time) {
 	start := time.Now()
+	endpointOnly := false
+	if s.observer != nil {
+		s.observer.PushStarted()
+		defer func() { s.observer.PushDone(endpointOnly) }()
+	}
 	s.mu.Lock()
 	prev := s.gen
 	s.mu.Unlock()
@@ -195,7 +212,7 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 		return
 	}
 	trigger := "config"
-	if gen.endpointOnly(prev) {
+	if endpointOnly = gen.endpointOnly(prev); endpointOnly {
 		trigger = "endpoint"
 	}
 	s.metrics.triggers.WithLabelValues(trigger).Inc()

@@ -149,9 +149,10 @@ func serve(ctx context.Context, o serveOptions) error {
 	if o.identityReviewInterval <= 0 {
 		o.identityReviewInterval = xds.DefaultIdentityReviewInterval
 	}
+	pacer := memtrim.NewPacer(log)
 	server := xds.New(xds.Options{Logger: log, Metrics: metrics, CA: ca.get, CertTTL: o.workloadCertTTL,
 		TrustDomain: o.trustDomain, InsecureDevIdentity: o.insecureDevIdentity,
-		IdentityReviewInterval: o.identityReviewInterval, SendBudget: int64(o.sendBudgetMiB) << 20})
+		IdentityReviewInterval: o.identityReviewInterval, SendBudget: int64(o.sendBudgetMiB) << 20, Pushes: pacer})
 
 	xdsLis, err := net.Listen("tcp", o.xdsAddr)
 	if err != nil {
@@ -197,6 +198,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	// Heap a burst (a fleet connecting, a change to every proxy) needed goes
 	// back to the OS once the burst is over (pkg/memtrim).
 	run(func() { memtrim.Run(ctx, memtrim.Options{Logger: log}) })
+	// Collections that endpoint pushes would run into happen before them.
+	run(func() { pacer.Run(ctx) })
 	if prev, ok := memtrim.ApplyGCPercent(os.Getenv); ok {
 		log.Debug("GC percent set (GOGC unset)", "gogc", memtrim.GCPercent, "was", prev)
 	}

@@ -72,6 +72,8 @@ type options struct {
 	json       bool
 	logLevel   string
 	cpuProfile string
+	// cpuProfileChanges starts the profile after the warm-up.
+	cpuProfileChanges bool
 	memProfile string
 }
 
@@ -155,6 +157,7 @@ Exit status: 0 all converged, 2 some proxy did not (report still printed), 1 err
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of xdsload itself to this file")
+	f.BoolVar(&o.cpuProfileChanges, "cpuprofile-changes", false, "with --cpuprofile: profile the changes only, from the end of the warm-up")
 	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of xdsload itself (at the end, streams still open) to this file")
 	return cmd
 }
@@ -248,16 +251,27 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		rssStart = sampler.Current().RSSFinal
 	}
 
-	if o.cpuProfile != "" {
+	stopProfile := func() {}
+	startProfile := func() error {
+		if o.cpuProfile == "" {
+			return nil
+		}
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
 			return err
 		}
-		defer pprof.StopCPUProfile()
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		return nil
+	}
+	defer func() { stopProfile() }()
+	if !o.cpuProfileChanges {
+		if err := startProfile(); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	selfCPU0, _ := loadclient.CPUSeconds(os.Getpid())
@@ -276,6 +290,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	m.initial = client.WaitInitial(ctx, o.initialTimeout)
 	log.Info("initial config", "converged", m.initial.Converged, "of", o.proxies, "took", m.initial.All)
+	if o.cpuProfileChanges {
+		if err := startProfile(); err != nil {
+			return err
+		}
+	}
 	if sampler != nil {
 		st := sampler.Current()
 		m.cpuInitial = &st.CPUSeconds

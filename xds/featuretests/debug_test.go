@@ -93,6 +93,16 @@ func TestDebugConfigzAndPushStatus(t *testing.T) {
 	if ps.LastPush.Version != snap.Version || ps.LastPush.Trigger != "endpoint" || ps.Pushes != 3 {
 		t.Errorf("after an endpoint change: last push = %+v, pushes %d", ps.LastPush, ps.Pushes)
 	}
+
+	// A poller that wants only the last push leaves out the proxies.
+	rec = debugGet(t, h, "127.0.0.1:40000", "/debug/push_status?proxies=false")
+	var short xds.PushStatus
+	if err := json.Unmarshal(rec.Body.Bytes(), &short); err != nil {
+		t.Fatal(err)
+	}
+	if short.LastPush == nil || short.LastPush.Version != snap.Version || len(short.Proxies) != 0 || short.ConfigErrors["VirtualService"]["ReferencedSubsetNotFound"] != 1 {
+		t.Errorf("push_status?proxies=false = %s; want the last push and the errors, no proxies", rec.Body)
+	}
 }
 
 // Debug views answer loopback clients only; anyone else gets 403 saying why.

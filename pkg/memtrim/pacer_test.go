@@ -1,0 +1,101 @@
+package memtrim
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestWouldMeetCollection(t *testing.T) {
+	const mib = 1 << 20
+	// Live 100 MiB, goal 150 MiB: the runtime may start as early as 135 MiB.
+	h := pacerHeap{live: 100 * mib, goal: 150 * mib}
+	for _, c := range []struct {
+		objects, expect uint64
+		want            bool
+	}{
+		{100 * mib, 5 * mib, false}, // just collected: room for several pushes
+		{120 * mib, 5 * mib, false}, // 15 MiB left, two pushes take 10
+		{126 * mib, 5 * mib, true},  // 9 MiB left: the second push would start one
+		{140 * mib, 1 * mib, true},  // past the earliest trigger
+		{140 * mib, 0, false},       // no push measured yet
+	} {
+		h.objects = c.objects
+		if got := h.wouldMeetCollection(c.expect); got != c.want {
+			t.Errorf("objects %d MiB, pushes of %d MiB: %v, want %v", c.objects/mib, c.expect/mib, got, c.want)
+		}
+	}
+	if (pacerHeap{live: 100, goal: 100, objects: 100}).wouldMeetCollection(10) {
+		t.Error("a heap without a goal above its live size (GOGC=off) was collected")
+	}
+}
+
+// fakeHeap is a heap the test moves by hand.
+type fakeHeap struct {
+	mu        sync.Mutex
+	h         pacerHeap
+	collected chan struct{}
+}
+
+func (f *fakeHeap) read() pacerHeap { f.mu.Lock(); defer f.mu.Unlock(); return f.h }
+
+func (f *fakeHeap) alloc(n uint64) {
+	f.mu.Lock()
+	f.h.objects += n
+	f.h.allocs += n
+	f.mu.Unlock()
+}
+
+func (f *fakeHeap) collect() {
+	f.mu.Lock()
+	f.h.objects = f.h.live
+	f.mu.Unlock()
+	f.collected <- struct{}{}
+}
+
+// After an endpoint push that leaves too little room for the next one, the
+// Pacer collects once the push is quiet; with room, or after a config push,
+// it does not.
+func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
+	const mib = 1 << 20
+	f := &fakeHeap{h: pacerHeap{live: 100 * mib, goal: 150 * mib, objects: 100 * mib}, collected: make(chan struct{}, 4)}
+	p := NewPacer(nil)
+	p.Quiet = 10 * time.Millisecond
+	p.read, p.collect = f.read, f.collect
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	push := func(endpointOnly bool, n uint64) {
+		p.PushStarted()
+		time.Sleep(5 * time.Millisecond) // the Pacer reads the start first
+		f.alloc(n)
+		p.PushDone(endpointOnly)
+	}
+	collectedWithin := func(d time.Duration) bool {
+		select {
+		case <-f.collected:
+			return true
+		case <-time.After(d):
+			return false
+		}
+	}
+
+	push(true, 5*mib) // 105 of an earliest trigger at 135: room for many
+	if collectedWithin(200 * time.Millisecond) {
+		t.Fatal("collected with 30 MiB of room for 5 MiB pushes")
+	}
+	push(false, 20*mib) // a config push: the runtime collects during those anyway
+	if collectedWithin(200 * time.Millisecond) {
+		t.Fatal("collected after a config push")
+	}
+	push(true, 5*mib) // 130: the next push would start a collection
+	if !collectedWithin(2 * time.Second) {
+		t.Fatal("not collected with 5 MiB of room for 5 MiB pushes")
+	}
+	if got := f.read().objects; got != 100*mib {
+		t.Errorf("objects after the collection %d MiB", got/mib)
+	}
+}
