@@ -74,7 +74,7 @@ type options struct {
 	cpuProfile string
 	// cpuProfileChanges starts the profile after the warm-up.
 	cpuProfileChanges bool
-	memProfile string
+	memProfile        string
 }
 
 func main() {
