@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -94,10 +95,10 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 
 // BenchmarkEndpointChangeModel is the model side of the same change, as the
 // Kubernetes source runs it: model.Build with a HashCache, every object
-// versioned by the apiserver, one EndpointSlice at a new resourceVersion.
+// versioned by the apiserver and the same object while its version is, one
+// EndpointSlice at a new resourceVersion.
 func BenchmarkEndpointChangeModel(b *testing.B) {
 	const n, proxies = 1000, 1000
-	hashes := model.NewHashCache()
 	versioned := func(in *model.Inputs, rv string) *model.Inputs {
 		for _, o := range in.Services {
 			o.ResourceVersion, o.UID = "1", types.UID(o.Name)
@@ -109,17 +110,25 @@ func BenchmarkEndpointChangeModel(b *testing.B) {
 			o.ResourceVersion, o.UID = "1", types.UID(o.Name)
 		}
 		in.EndpointSlices[0].ResourceVersion = rv
-		in.Hashes = hashes
 		return in
 	}
-	model.Build(versioned(benchMesh(n, proxies, ""), "1"), 1)
+	base := versioned(benchMesh(n, proxies, ""), "1")
+	base.Hashes = model.NewHashCache()
+	// svc-0's slice as the apiserver serves it after each round's write.
+	var variants [2]*discoveryv1.EndpointSlice
+	for i := range variants {
+		variants[i] = versioned(benchMesh(1, 1, togglingEndpoint(i)), fmt.Sprint(i+2)).EndpointSlices[0]
+	}
+	model.Build(base, 1)
 	b.ResetTimer()
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		in := versioned(benchMesh(n, proxies, togglingEndpoint(i)), fmt.Sprint(i+2))
+		in := *base
+		in.EndpointSlices = slices.Clone(base.EndpointSlices)
+		in.EndpointSlices[0] = variants[i%2]
 		b.StartTimer()
-		model.Build(in, uint64(i+2))
+		model.Build(&in, uint64(i+2))
 	}
 }
 

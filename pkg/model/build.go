@@ -1,9 +1,7 @@
 package model
 
 import (
-	"encoding/binary"
 	"encoding/json"
-	"hash"
 	"hash/fnv"
 	"maps"
 	"net"
@@ -105,21 +103,20 @@ func (s *Snapshot) buildServices(in *Inputs) {
 
 // buildEndpoints reads EndpointSlices; a service with a selector but no slice at
 // all gets its endpoints from matching Pods, so a YAML directory of Pods works too.
+// With a HashCache, a service whose slices, pods and nodes are the last
+// build's keeps the last build's endpoints (endpoints_memo.go).
 func (s *Snapshot) buildEndpoints(in *Inputs) {
 	s.endpoints = make(map[string][]*Endpoint, len(s.serviceList))
 	s.localities = newLocalities(in)
-	podsByName := map[string]*corev1.Pod{}
-	podsByIP := map[string]*corev1.Pod{}
-	for _, p := range in.Pods {
-		podsByName[p.Namespace+"/"+p.Name] = p
-		if p.Status.PodIP != "" {
-			podsByIP[p.Status.PodIP] = p
-		}
+	prev, next := in.Hashes.beginEndpoints(in.Nodes, in.Pods)
+	defer in.Hashes.endEndpoints(next)
+	if next != nil {
+		s.localities.shared = next.shared
 	}
+	pods := indexPods(in.Pods)
 	withSlices := map[string]bool{}
-	// hostname -> endpoints in input order; an address listed twice keeps
-	// its last entry (sorted and deduplicated below).
-	seen := make(map[string][]*Endpoint, len(s.serviceList))
+	// hostname -> its slices in input order
+	byHost := make(map[string][]*discoveryv1.EndpointSlice, len(s.serviceList))
 	for _, es := range in.EndpointSlices {
 		svcName := es.Labels[discoveryv1.LabelServiceName]
 		if svcName == "" {
@@ -127,49 +124,38 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 		}
 		host := ServiceHostname(svcName, es.Namespace)
 		withSlices[host] = true
-		svc := s.services[host]
-		if svc == nil {
+		if s.services[host] == nil {
 			continue
 		}
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
-		ports := map[string]uint32{}
-		for _, p := range es.Ports {
-			if p.Port == nil {
+		byHost[host] = append(byHost[host], es)
+	}
+	samePods := prev != nil && samePointers(prev.pods, in.Pods)
+	for host, slices := range byHost {
+		if prev != nil {
+			match := func(visit func(*corev1.Pod) bool) bool {
+				return pods.eachAddress(slices, func(_ *discoveryv1.EndpointSlice, _ *discoveryv1.Endpoint, _ string, pod *corev1.Pod) bool {
+					return visit(pod)
+				})
+			}
+			if samePods {
+				match = nil
+			}
+			if h := prev.hosts[host]; h.reusable(slices, match) {
+				s.endpoints[host] = h.list
+				next.hosts[host] = h
 				continue
 			}
-			name := ""
-			if p.Name != nil {
-				name = *p.Name
-			}
-			ports[name] = uint32(*p.Port)
 		}
-		for _, ep := range es.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			var pod *corev1.Pod
-			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
-				ns := ep.TargetRef.Namespace
-				if ns == "" {
-					ns = es.Namespace
-				}
-				pod = podsByName[ns+"/"+ep.TargetRef.Name]
-			}
-			for _, addr := range ep.Addresses {
-				if pod == nil {
-					pod = podsByIP[addr]
-				}
-				e := &Endpoint{Address: addr, Ports: ports, Namespace: es.Namespace}
-				if pod != nil {
-					e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
-				}
-				e.Locality = s.localities.endpoint(pod, ep.NodeName, ep.Zone)
-				seen[host] = append(seen[host], e)
-			}
+		list, matched := s.sliceEndpoints(pods, slices, next != nil)
+		s.endpoints[host] = list
+		if next != nil {
+			next.hosts[host] = &hostEndpoints{slices: slices, pods: matched, list: list}
 		}
 	}
+	seen := map[string][]*Endpoint{}
 	for _, svc := range s.serviceList {
 		if withSlices[svc.Hostname] || len(svc.Selector) == 0 {
 			continue
@@ -187,6 +173,100 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 	for host, list := range seen {
 		s.endpoints[host] = sortedByAddress(list)
 	}
+}
+
+// sliceEndpoints converts one service's slices: its ready addresses, each
+// with its pod's labels, service account and locality, sorted by address.
+// With record, it also returns the pod each address was matched with.
+func (s *Snapshot) sliceEndpoints(pods podIndex, slices []*discoveryv1.EndpointSlice, record bool) ([]*Endpoint, []*corev1.Pod) {
+	var list []*Endpoint
+	var matched []*corev1.Pod
+	var cur *discoveryv1.EndpointSlice
+	var ports map[string]uint32
+	pods.eachAddress(slices, func(es *discoveryv1.EndpointSlice, ep *discoveryv1.Endpoint, addr string, pod *corev1.Pod) bool {
+		if es != cur {
+			cur, ports = es, slicePorts(es)
+		}
+		e := &Endpoint{Address: addr, Ports: ports, Namespace: es.Namespace}
+		if pod != nil {
+			e.Labels, e.ServiceAccount, e.PodName = pod.Labels, pod.Spec.ServiceAccountName, pod.Name
+		}
+		e.Locality = s.localities.endpoint(pod, ep.NodeName, ep.Zone)
+		list = append(list, e)
+		if record {
+			matched = append(matched, pod)
+		}
+		return true
+	})
+	return sortedByAddress(list), matched
+}
+
+// slicePorts maps a slice's port names to their numbers.
+func slicePorts(es *discoveryv1.EndpointSlice) map[string]uint32 {
+	ports := map[string]uint32{}
+	for _, p := range es.Ports {
+		if p.Port == nil {
+			continue
+		}
+		name := ""
+		if p.Name != nil {
+			name = *p.Name
+		}
+		ports[name] = uint32(*p.Port)
+	}
+	return ports
+}
+
+// podIndex finds the pod behind an endpoint: by its targetRef, else by
+// address.
+type podIndex struct {
+	byName map[podName]*corev1.Pod
+	byIP   map[string]*corev1.Pod
+}
+
+type podName struct{ namespace, name string }
+
+func indexPods(pods []*corev1.Pod) podIndex {
+	ix := podIndex{byName: make(map[podName]*corev1.Pod, len(pods)), byIP: make(map[string]*corev1.Pod, len(pods))}
+	for _, p := range pods {
+		ix.byName[podName{p.Namespace, p.Name}] = p
+		if p.Status.PodIP != "" {
+			ix.byIP[p.Status.PodIP] = p
+		}
+	}
+	return ix
+}
+
+// eachAddress calls fn for every address of the slices' ready endpoints,
+// in order, with the pod it belongs to (nil: none found), until fn returns
+// false; it reports whether fn always returned true. The conversion and the
+// memo's check walk the same way.
+func (ix podIndex) eachAddress(slices []*discoveryv1.EndpointSlice, fn func(*discoveryv1.EndpointSlice, *discoveryv1.Endpoint, string, *corev1.Pod) bool) bool {
+	for _, es := range slices {
+		for i := range es.Endpoints {
+			ep := &es.Endpoints[i]
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			var pod *corev1.Pod
+			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+				ns := ep.TargetRef.Namespace
+				if ns == "" {
+					ns = es.Namespace
+				}
+				pod = ix.byName[podName{ns, ep.TargetRef.Name}]
+			}
+			for _, addr := range ep.Addresses {
+				if pod == nil {
+					pod = ix.byIP[addr]
+				}
+				if !fn(es, ep, addr, pod) {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // sortedByAddress sorts endpoints by address, keeping only the last one
@@ -321,27 +401,30 @@ func byCreation[T creationSortable](in []T) []T {
 func fingerprint(in *Inputs) (config, endpoints uint64) {
 	h := in.Hashes.begin()
 	defer h.end()
-	c, e := fnv.New64a(), fnv.New64a()
-	add := func(dst hash.Hash64, kind string, m metav1.ObjectMeta, cacheable bool, parts ...any) {
-		_ = binary.Write(dst, binary.LittleEndian, h.object(kind, m, cacheable, parts))
+	c, e := uint64(fnvOffset), uint64(fnvOffset)
+	// parts is called only for an object not in the cache: its boxed fields
+	// were most of a build's allocations.
+	add := func(dst *uint64, kind string, m metav1.ObjectMeta, cacheable bool, parts func() []any) {
+		*dst = fnvAdd(*dst, h.object(kind, m, cacheable, parts))
 	}
+	none := func() []any { return nil }
 	for _, o := range in.Namespaces {
-		add(c, "ns", o.ObjectMeta, true)
+		add(&c, "ns", o.ObjectMeta, true, none)
 	}
 	for _, o := range in.Services {
-		add(c, "svc", o.ObjectMeta, true, &o.Spec)
+		add(&c, "svc", o.ObjectMeta, true, func() []any { return []any{&o.Spec} })
 	}
 	for _, o := range in.ServiceAccounts {
-		add(c, "sa", o.ObjectMeta, true)
+		add(&c, "sa", o.ObjectMeta, true, none)
 	}
 	for _, o := range in.ConfigMaps {
-		add(c, "cm", o.ObjectMeta, true, o.Data)
+		add(&c, "cm", o.ObjectMeta, true, func() []any { return []any{o.Data} })
 	}
 	// Istio objects: metadata and spec (their status is not read).
 	specs := func(kind string, n int, at func(int) (metav1.ObjectMeta, any)) {
 		for i := 0; i < n; i++ {
 			m, spec := at(i)
-			add(c, kind, m, true, spec)
+			add(&c, kind, m, true, func() []any { return []any{spec} })
 		}
 	}
 	specs("vs", len(in.VirtualServices), func(i int) (metav1.ObjectMeta, any) {
@@ -372,46 +455,55 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	for _, o := range in.Secrets {
 		key := o.Namespace + "/" + o.Name
 		cr := creds.ok[key]
-		add(c, "secret", o.ObjectMeta, false, []any{cr != nil, cr != nil && cr.CACert != nil, creds.invalid[key]})
+		add(&c, "secret", o.ObjectMeta, false, func() []any { return []any{cr != nil, cr != nil && cr.CACert != nil, creds.invalid[key]} })
 	}
 	for _, o := range in.EndpointSlices {
-		add(e, "es", o.ObjectMeta, true, []any{o.AddressType, o.Endpoints, o.Ports})
+		add(&e, "es", o.ObjectMeta, true, func() []any { return []any{o.AddressType, o.Endpoints, o.Ports} })
 	}
 	for _, o := range in.Pods {
 		// Pods matter for their labels, service account and address only, and
 		// for their node when Nodes give localities (not boxed otherwise: one
 		// allocation per pod and build).
-		if len(in.Nodes) == 0 {
-			add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)})
-		} else {
-			add(e, "pod", o.ObjectMeta, true, []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o), o.Spec.NodeName})
-		}
+		add(&e, "pod", o.ObjectMeta, true, func() []any {
+			if len(in.Nodes) == 0 {
+				return []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)}
+			}
+			return []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o), o.Spec.NodeName}
+		})
 	}
 	for _, o := range in.Nodes {
 		// Nodes matter for their locality labels only (in the metadata hash).
-		add(e, "node", o.ObjectMeta, true)
+		add(&e, "node", o.ObjectMeta, true, none)
 	}
-	return c.Sum64(), e.Sum64()
+	return c, e
 }
 
 // HashCache keeps the fingerprints of apiserver objects across builds, by
 // kind, namespace, name, UID and resourceVersion (which changes with every
 // write), so a change re-hashes only the objects it touched. A source that
 // builds repeatedly hands the same one to every build (Inputs.Hashes). Entries
-// of objects that are gone are dropped at the next build.
+// of objects that are gone are dropped once they are half the cache.
 type HashCache struct {
-	mu        sync.Mutex
-	cur, next map[hashKey]uint64
+	mu sync.Mutex
+	// hashes are stamped with the last build that read them (gen), so a
+	// build marks what it reads in place instead of copying the cache.
+	hashes map[hashKey]*stampedHash
+	gen    uint64
+	live   int // entries stamped by the current build
 	// ignored memoizes ReportIgnoredFields per object version (coverage.go).
 	ignored map[hashKey][]IgnoredField
+	// endpoints memoizes each service's endpoints (endpoints_memo.go).
+	endpoints *endpointMemo
 }
+
+type stampedHash struct{ v, gen uint64 }
 
 // hashKey names one version of one object. A struct of the object's own
 // strings, so a lookup allocates nothing.
 type hashKey struct{ kind, namespace, name, uid, resourceVersion string }
 
 // NewHashCache returns an empty cache.
-func NewHashCache() *HashCache { return &HashCache{cur: map[hashKey]uint64{}} }
+func NewHashCache() *HashCache { return &HashCache{hashes: map[hashKey]*stampedHash{}} }
 
 // objectHasher hashes the objects of one build.
 type objectHasher struct{ c *HashCache }
@@ -419,36 +511,49 @@ type objectHasher struct{ c *HashCache }
 func (c *HashCache) begin() objectHasher {
 	if c != nil {
 		c.mu.Lock()
-		c.next = make(map[hashKey]uint64, len(c.cur))
+		c.gen++
+		c.live = 0
 	}
 	return objectHasher{c}
 }
 
 func (h objectHasher) end() {
-	if h.c != nil {
-		h.c.cur, h.c.next = h.c.next, nil
-		h.c.mu.Unlock()
+	c := h.c
+	if c == nil {
+		return
 	}
+	if len(c.hashes) > 2*c.live+64 {
+		for k, e := range c.hashes {
+			if e.gen != c.gen {
+				delete(c.hashes, k)
+			}
+		}
+	}
+	c.mu.Unlock()
 }
 
-func (h objectHasher) object(kind string, m metav1.ObjectMeta, cacheable bool, parts []any) uint64 {
+func (h objectHasher) object(kind string, m metav1.ObjectMeta, cacheable bool, parts func() []any) uint64 {
 	var key hashKey
 	if h.c != nil && cacheable && m.ResourceVersion != "" {
 		key = hashKey{kind, m.Namespace, m.Name, string(m.UID), m.ResourceVersion}
-		if v, ok := h.c.cur[key]; ok {
-			h.c.next[key] = v
-			return v
+		if e, ok := h.c.hashes[key]; ok {
+			if e.gen != h.c.gen {
+				e.gen = h.c.gen
+				h.c.live++
+			}
+			return e.v
 		}
 	}
 	d := fnv.New64a()
 	enc := json.NewEncoder(d)
 	_ = enc.Encode([]any{kind, m.Namespace, m.Name, m.Labels, m.Annotations, m.CreationTimestamp, m.DeletionTimestamp != nil})
-	for _, p := range parts {
+	for _, p := range parts() {
 		_ = enc.Encode(p)
 	}
 	v := d.Sum64()
 	if key.resourceVersion != "" {
-		h.c.next[key] = v
+		h.c.hashes[key] = &stampedHash{v: v, gen: h.c.gen}
+		h.c.live++
 	}
 	return v
 }
