@@ -144,13 +144,13 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				match = nil
 			}
 			if h := prev.hosts[host]; h.reusable(slices, match) {
-				s.endpoints[host] = h.list
+				s.setEndpoints(host, h.list)
 				next.hosts[host] = h
 				continue
 			}
 		}
 		list, matched := s.sliceEndpoints(pods, slices, next != nil)
-		s.endpoints[host] = list
+		s.setEndpoints(host, list)
 		if next != nil {
 			next.hosts[host] = &hostEndpoints{slices: slices, pods: matched, list: list}
 		}
@@ -172,6 +172,14 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 	}
 	for host, list := range seen {
 		s.endpoints[host] = sortedByAddress(list)
+	}
+}
+
+// setEndpoints records a service's endpoints; one whose slices have no
+// ready address has none, as one without slices.
+func (s *Snapshot) setEndpoints(host string, list []*Endpoint) {
+	if len(list) > 0 {
+		s.endpoints[host] = list
 	}
 }
 

@@ -53,7 +53,7 @@ func TestEndpointMemo(t *testing.T) {
 		plain.Hashes = nil
 		want := Build(&plain, s.Version)
 		for _, host := range []string{a, b} {
-			if !reflect.DeepEqual(s.Endpoints(host), want.Endpoints(host)) {
+			if !reflect.DeepEqual(s.Endpoints(host), want.Endpoints(host)) || s.EndpointsHashOf(host) != want.EndpointsHashOf(host) {
 				t.Errorf("%s: %s endpoints %+v, without the memo %+v", what, host, s.Endpoints(host), want.Endpoints(host))
 			}
 		}
@@ -96,5 +96,15 @@ func TestEndpointMemo(t *testing.T) {
 	again := Build(&next, 5)
 	if !same(again, s, a) || !same(again, s, b) || again.Endpoints(a)[0].Locality != again.Endpoints(b)[0].Locality {
 		t.Error("unchanged inputs: endpoints not reused, or a locality split in two values")
+	}
+
+	// b's only endpoint stops being ready: b has none, as without the memo.
+	notReady := next.EndpointSlices[1].DeepCopy()
+	notReady.Endpoints[0].Conditions.Ready = ptr(false)
+	gone := next
+	gone.EndpointSlices = []*discoveryv1.EndpointSlice{next.EndpointSlices[0], notReady}
+	check("no ready endpoint", Build(&gone, 10), &gone)
+	if eps := Build(&gone, 11).Endpoints(b); eps != nil {
+		t.Errorf("b without a ready endpoint has %+v", eps)
 	}
 }
