@@ -19,8 +19,9 @@ import (
 // a push allocates a few MB, far less than the heap's headroom, so the
 // collection it meets is the one the heap was about to need anyway: the
 // Pacer runs it just before, once the last push has gone quiet, if the
-// headroom left would not hold two more such pushes. That costs at most one
-// earlier collection per push, and none while the heap has room.
+// headroom left would not hold another such push. The collection comes at
+// most one push earlier than the runtime's would, and never while the heap
+// has room.
 type Pacer struct {
 	// Quiet is how long after a push ends the Pacer looks (default 150 ms:
 	// the proxies' ACKs are in by then).
@@ -131,16 +132,17 @@ func (p *Pacer) Run(ctx context.Context) {
 	}
 }
 
-// wouldMeetCollection reports whether two more pushes that allocate expect
-// bytes each would start a collection. The runtime starts one before the
-// goal, somewhere past 70% of the way from the live heap to it; the Pacer
-// takes the earliest.
+// wouldMeetCollection reports whether a push that allocates expect bytes
+// would start a collection. The runtime starts one before the goal,
+// somewhere past 70% of the way from the live heap to it; the Pacer takes
+// the earliest, which also leaves room for what is allocated between pushes
+// (the model's build of the change, scrapes).
 func (h pacerHeap) wouldMeetCollection(expect uint64) bool {
 	if h.goal <= h.live || expect == 0 {
 		return false
 	}
 	trigger := h.live + (h.goal-h.live)*7/10
-	return h.objects+2*expect >= trigger
+	return h.objects+expect >= trigger
 }
 
 func readPacerHeap() pacerHeap {

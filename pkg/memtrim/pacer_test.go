@@ -16,8 +16,8 @@ func TestWouldMeetCollection(t *testing.T) {
 		want            bool
 	}{
 		{100 * mib, 5 * mib, false}, // just collected: room for several pushes
-		{120 * mib, 5 * mib, false}, // 15 MiB left, two pushes take 10
-		{126 * mib, 5 * mib, true},  // 9 MiB left: the second push would start one
+		{129 * mib, 5 * mib, false}, // 6 MiB left for a 5 MiB push
+		{131 * mib, 5 * mib, true},  // 4 MiB left: the push would start one
 		{140 * mib, 1 * mib, true},  // past the earliest trigger
 		{140 * mib, 0, false},       // no push measured yet
 	} {
@@ -91,9 +91,9 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	if collectedWithin(200 * time.Millisecond) {
 		t.Fatal("collected after a config push")
 	}
-	push(true, 5*mib) // 130: the next push would start a collection
+	push(true, 6*mib) // 131: the next push would start a collection
 	if !collectedWithin(2 * time.Second) {
-		t.Fatal("not collected with 5 MiB of room for 5 MiB pushes")
+		t.Fatal("not collected with 4 MiB of room for 6 MiB pushes")
 	}
 	if got := f.read().objects; got != 100*mib {
 		t.Errorf("objects after the collection %d MiB", got/mib)
