@@ -62,19 +62,24 @@ func (s Stats) Worth(prev Stats, minReclaim uint64) bool {
 
 // Read returns the current heap figures.
 func Read() Stats {
-	samples := []metrics.Sample{
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
+	v := readUint64s("/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes", "/memory/classes/heap/free:bytes")
+	return Stats{Objects: v[0], Live: v[1], Free: v[2]}
+}
+
+// readUint64s reads runtime metrics of kind uint64 (0 for any other).
+func readUint64s(names ...string) []uint64 {
+	samples := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		samples[i].Name = n
 	}
 	metrics.Read(samples)
-	v := func(i int) uint64 {
-		if samples[i].Value.Kind() == metrics.KindUint64 {
-			return samples[i].Value.Uint64()
+	out := make([]uint64, len(names))
+	for i, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			out[i] = s.Value.Uint64()
 		}
-		return 0
 	}
-	return Stats{Objects: v(0), Live: v(1), Free: v(2)}
+	return out
 }
 
 // Run checks the heap every Interval until ctx is done and returns memory to

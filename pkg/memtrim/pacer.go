@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
-	"runtime/metrics"
 	"time"
 )
 
@@ -146,18 +145,6 @@ func (h pacerHeap) wouldMeetCollection(expect uint64) bool {
 }
 
 func readPacerHeap() pacerHeap {
-	s := []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/gc/heap/goal:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/gc/heap/allocs:bytes"},
-	}
-	metrics.Read(s)
-	v := func(i int) uint64 {
-		if s[i].Value.Kind() == metrics.KindUint64 {
-			return s[i].Value.Uint64()
-		}
-		return 0
-	}
-	return pacerHeap{live: v(0), goal: v(1), objects: v(2), allocs: v(3)}
+	v := readUint64s("/gc/heap/live:bytes", "/gc/heap/goal:bytes", "/memory/classes/heap/objects:bytes", "/gc/heap/allocs:bytes")
+	return pacerHeap{live: v[0], goal: v[1], objects: v[2], allocs: v[3]}
 }
