@@ -61,10 +61,12 @@ type streamGuard struct {
 	busy bool      // a periodic re-check is running
 }
 
-// revoke ends the stream; it reports whether this call did.
-func (g *streamGuard) revoke(err error) bool {
+// revoke ends the stream, calling before first; it reports whether this call
+// did (before runs only then).
+func (g *streamGuard) revoke(err error, before func()) bool {
 	first := false
 	g.once.Do(func() {
+		before()
 		g.cause = err
 		close(g.revoked)
 		first = true
@@ -239,10 +241,13 @@ func (s *Server) reviewStream(ctx context.Context, g *streamGuard, maxAge time.D
 		gs.reviewed(g, gs.nextReview(now))
 	case authn.Definite(err):
 		gs.reviewed(g, now.Add(gs.interval))
-		if g.revoke(err) {
+		// Counted before the stream ends, so whoever sees it end sees it
+		// counted.
+		if g.revoke(err, func() {
 			if gs.revocations != nil {
 				gs.revocations.WithLabelValues(authn.Reason(err)).Inc()
 			}
+		}) {
 			s.log.Warn("identity revoked: ending its xDS stream", "proxy", g.node, "identity", g.identity.SpiffeID(),
 				"reason", authn.Reason(err), "err", err)
 		}
