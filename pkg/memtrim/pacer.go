@@ -39,10 +39,10 @@ type pushEvent struct {
 }
 
 // pacerHeap is what the Pacer reads: the heap found live by the last
-// collection, the goal of the next, what objects take now, and all bytes
-// ever allocated.
+// collection, the goal of the next, all bytes ever allocated and the number
+// of completed collections.
 type pacerHeap struct {
-	live, goal, objects, allocs uint64
+	live, goal, allocs, cycles uint64
 }
 
 // NewPacer returns a Pacer; run it with Run.
@@ -89,6 +89,13 @@ func (p *Pacer) Run(ctx context.Context) {
 		recent       [recentPushes]uint64
 		next         int
 	)
+	// The runtime starts a collection when the heap marked by the last one
+	// plus what was allocated since reaches its trigger. What the last
+	// collection left is read after the fact: one seen since the previous
+	// look is taken to have ended right at it, which can only overestimate
+	// what was allocated since.
+	h := p.read()
+	cycles, sinceAllocs, lastAllocs := h.cycles, h.allocs, h.allocs
 	for {
 		select {
 		case <-ctx.Done():
@@ -96,7 +103,11 @@ func (p *Pacer) Run(ctx context.Context) {
 		case e := <-p.events:
 			if !e.done {
 				if !started {
-					startAllocs, started = p.read().allocs, true
+					h := p.read()
+					if h.cycles != cycles {
+						cycles, sinceAllocs = h.cycles, lastAllocs
+					}
+					startAllocs, lastAllocs, started = h.allocs, h.allocs, true
 				}
 				t.Stop()
 				continue
@@ -108,6 +119,10 @@ func (p *Pacer) Run(ctx context.Context) {
 				continue
 			}
 			h := p.read()
+			if h.cycles != cycles {
+				cycles, sinceAllocs = h.cycles, lastAllocs
+			}
+			lastAllocs = h.allocs
 			started = false
 			if !endpointOnly {
 				continue // a config push allocates a lot and collects anyway
@@ -118,33 +133,43 @@ func (p *Pacer) Run(ctx context.Context) {
 			for _, a := range recent {
 				expect = max(expect, a)
 			}
-			if !h.wouldMeetCollection(expect) {
+			heap := h.live + (h.allocs - sinceAllocs)
+			if !h.wouldMeetCollection(heap, expect) {
+				if p.Logger != nil {
+					p.Logger.Debug("no collection needed between pushes", "push_allocated", recent[(next-1)%recentPushes], "expect", expect,
+						"heap", heap, "live", h.live, "goal", h.goal)
+				}
 				continue
 			}
 			begin := time.Now()
 			p.collect()
+			after := p.read()
+			cycles, sinceAllocs, lastAllocs = after.cycles, after.allocs, after.allocs
 			if p.Logger != nil {
 				p.Logger.Debug("collected between pushes", "push_allocated", recent[(next-1)%recentPushes], "expect", expect,
-					"objects", h.objects, "goal", h.goal, "took", time.Since(begin))
+					"heap", heap, "goal", h.goal, "took", time.Since(begin))
 			}
 		}
 	}
 }
 
-// wouldMeetCollection reports whether a push that allocates expect bytes
-// would start a collection. The runtime starts one before the goal,
-// somewhere past 70% of the way from the live heap to it; the Pacer takes
-// the earliest, which also leaves room for what is allocated between pushes
-// (the model's build of the change, scrapes).
-func (h pacerHeap) wouldMeetCollection(expect uint64) bool {
+// betweenPushes is what a change allocates besides its push: the model's
+// build of it (1.3 MB at 1,000 services in a cluster), a scrape or two.
+const betweenPushes = 2 << 20
+
+// wouldMeetCollection reports whether the next change, whose push allocates
+// expect bytes, would start a collection on heap (the marked heap and what
+// was allocated since). The runtime starts one before the goal, somewhere
+// past 70% of the way from the live heap to it; the Pacer takes the earliest.
+func (h pacerHeap) wouldMeetCollection(heap, expect uint64) bool {
 	if h.goal <= h.live || expect == 0 {
 		return false
 	}
 	trigger := h.live + (h.goal-h.live)*7/10
-	return h.objects+expect >= trigger
+	return heap+expect+betweenPushes >= trigger
 }
 
 func readPacerHeap() pacerHeap {
-	v := readUint64s("/gc/heap/live:bytes", "/gc/heap/goal:bytes", "/memory/classes/heap/objects:bytes", "/gc/heap/allocs:bytes")
-	return pacerHeap{live: v[0], goal: v[1], objects: v[2], allocs: v[3]}
+	v := readUint64s("/gc/heap/live:bytes", "/gc/heap/goal:bytes", "/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles")
+	return pacerHeap{live: v[0], goal: v[1], allocs: v[2], cycles: v[3]}
 }

@@ -12,21 +12,20 @@ func TestWouldMeetCollection(t *testing.T) {
 	// Live 100 MiB, goal 150 MiB: the runtime may start as early as 135 MiB.
 	h := pacerHeap{live: 100 * mib, goal: 150 * mib}
 	for _, c := range []struct {
-		objects, expect uint64
-		want            bool
+		heap, expect uint64
+		want         bool
 	}{
-		{100 * mib, 5 * mib, false}, // just collected: room for several pushes
-		{129 * mib, 5 * mib, false}, // 6 MiB left for a 5 MiB push
-		{131 * mib, 5 * mib, true},  // 4 MiB left: the push would start one
+		{100 * mib, 5 * mib, false}, // just collected: room for several changes
+		{127 * mib, 5 * mib, false}, // 8 MiB left for a change of 5 + 2 MiB
+		{129 * mib, 5 * mib, true},  // 6 MiB left: the change would start one
 		{140 * mib, 1 * mib, true},  // past the earliest trigger
 		{140 * mib, 0, false},       // no push measured yet
 	} {
-		h.objects = c.objects
-		if got := h.wouldMeetCollection(c.expect); got != c.want {
-			t.Errorf("objects %d MiB, pushes of %d MiB: %v, want %v", c.objects/mib, c.expect/mib, got, c.want)
+		if got := h.wouldMeetCollection(c.heap, c.expect); got != c.want {
+			t.Errorf("heap %d MiB, pushes of %d MiB: %v, want %v", c.heap/mib, c.expect/mib, got, c.want)
 		}
 	}
-	if (pacerHeap{live: 100, goal: 100, objects: 100}).wouldMeetCollection(10) {
+	if (pacerHeap{live: 100, goal: 100}).wouldMeetCollection(100, 10) {
 		t.Error("a heap without a goal above its live size (GOGC=off) was collected")
 	}
 }
@@ -42,14 +41,13 @@ func (f *fakeHeap) read() pacerHeap { f.mu.Lock(); defer f.mu.Unlock(); return f
 
 func (f *fakeHeap) alloc(n uint64) {
 	f.mu.Lock()
-	f.h.objects += n
 	f.h.allocs += n
 	f.mu.Unlock()
 }
 
 func (f *fakeHeap) collect() {
 	f.mu.Lock()
-	f.h.objects = f.h.live
+	f.h.cycles++
 	f.mu.Unlock()
 	f.collected <- struct{}{}
 }
@@ -59,7 +57,7 @@ func (f *fakeHeap) collect() {
 // it does not.
 func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	const mib = 1 << 20
-	f := &fakeHeap{h: pacerHeap{live: 100 * mib, goal: 150 * mib, objects: 100 * mib}, collected: make(chan struct{}, 4)}
+	f := &fakeHeap{h: pacerHeap{live: 100 * mib, goal: 150 * mib}, collected: make(chan struct{}, 4)}
 	p := NewPacer(nil)
 	p.Quiet = 10 * time.Millisecond
 	p.read, p.collect = f.read, f.collect
@@ -95,7 +93,18 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	if !collectedWithin(2 * time.Second) {
 		t.Fatal("not collected with 4 MiB of room for 6 MiB pushes")
 	}
-	if got := f.read().objects; got != 100*mib {
-		t.Errorf("objects after the collection %d MiB", got/mib)
+
+	// After it the heap is the live one again: room for pushes.
+	push(true, 6*mib)
+	if collectedWithin(200 * time.Millisecond) {
+		t.Fatal("collected again right after a collection")
+	}
+	// A collection the runtime ran on its own (during a push) is noticed too.
+	f.mu.Lock()
+	f.h.cycles++
+	f.mu.Unlock()
+	push(true, 6*mib)
+	if collectedWithin(200 * time.Millisecond) {
+		t.Fatal("collected although the runtime just had")
 	}
 }
