@@ -65,7 +65,7 @@ func EDSNameOf(a *anypb.Any) (name string, ok bool, err error) {
 	}
 	if a.GetTypeUrl() == clusterTypeURL {
 		if name, ok, err := scanEDSName(a.GetValue()); err == nil {
-			return name, ok, nil
+			return string(name), ok, nil
 		}
 		// Malformed: the full decoder says why.
 	}
@@ -156,28 +156,29 @@ const (
 // scanEDSName is EDSNameOf on the wire form of a Cluster, reading only name,
 // the discovery type and eds_cluster_config.service_name, with protobuf's
 // rules: the last value of a scalar wins, and so does the last member of a
-// oneof set; repeated occurrences of a message merge.
-func scanEDSName(b []byte) (name string, ok bool, err error) {
-	var service string
+// oneof set; repeated occurrences of a message merge. The name is a part of
+// b.
+func scanEDSName(b []byte) (name []byte, ok bool, err error) {
+	var service []byte
 	eds := false // the discovery type is EDS (an unset oneof is STATIC)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return "", false, protowire.ParseError(n)
+			return nil, false, protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch {
 		case num == clusterName && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return "", false, protowire.ParseError(n)
+				return nil, false, protowire.ParseError(n)
 			}
-			name, b = string(v), b[n:]
+			name, b = v, b[n:]
 			continue
 		case num == clusterType && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return "", false, protowire.ParseError(n)
+				return nil, false, protowire.ParseError(n)
 			}
 			eds, b = v == discoveryTypeEDS, b[n:]
 			continue
@@ -186,10 +187,10 @@ func scanEDSName(b []byte) (name string, ok bool, err error) {
 		case num == clusterEDSConfig && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return "", false, protowire.ParseError(n)
+				return nil, false, protowire.ParseError(n)
 			}
 			if s, found, err := scanString(v, edsConfigService); err != nil {
-				return "", false, err
+				return nil, false, err
 			} else if found {
 				service = s
 			}
@@ -198,38 +199,38 @@ func scanEDSName(b []byte) (name string, ok bool, err error) {
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
-			return "", false, protowire.ParseError(n)
+			return nil, false, protowire.ParseError(n)
 		}
 		b = b[n:]
 	}
 	if !eds {
-		return "", false, nil
+		return nil, false, nil
 	}
-	if service != "" {
+	if len(service) > 0 {
 		return service, true, nil
 	}
 	return name, true, nil
 }
 
-// scanString returns the last value of string field num in message b.
-func scanString(b []byte, num protowire.Number) (s string, found bool, err error) {
+// scanString returns the last value of string field num in message b (a part of b).
+func scanString(b []byte, num protowire.Number) (s []byte, found bool, err error) {
 	for len(b) > 0 {
 		n0, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return "", false, protowire.ParseError(n)
+			return nil, false, protowire.ParseError(n)
 		}
 		b = b[n:]
 		if n0 == num && typ == protowire.BytesType {
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return "", false, protowire.ParseError(n)
+				return nil, false, protowire.ParseError(n)
 			}
-			s, found, b = string(v), true, b[n:]
+			s, found, b = v, true, b[n:]
 			continue
 		}
 		n = protowire.ConsumeFieldValue(n0, typ, b)
 		if n < 0 {
-			return "", false, protowire.ParseError(n)
+			return nil, false, protowire.ParseError(n)
 		}
 		b = b[n:]
 	}

@@ -34,6 +34,9 @@ type handle = unique.Handle[string]
 // said does not exist (removed_resources): answered, nothing held.
 var removedVersion = unique.Make("\x00removed")
 
+// noString is the handle of "": a resource without a name or version.
+var noString = unique.Make("")
+
 // depSep joins the RDS names of one listener into one interned handle.
 const depSep = "\x00"
 
@@ -46,13 +49,27 @@ type heldEntry struct {
 	dep handle
 	// refs (EDS/RDS): how many held clusters/listeners name it; subscribed while > 0.
 	refs int32
+	// mark (EDS/RDS) is the last response of the depending type (CDS/LDS)
+	// that touched the name (deltaTypeState.marks).
+	mark uint32
+}
+
+// touchedDeps are the EDS/RDS names one CDS/LDS response touched, each once
+// (heldEntry.mark), with whether it was subscribed before. A map did that, but
+// a first response touches 1,000 names, and that map was fresh memory per proxy.
+type touchedDeps struct {
+	names []handle
+	was   []bool
 }
 
 // deltaTypeState is what a delta proxy holds of one type.
 type deltaTypeState struct {
-	held map[handle]heldEntry
+	held heldMap
 	// pending counts subscribed EDS/RDS names without an answer yet.
-	pending   int
+	pending int
+	// marks counts the responses of the depending type that touched names
+	// of this one (heldEntry.mark).
+	marks     uint32
 	ackedOnce bool // a response of this type was ACKed on the current stream
 	sysVer    string
 	acks      int64
@@ -85,7 +102,7 @@ func typeIndex(typ string) int {
 func (p *proxy) dstate(i int) *deltaTypeState {
 	ts := p.dtypes[i]
 	if ts == nil {
-		ts = &deltaTypeState{held: map[handle]heldEntry{}}
+		ts = &deltaTypeState{}
 		p.dtypes[i] = ts
 	}
 	return ts
@@ -127,7 +144,9 @@ func (p *proxy) deltaStream(ctx context.Context, conn grpc.ClientConnInterface) 
 		if err != nil {
 			return err
 		}
-		if err := p.handleDelta(st, resp, time.Now()); err != nil {
+		err = p.handleDelta(st, resp, time.Now())
+		p.c.codec.release(resp)
+		if err != nil {
 			return err
 		}
 	}
@@ -142,7 +161,7 @@ func (p *proxy) deltaOpenRequestsLocked() []*discovery.DeltaDiscoveryRequest {
 		ts := p.dstate(i)
 		ts.ackedOnce = false
 		req := &discovery.DeltaDiscoveryRequest{TypeUrl: Types[i]}
-		for n, e := range ts.held {
+		for n, e := range ts.held.all() {
 			if i == idxEDS || i == idxRDS {
 				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n.Value())
 			}
@@ -189,7 +208,7 @@ func (p *proxy) handleDelta(st deltaSender, resp *leanDelta, recvAt time.Time) e
 			}
 			switch {
 			case ti == idxCDS && r.eds:
-				deps[k] = unique.Make(r.edsName)
+				deps[k] = r.edsName
 			case ti == idxLDS && len(r.rdsNames) > 0:
 				names := slices.Clone(r.rdsNames)
 				slices.Sort(names)
@@ -202,31 +221,32 @@ func (p *proxy) handleDelta(st deltaSender, resp *leanDelta, recvAt time.Time) e
 	ts := p.dstate(ti)
 	newVersion := ts.acks == 0
 	var dt *deltaTypeState
-	var touched map[handle]bool // dependent names touched: were they subscribed before?
+	var touched touchedDeps
 	if ti == idxCDS || ti == idxLDS {
 		dt = p.dstate(ti + 1) // EDS after CDS, RDS after LDS
+		dt.marks++
 	}
 	// A first response names every resource at once: growing the maps to
 	// that size one step at a time was a tenth of the client's warm-up CPU.
-	if len(ts.held) == 0 && len(resources) > 8 {
-		ts.held = make(map[handle]heldEntry, len(resources))
-		if dt != nil && len(dt.held) == 0 {
-			dt.held = make(map[handle]heldEntry, len(resources))
-			touched = make(map[handle]bool, len(resources))
+	if ts.held.len() == 0 && len(resources) > 8 {
+		ts.held = makeHeldMap(len(resources))
+		if dt != nil && dt.held.len() == 0 {
+			dt.held = makeHeldMap(len(resources))
+			touched.names = make([]handle, 0, len(resources))
+			touched.was = make([]bool, 0, len(resources))
 		}
 	}
 	for k := range resources {
 		r := &resources[k]
-		n := unique.Make(r.name)
-		v := unique.Make(r.version)
-		e, ok := ts.held[n]
+		n, v := r.name, r.version
+		e, ok := ts.held.get(n)
 		if dt == nil && !ok {
 			// An EDS/RDS resource this proxy did not subscribe to: Envoy ignores it.
 			continue
 		}
 		// A resource without a version (istiod sets none) is new whenever it
 		// is sent: Envoy applies it again.
-		if !ok || e.ver != v || r.version == "" {
+		if !ok || e.ver != v || v == noString {
 			newVersion = true
 		}
 		if ok && e.ver == (handle{}) {
@@ -234,22 +254,22 @@ func (p *proxy) handleDelta(st deltaSender, resp *leanDelta, recvAt time.Time) e
 		}
 		e.ver = v
 		if dt != nil && deps[k] != e.dep {
-			touched = refDeps(dt, e.dep, -1, touched)
-			touched = refDeps(dt, deps[k], +1, touched)
+			refDeps(dt, e.dep, -1, &touched)
+			refDeps(dt, deps[k], +1, &touched)
 			e.dep = deps[k]
 		}
-		ts.held[n] = e
+		ts.held.set(n, e)
 	}
 	for _, name := range resp.removed {
 		n := unique.Make(name)
-		e, ok := ts.held[n]
+		e, ok := ts.held.get(n)
 		if !ok {
 			continue
 		}
 		if dt != nil { // a wildcard type: the resource is gone
 			newVersion = true
-			touched = refDeps(dt, e.dep, -1, touched)
-			delete(ts.held, n)
+			refDeps(dt, e.dep, -1, &touched)
+			ts.held.delete(n)
 			continue
 		}
 		// A subscribed name that does not exist: answered, nothing held.
@@ -260,11 +280,11 @@ func (p *proxy) handleDelta(st deltaSender, resp *leanDelta, recvAt time.Time) e
 			newVersion = true
 		}
 		e.ver = removedVersion
-		ts.held[n] = e
+		ts.held.set(n, e)
 	}
 	var sub *discovery.DeltaDiscoveryRequest
-	if len(touched) > 0 {
-		sub = finishDeps(dt, touched, Types[ti+1])
+	if len(touched.names) > 0 {
+		sub = finishDeps(dt, &touched, Types[ti+1])
 	}
 	p.mu.Unlock()
 
@@ -306,47 +326,46 @@ func (p *proxy) decodeError(typ string, err error) {
 // refDeps adds d to the reference count of each name in dep (depSep-joined)
 // in dt, creating unanswered entries for new names, and records in touched
 // whether each name was subscribed before this response.
-func refDeps(dt *deltaTypeState, dep handle, d int32, touched map[handle]bool) map[handle]bool {
+func refDeps(dt *deltaTypeState, dep handle, d int32, touched *touchedDeps) {
 	if dep == (handle{}) {
-		return touched
+		return
 	}
 	one := func(n handle) {
-		e, ok := dt.held[n]
-		if touched == nil {
-			touched = map[handle]bool{}
-		}
-		if _, seen := touched[n]; !seen {
-			touched[n] = ok && e.refs > 0
+		e, ok := dt.held.get(n)
+		if !ok || e.mark != dt.marks {
+			touched.names = append(touched.names, n)
+			touched.was = append(touched.was, ok && e.refs > 0)
+			e.mark = dt.marks
 		}
 		if !ok {
 			dt.pending++ // subscribed, not answered yet
 		}
 		e.refs += d
-		dt.held[n] = e
+		dt.held.set(n, e)
 	}
 	s := dep.Value()
 	if !strings.Contains(s, depSep) {
 		one(dep)
-		return touched
+		return
 	}
 	for _, n := range strings.Split(s, depSep) {
 		one(unique.Make(n))
 	}
-	return touched
 }
 
 // finishDeps drops the names no longer referenced and returns the request
 // that (un)subscribes what changed, or nil.
-func finishDeps(dt *deltaTypeState, touched map[handle]bool, typ string) *discovery.DeltaDiscoveryRequest {
+func finishDeps(dt *deltaTypeState, touched *touchedDeps, typ string) *discovery.DeltaDiscoveryRequest {
 	req := &discovery.DeltaDiscoveryRequest{TypeUrl: typ}
-	for n, was := range touched {
-		e := dt.held[n]
+	for i, n := range touched.names {
+		was := touched.was[i]
+		e, _ := dt.held.get(n)
 		now := e.refs > 0
 		if !now {
 			if e.ver == (handle{}) {
 				dt.pending--
 			}
-			delete(dt.held, n)
+			dt.held.delete(n)
 		}
 		switch {
 		case was && !now:
@@ -379,7 +398,7 @@ func (p *proxy) deltaStatusLocked(st *ProxyStatus) {
 			continue
 		}
 		ty := TypeStatus{Version: ts.sysVer, Acks: ts.acks, FirstAckAt: ts.firstAck, LastAckAt: ts.lastAck}
-		for n, e := range ts.held {
+		for n, e := range ts.held.all() {
 			if e.ver != (handle{}) && e.ver != removedVersion {
 				ty.Held++
 			}

@@ -340,7 +340,7 @@ func TestScanEDSName(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		name, ok, err := scanEDSName(b)
-		if err != nil || name != wantName || ok != wantOK {
+		if err != nil || string(name) != wantName || ok != wantOK {
 			t.Errorf("%s: scan says %q %v %v, the decoder %q %v", what, name, ok, err, wantName, wantOK)
 		}
 		if name, ok, err := EDSNameOf(a); err != nil || name != wantName || ok != wantOK {
@@ -420,14 +420,14 @@ func TestParseDeltaMatchesDecoder(t *testing.T) {
 			}
 			for i, r := range want.GetResources() {
 				lr := got.resources[i]
-				if lr.name != r.GetName() || lr.version != r.GetVersion() || !lr.hasResource || lr.err != nil {
+				if lr.name.Value() != r.GetName() || lr.version.Value() != r.GetVersion() || !lr.hasResource || lr.err != nil {
 					t.Errorf("%s: resource %d = %+v, want %s@%s", ShortType(typ), i, lr, r.GetName(), r.GetVersion())
 				}
 				switch typ {
 				case TypeCDS:
 					name, ok, _ := EDSNameOf(r.GetResource())
-					if lr.eds != ok || lr.edsName != name {
-						t.Errorf("cluster %s: eds %v %q, want %v %q", r.GetName(), lr.eds, lr.edsName, ok, name)
+					if lr.eds != ok || (ok && lr.edsName.Value() != name) {
+						t.Errorf("cluster %s: eds %v %q, want %v %q", r.GetName(), lr.eds, handleValue(lr.edsName), ok, name)
 					}
 				case TypeLDS:
 					names, _ := RDSNamesOf(r.GetResource())
@@ -441,4 +441,11 @@ func TestParseDeltaMatchesDecoder(t *testing.T) {
 	if _, err := parseDelta([]byte{0x12, 0x05, 0x1a}); err == nil {
 		t.Error("truncated response parsed without error")
 	}
+}
+
+func handleValue(h handle) string {
+	if h == (handle{}) {
+		return ""
+	}
+	return h.Value()
 }
