@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,7 +236,9 @@ type kubeBenchChange struct {
 	ExtraProxies int              `json:"extra_proxies"` // proxies that got more than one new version
 	// CPUSeconds is mizzen's CPU from the write until no response came for
 	// kubeBenchSettle (CPUWindowMS later): schedstat, exact.
-	CPUSeconds  float64 `json:"cpu_seconds"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// PageFaults are the control plane's minor faults over the same window.
+	PageFaults  int64   `json:"page_faults"`
 	CPUWindowMS float64 `json:"cpu_window_ms"`
 	// Where the time goes: the first proxy's ACK, and mizzen's push of the
 	// change (/debug/push_status: its start after the write, its duration
@@ -480,7 +484,25 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	clientCPU0, _ := loadclient.CPUSeconds(os.Getpid())
 	logf("%s: ready %.0fms after start (pid %d, rss %.0fMiB)", cp.name, res.MizzenUpMS, cp.pid, kbMiB(res.RSSReady))
 
-	// 2. The proxies.
+	// 2. The proxies. With pprof, the control plane's CPU over the warm-up
+	// is profiled too (its first 10 s: the whole warm-up at 1,000 proxies).
+	var warmProf chan string
+	if env.pprof {
+		warmProf = make(chan string, 1)
+		go func() {
+			path, err := kbProfile(ctx, cp, mode, "cpu-warmup", 10, env.trace)
+			if err != nil {
+				path = "failed: " + err.Error()
+			}
+			warmProf <- path
+		}()
+		if stop, path, err := kbClientProfile(cp.name, mode, "warmup"); err != nil {
+			logf("load client: no profile of the warm-up: %v", err)
+		} else {
+			defer func() { logf("load client: profile of the warm-up: %s", path) }()
+			time.AfterFunc(10*time.Second, stop)
+		}
+	}
 	lc, err := loadclient.New(loadclient.Config{Addr: cp.xdsAddr, Proxies: proxies, Namespace: kubeBenchNS, Delta: mode == "delta",
 		Namespaces: env.namespaces, Workloads: env.workloads, WorkloadPrefix: "svc", SameLabels: env.sameLabels})
 	if err != nil {
@@ -509,6 +531,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	res.RSSPerProxy = (float64(res.RSSInitial) - float64(res.RSSReady)) / float64(proxies)
 	logf("%s: rss %.0fMiB after the warm-up: %.1f KiB per proxy", cp.name, kbMiB(res.RSSInitial), res.RSSPerProxy/1024)
 	if env.pprof {
+		logf("%s: profile of the warm-up: %s", cp.name, <-warmProf)
 		if path, err := kbProfile(ctx, cp, mode, "heap", 0, false); err != nil {
 			b.Errorf("kube-bench: heap profile: %v", err)
 		} else {
@@ -529,13 +552,13 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 	measure := func(kind string, round int, trigger func(context.Context) error) {
 		before := kbPushes(ctx, b, cp)
 		cnt0 := lc.Counters()
-		cpu0, at0 := kbCPUNanos(cp.pid), time.Now()
+		cpu0, flt0, at0 := kbCPUNanos(cp.pid), kbPageFaults(cp.pid), time.Now()
 		cr, err := lc.MeasureChange(ctx, trigger, kubeBenchChangeMax)
 		if err != nil {
 			b.Fatalf("kube-bench: %s change %d: %v", kind, round, err)
 		}
 		lc.WaitQuiet(ctx, kubeBenchSettle, kubeBenchQuietMax)
-		cpu1, at1 := kbCPUNanos(cp.pid), time.Now()
+		cpu1, flt1, at1 := kbCPUNanos(cp.pid), kbPageFaults(cp.pid), time.Now()
 		kbWaitQuiet(ctx, lc)
 		after := kbPushes(ctx, b, cp)
 		cnt1 := lc.Counters()
@@ -543,7 +566,7 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 			Kind: kind, Round: round, TriggerMS: kbMS(cr.TriggerTook), Converged: cr.Converged, Failed: len(cr.Failed),
 			P50MS: kbMS(loadclient.Percentile(cr.PerProxy, 50)), P99MS: kbMS(loadclient.Percentile(cr.PerProxy, 99)),
 			Pushes: map[string]int64{}, Responses: cnt1.Responses - cnt0.Responses, Bytes: cnt1.Bytes - cnt0.Bytes,
-			CPUSeconds: float64(cpu1-cpu0) / 1e9, CPUWindowMS: kbMS(at1.Sub(at0)),
+			CPUSeconds: float64(cpu1-cpu0) / 1e9, CPUWindowMS: kbMS(at1.Sub(at0)), PageFaults: flt1 - flt0,
 			perProxy: cr.PerProxy,
 		}
 		if len(cr.Failed) == 0 {
@@ -569,9 +592,9 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 			c.PushStartMS, c.PushMS, c.PushTrigger = kbMS(lp.start.Sub(cr.Start)), kbMS(lp.took), lp.trigger
 		}
 		res.Changes = append(res.Changes, c)
-		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms first=%.0fms converged=%d/%d trigger=%.0fms push: +%.0fms, %.0fms (%s) %s_cpu=%.3fs (%.0fms window) pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
+		logf("%s change %d: all=%.0fms p50=%.0fms p99=%.0fms first=%.0fms converged=%d/%d trigger=%.0fms push: +%.0fms, %.0fms (%s) %s_cpu=%.3fs (%.0fms window) faults=%d pushes=%s new_versions=%s responses=%d bytes=%d extra_proxies=%d",
 			kind, round, c.AllAckedMS, c.P50MS, c.P99MS, c.FirstMS, c.Converged, proxies, c.TriggerMS, c.PushStartMS, c.PushMS, c.PushTrigger,
-			cp.name, c.CPUSeconds, c.CPUWindowMS, kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
+			cp.name, c.CPUSeconds, c.CPUWindowMS, c.PageFaults, kbFmtCounts(c.Pushes), kbFmtCounts(c.NewVersions), c.Responses, c.Bytes, c.ExtraProxies)
 	}
 	profiled := func(kind string, run func()) {
 		if !env.pprof {
@@ -587,7 +610,14 @@ func runKubeBench(b *testing.B, env *kubeBenchEnv, mode, cpName string) *kubeBen
 			defer close(done)
 			path, perr = kbProfile(ctx, cp, mode, kind, secs, env.trace)
 		}()
+		stopClient, clientPath, cerr := kbClientProfile(cp.name, mode, kind)
 		run()
+		if cerr != nil {
+			logf("load client: no profile of the %s rounds: %v", kind, cerr)
+		} else {
+			stopClient()
+			logf("load client: profile of the %s rounds: %s", kind, clientPath)
+		}
 		<-done
 		if perr != nil {
 			b.Errorf("kube-bench: profiling %s: %v", kind, perr)
@@ -775,6 +805,26 @@ func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs 
 	return path, f.Close()
 }
 
+// kbClientProfile starts a CPU profile of this process (the load client) over
+// what kind names; stop ends it.
+func kbClientProfile(cpName, mode, kind string) (stop func(), path string, err error) {
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		return nil, "", err
+	}
+	stamp := cmp.Or(os.Getenv("MIZZEN_BENCH_STAMP"), time.Now().UTC().Format("20060102T150405Z"))
+	path = filepath.Join(root, "bench", "out", fmt.Sprintf("kube-%s-%s-%s-client-%s.pprof", stamp, cpName, mode, kind))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, path, nil
+}
+
 type kbPush struct {
 	start   time.Time
 	took    time.Duration
@@ -813,6 +863,25 @@ func kbLastPush(ctx context.Context, mz *rig.Mizzen) (kbPush, error) {
 // kbCPUNanos is mizzen's CPU time so far (schedstat, exact); 0 if unreadable.
 func kbCPUNanos(pid int) int64 {
 	n, _ := loadclient.CPUNanos(pid)
+	return n
+}
+
+// kbPageFaults is how many minor page faults the process has taken: on a VM
+// a fault on memory the host never backed costs ~16 µs (2.6 µs after), so a
+// push that grows the heap pays for it.
+func kbPageFaults(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command's closing parenthesis: state is the 3rd
+	// field of stat, minflt the 10th.
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 8 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[7], 10, 64)
 	return n
 }
 
