@@ -63,7 +63,7 @@ type scopeParts struct {
 	outbound *part // sidecar outbound listeners
 
 	mu       sync.Mutex
-	sidecars map[string]*sidecarParts // by proxy key
+	sidecars map[sidecarID]*sidecarParts
 	gateways map[string]*gatewayParts
 	// The sidecar route tables' shared virtual hosts, built and marshalled
 	// once per scope (under mu).
@@ -120,7 +120,7 @@ func (cp *configParts) scope(sc model.Scope) (*scopeParts, error) {
 		return sp, nil
 	}
 	view := cp.snap.View(sc)
-	sp := &scopeParts{view: view, log: cp.log, sidecars: map[string]*sidecarParts{}, gateways: map[string]*gatewayParts{},
+	sp := &scopeParts{view: view, log: cp.log, sidecars: map[sidecarID]*sidecarParts{}, gateways: map[string]*gatewayParts{},
 		vhosts: translate.NewVirtualHostMemo(), routes: newRouteEncoder()}
 	var err error
 	if sp.clusters, err = newPart(append(translate.StaticClusters(), translate.OutboundClusters(view)...), clusterName); err != nil {
@@ -186,9 +186,13 @@ func gatewayKey(p *model.Proxy) string {
 // keying by them made one copy of every route table per workload; keyed so, a
 // mesh without sourceLabels has one per namespace, and a VirtualService with
 // sourceLabels adds one variant for the workloads it selects.
-func sidecarKey(view *model.Snapshot, p *model.Proxy) string {
-	return p.Namespace + "|" + view.SourceLabelKey(p.Labels)
+func sidecarKey(view *model.Snapshot, p *model.Proxy) sidecarID {
+	return sidecarID{namespace: p.Namespace, sources: view.SourceLabelKey(p.Labels)}
 }
+
+// sidecarID keys a scope's sidecar parts (sidecarKey); a struct, so that
+// looking one up allocates nothing.
+type sidecarID struct{ namespace, sources string }
 
 func (sp *scopeParts) sidecar(p *model.Proxy) (*sidecarParts, error) {
 	key := sidecarKey(sp.view, p)

@@ -56,12 +56,45 @@ func benchMesh(n, proxies int, extra string) *model.Inputs {
 	return in
 }
 
+// benchMeshRouted is benchMesh with the routing of the Kubernetes benchmark:
+// every 10th service has a DestinationRule (subsets v1, v2) and a
+// VirtualService (90/10), and the first ten of those a first route for the
+// calls of one workload (sourceLabels).
+func benchMeshRouted(n, proxies int, extra string) *model.Inputs {
+	in := benchMesh(n, proxies, extra)
+	for i := 0; i < n; i += 10 {
+		name := fmt.Sprintf("svc-%d", i)
+		host := name + ".default.svc.cluster.local"
+		in.DestinationRules = append(in.DestinationRules, &networking.DestinationRule{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", ResourceVersion: "1", UID: types.UID("dr-" + name)},
+			Spec: networkingapi.DestinationRule{Host: host, Subsets: []*networkingapi.Subset{
+				{Name: "v1", Labels: map[string]string{"version": "v1"}}, {Name: "v2", Labels: map[string]string{"version": "v2"}}}},
+		})
+		dest := func(subset string, w int32) *networkingapi.HTTPRouteDestination {
+			return &networkingapi.HTTPRouteDestination{Weight: w, Destination: &networkingapi.Destination{Host: host, Subset: subset}}
+		}
+		vs := &networking.VirtualService{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", ResourceVersion: "1", UID: types.UID("vs-" + name)},
+			Spec: networkingapi.VirtualService{Hosts: []string{host}, Http: []*networkingapi.HTTPRoute{
+				{Route: []*networkingapi.HTTPRouteDestination{dest("v1", 90), dest("v2", 10)}}}},
+		}
+		if k := i / 10; k >= 1 && k <= 10 {
+			vs.Spec.Http = append([]*networkingapi.HTTPRoute{{
+				Match: []*networkingapi.HTTPMatchRequest{{SourceLabels: map[string]string{"app": fmt.Sprintf("w%d", k)}}},
+				Route: []*networkingapi.HTTPRouteDestination{dest("v2", 100)},
+			}}, vs.Spec.Http...)
+		}
+		in.VirtualServices = append(in.VirtualServices, vs)
+	}
+	return in
+}
+
 // BenchmarkEndpointChangeBuild is the per-proxy build of an endpoint-only
 // push: 1,000 services × 5 endpoints, 1,000 distinct workloads; one op builds
 // every proxy's sets from a generation whose only change is one endpoint.
 func BenchmarkEndpointChangeBuild(b *testing.B) {
 	const n, proxies = 1000, 1000
-	prev, err := newGeneration(model.Build(benchMesh(n, proxies, ""), 1), nil, nil)
+	prev, err := newGeneration(model.Build(benchMeshRouted(n, proxies, ""), 1), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,7 +111,7 @@ func BenchmarkEndpointChangeBuild(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		snap := model.Build(benchMesh(n, proxies, togglingEndpoint(i)), uint64(i+2))
+		snap := model.Build(benchMeshRouted(n, proxies, togglingEndpoint(i)), uint64(i+2))
 		b.StartTimer()
 		g, err := newGeneration(snap, prev, nil)
 		if err != nil {
@@ -112,7 +145,7 @@ func BenchmarkEndpointChangeModel(b *testing.B) {
 		in.EndpointSlices[0].ResourceVersion = rv
 		return in
 	}
-	base := versioned(benchMesh(n, proxies, ""), "1")
+	base := versioned(benchMeshRouted(n, proxies, ""), "1")
 	base.Hashes = model.NewHashCache()
 	// svc-0's slice as the apiserver serves it after each round's write.
 	var variants [2]*discoveryv1.EndpointSlice

@@ -112,6 +112,7 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 	defer in.Hashes.endEndpoints(next)
 	if next != nil {
 		s.localities.shared = next.shared
+		s.epHashes.memo = next.hosts // never written once this build is done
 	}
 	pods := indexPods(in.Pods)
 	withSlices := map[string]bool{}

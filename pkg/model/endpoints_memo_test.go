@@ -68,6 +68,14 @@ func TestEndpointMemo(t *testing.T) {
 		t.Errorf("slice change: a reused %v (want true), b reused %v (want false), b has %d endpoints", same(s, prev, a), same(s, prev, b), len(s.Endpoints(b)))
 	}
 	check("slice change", s, &next)
+	// a's hash was computed for the first snapshot (check asked it): the
+	// second takes it from the memo entry it shares.
+	if he := s.epHashes.memo; he != nil {
+		t.Error("the memo is still held after the hashes were computed")
+	}
+	if h := in.Hashes.endpoints.hosts[a].hash.Load(); h == 0 || h != hashEndpoints(s.Endpoints(a)) {
+		t.Errorf("a's memo entry holds hash %x, want %x", h, hashEndpoints(s.Endpoints(a)))
+	}
 	prev = s
 
 	// A pod of a gets new labels (same slice): a is built again.

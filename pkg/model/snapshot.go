@@ -270,8 +270,9 @@ func (s *Snapshot) EndpointsHashOf(hostname string) uint64 {
 	s.epHashes.once.Do(func() {
 		s.epHashes.m = make(map[string]uint64, len(s.endpoints))
 		for host, eps := range s.endpoints {
-			s.epHashes.m[host] = hashEndpoints(eps)
+			s.epHashes.m[host] = s.epHashes.hash(host, eps)
 		}
+		s.epHashes.memo = nil
 	})
 	return s.epHashes.m[hostname]
 }
@@ -281,6 +282,23 @@ func (s *Snapshot) EndpointsHashOf(hostname string) uint64 {
 type endpointHashes struct {
 	once sync.Once
 	m    map[string]uint64
+	// memo is the endpoint memo's entries of this build (with a
+	// HashCache): a host whose endpoints are an entry's list takes the
+	// entry's hash, computed once for every snapshot that shares the list.
+	memo map[string]*hostEndpoints
+}
+
+func (e *endpointHashes) hash(host string, eps []*Endpoint) uint64 {
+	he := e.memo[host]
+	if he == nil || len(eps) == 0 || len(he.list) != len(eps) || &he.list[0] != &eps[0] {
+		return hashEndpoints(eps)
+	}
+	h := he.hash.Load()
+	if h == 0 {
+		h = hashEndpoints(eps) // never 0
+		he.hash.Store(h)
+	}
+	return h
 }
 
 // ipIndex is derived data, built once per snapshot; views share the full

@@ -12,6 +12,9 @@ import (
 // Built once per snapshot (buildSourceSelectors).
 type sourceSelectors struct {
 	list []map[string]string
+	// keys[i] is list[i]'s part of a SourceLabelKey, made once per
+	// snapshot: every proxy's build asks for its key.
+	keys []string
 }
 
 func (s *Snapshot) buildSourceSelectors() {
@@ -48,9 +51,21 @@ func (s *Snapshot) buildSourceSelectors() {
 		}
 	}
 	// A stable order, so equal selectors give equal keys across snapshots.
-	sort.SliceStable(s.sources.list, func(i, j int) bool {
-		return selectorString(s.sources.list[i]) < selectorString(s.sources.list[j])
-	})
+	s.sources.keys = make([]string, len(s.sources.list))
+	for i, sel := range s.sources.list {
+		s.sources.keys[i] = "{" + selectorString(sel) + "}"
+	}
+	sort.Stable(byKey(s.sources))
+}
+
+// byKey sorts selectors by their keys.
+type byKey sourceSelectors
+
+func (b byKey) Len() int           { return len(b.list) }
+func (b byKey) Less(i, j int) bool { return b.keys[i] < b.keys[j] }
+func (b byKey) Swap(i, j int) {
+	b.list[i], b.list[j] = b.list[j], b.list[i]
+	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
 }
 
 func selectorString(sel map[string]string) string {
@@ -67,11 +82,11 @@ func selectorString(sel map[string]string) string {
 // no sourceLabels anywhere every sidecar's key is "". The key names the
 // selectors it matches, so it stays meaningful across snapshots.
 func (s *Snapshot) SourceLabelKey(labels map[string]string) string {
-	var b strings.Builder
-	for _, sel := range s.sources.list {
+	key := ""
+	for i, sel := range s.sources.list {
 		if LabelsMatch(sel, labels) {
-			b.WriteString("{" + selectorString(sel) + "}")
+			key += s.sources.keys[i] // one match, the usual case: no copy
 		}
 	}
-	return b.String()
+	return key
 }
