@@ -153,9 +153,14 @@ func (p *Pacer) Run(ctx context.Context) {
 	}
 }
 
-// betweenPushes is what a change allocates besides its push: the model's
-// build of it (1.3 MB at 1,000 services in a cluster), a scrape or two.
-const betweenPushes = 2 << 20
+// betweenPushes is what a change allocates besides its push, and what the
+// runtime counts as allocated without it being so: the model's build of the
+// change (1.5 MB at 1,000 services with the kube bench's routing), the
+// informer's decoding of the object, a scrape or two, and the unused rest of
+// the spans each P holds (the runtime counts a span as allocated when a P
+// takes it). With 2 MiB, one push in ten of the Kubernetes benchmark still
+// met a collection that started 100 ms before the Pacer's estimate said.
+const betweenPushes = 6 << 20
 
 // wouldMeetCollection reports whether the next change, whose push allocates
 // expect bytes, would start a collection on heap (the marked heap and what

@@ -16,8 +16,8 @@ func TestWouldMeetCollection(t *testing.T) {
 		want         bool
 	}{
 		{100 * mib, 5 * mib, false}, // just collected: room for several changes
-		{127 * mib, 5 * mib, false}, // 8 MiB left for a change of 5 + 2 MiB
-		{129 * mib, 5 * mib, true},  // 6 MiB left: the change would start one
+		{123 * mib, 5 * mib, false}, // 12 MiB left for a change of 5 + 6 MiB
+		{125 * mib, 5 * mib, true},  // 10 MiB left: the change would start one
 		{140 * mib, 1 * mib, true},  // past the earliest trigger
 		{140 * mib, 0, false},       // no push measured yet
 	} {
