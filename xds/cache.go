@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -112,7 +111,7 @@ type conn struct {
 
 	// pending convergence measurement: change time and types still to be ACKed.
 	changeAt      time.Time
-	changePending map[typeIndex]string
+	changePending typeVersions
 	// outstanding: traced changes (see changes.go) this proxy has not fully ACKed.
 	outstanding []*pendingChange
 }
@@ -315,9 +314,9 @@ func (c *proxyCache) recordNACK(cn *conn, t typeIndex, version, msg string, name
 	c.metrics.rejected(t, cn.id, msg)
 	c.log.Warn("proxy rejected config (NACK); keeping its last good config",
 		"proxy", cn.id, "type", typeLabels[t], "version", version, "resources", names, "error", msg)
-	delete(cn.changePending, t)
+	cn.changePending[t] = ""
 	cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
-		if v, ok := pc.pending[t]; ok && v == version {
+		if v := pc.pending[t]; v != "" && v == version {
 			c.changes.nacked(pc.ch, cn.id, t, msg, names)
 			return true
 		}
@@ -338,19 +337,19 @@ func (c *proxyCache) recordACK(cn *conn, t typeIndex, version string) {
 	if len(cn.outstanding) > 0 {
 		now := time.Now()
 		cn.outstanding = slices.DeleteFunc(cn.outstanding, func(pc *pendingChange) bool {
-			if v, ok := pc.pending[t]; ok && v == version {
-				delete(pc.pending, t)
+			if v := pc.pending[t]; v != "" && v == version {
+				pc.pending[t] = ""
 			}
-			if len(pc.pending) == 0 {
+			if pc.pending.empty() {
 				c.changes.acked(pc.ch, cn.id, now)
 				return true
 			}
 			return false
 		})
 	}
-	if v, ok := cn.changePending[t]; ok && v == version {
-		delete(cn.changePending, t)
-		if len(cn.changePending) == 0 && !cn.changeAt.IsZero() {
+	if v := cn.changePending[t]; v != "" && v == version {
+		cn.changePending[t] = ""
+		if cn.changePending.empty() && !cn.changeAt.IsZero() {
 			c.metrics.convergence.Observe(time.Since(cn.changeAt).Seconds())
 			cn.changeAt = time.Time{}
 		}
@@ -689,7 +688,7 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 			})
 		}
 	}
-	pending := map[typeIndex]string{}
+	var pending typeVersions
 	for t := range sets {
 		if typeIndex(t) == sdsType {
 			// The generation brings the gateway credentials; the proxy's own
@@ -707,26 +706,25 @@ func (c *proxyCache) install(cn *conn, gen *generation, sets [numTypes]*resource
 	}
 	cn.gen = gen
 	cn.inbound = inbound
-	if len(pending) > 0 {
+	if !pending.empty() {
 		if cn.changeAt.IsZero() {
 			cn.changeAt = changeAt
 		}
-		if cn.changePending == nil {
-			cn.changePending = map[typeIndex]string{}
-		}
 		for t, v := range pending {
-			cn.changePending[t] = v
+			if v != "" {
+				cn.changePending[t] = v
+			}
 		}
 		// An older change still waiting on a type now waits on the newer
 		// version: the proxy will only ever ACK that one, and it includes both.
 		for _, pc := range cn.outstanding {
 			for t, v := range pending {
-				if _, ok := pc.pending[t]; ok {
+				if v != "" && pc.pending[t] != "" {
 					pc.pending[t] = v
 				}
 			}
 		}
-		cn.outstanding = append(cn.outstanding, &pendingChange{ch: ch, pending: maps.Clone(pending)})
+		cn.outstanding = append(cn.outstanding, &pendingChange{ch: ch, pending: pending})
 		c.changes.touched(ch, cn.id, pending)
 	}
 	for t := cdsType; t < numTypes; t++ {

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -40,8 +41,14 @@ type proxyChange struct {
 // pendingChange is the part of a change a proxy has not ACKed yet (kept on the conn).
 type pendingChange struct {
 	ch      *change
-	pending map[typeIndex]string // type -> version that carries the change
+	pending typeVersions // type -> version that carries the change
 }
+
+// typeVersions is a version per type, "" for none: a proxy's types waiting
+// on a change. An array, not a map: it is made per proxy and push.
+type typeVersions [numTypes]string
+
+func (tv *typeVersions) empty() bool { return *tv == typeVersions{} }
 
 // changeLog keeps the last maxChanges changes.
 type changeLog struct {
@@ -84,16 +91,36 @@ func (l *changeLog) pushed(ch *change, at time.Time) {
 }
 
 // touched records that the change gave a proxy new versions of types.
-func (l *changeLog) touched(ch *change, proxyID string, types map[typeIndex]string) {
+func (l *changeLog) touched(ch *change, proxyID string, types typeVersions) {
+	pc := &proxyChange{State: "PENDING"}
+	for t, v := range types {
+		if v == "" {
+			continue
+		}
+		if pc.Types == nil {
+			// The usual case (an endpoint change: EDS only): one shared,
+			// read-only slice per type instead of one per proxy.
+			pc.Types = singleTypeLabels[t]
+		} else {
+			pc.Types = append(slices.Clip(pc.Types), typeLabels[t])
+		}
+	}
+	if len(pc.Types) > 1 {
+		sort.Strings(pc.Types)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	pc := &proxyChange{State: "PENDING"}
-	for t := range types {
-		pc.Types = append(pc.Types, typeLabels[t])
-	}
-	sort.Strings(pc.Types)
 	ch.Proxies[proxyID] = pc
 }
+
+// singleTypeLabels[t] is []string{typeLabels[t]}, shared by every
+// proxyChange of that one type; never written.
+var singleTypeLabels = func() (out [numTypes][]string) {
+	for t := range out {
+		out[t] = []string{typeLabels[t]}
+	}
+	return out
+}()
 
 func (l *changeLog) acked(ch *change, proxyID string, at time.Time) {
 	l.mu.Lock()

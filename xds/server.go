@@ -221,11 +221,13 @@ func (s *Server) push(ctx context.Context, snap *model.Snapshot, changeAt time.T
 	s.gen = gen
 	s.mu.Unlock()
 	s.ready.Store(true)
-	ch := &change{ID: snap.Version, Trigger: trigger, At: changeAt, Proxies: map[string]*proxyChange{}}
+	conns := s.cache.snapshotConns()
+	// Sized for every proxy: a change usually touches most of them, and
+	// growing the map one step at a time rehashed it ten times per push.
+	ch := &change{ID: snap.Version, Trigger: trigger, At: changeAt, Proxies: make(map[string]*proxyChange, len(conns))}
 	ch.Changed, ch.Truncated = gen.changedNames(prev)
 	s.changes.start(ch)
 
-	conns := s.cache.snapshotConns()
 	work := make(chan *conn)
 	var wg sync.WaitGroup
 	for i := 0; i < min(s.workers, max(len(conns), 1)); i++ {
