@@ -758,17 +758,9 @@ func kbSideBySide(env *kubeBenchEnv, rs []*kubeBenchResult) {
 
 // kbProfile saves a CPU profile of mizzen over the next secs seconds.
 func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs int, trace bool) (string, error) {
-	root, err := rig.ModuleRoot()
+	dir, stamp, err := kbOutDir()
 	if err != nil {
 		return "", err
-	}
-	dir := filepath.Join(root, "bench", "out")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	stamp := os.Getenv("MIZZEN_BENCH_STAMP")
-	if stamp == "" {
-		stamp = time.Now().UTC().Format("20060102T150405Z")
 	}
 	url, ext := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cp.pprofURL, secs), "pprof"
 	if trace && !strings.HasPrefix(kind, "heap") {
@@ -808,12 +800,11 @@ func kbProfile(ctx context.Context, cp *kbControlPlane, mode, kind string, secs 
 // kbClientProfile starts a CPU profile of this process (the load client) over
 // what kind names; stop ends it.
 func kbClientProfile(cpName, mode, kind string) (stop func(), path string, err error) {
-	root, err := rig.ModuleRoot()
+	dir, stamp, err := kbOutDir()
 	if err != nil {
 		return nil, "", err
 	}
-	stamp := cmp.Or(os.Getenv("MIZZEN_BENCH_STAMP"), time.Now().UTC().Format("20060102T150405Z"))
-	path = filepath.Join(root, "bench", "out", fmt.Sprintf("kube-%s-%s-%s-client-%s.pprof", stamp, cpName, mode, kind))
+	path = filepath.Join(dir, fmt.Sprintf("kube-%s-%s-%s-client-%s.pprof", stamp, cpName, mode, kind))
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, "", err
@@ -823,6 +814,20 @@ func kbClientProfile(cpName, mode, kind string) (stop func(), path string, err e
 		return nil, "", err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, path, nil
+}
+
+// kbOutDir is bench/out (made if missing) and the run's stamp
+// (MIZZEN_BENCH_STAMP, or now) that names what is saved there.
+func kbOutDir() (dir, stamp string, err error) {
+	root, err := rig.ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	dir = filepath.Join(root, "bench", "out")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	return dir, cmp.Or(os.Getenv("MIZZEN_BENCH_STAMP"), time.Now().UTC().Format("20060102T150405Z")), nil
 }
 
 type kbPush struct {

@@ -61,15 +61,10 @@ const (
 	anyValue          = 2
 )
 
-// parseDelta reads a DeltaDiscoveryResponse's wire form b. Nothing of b is
-// kept: gRPC reuses the buffer.
-func parseDelta(b []byte) (*leanDelta, error) {
-	return parseDeltaInto(b, nil)
-}
-
-// parseDeltaInto is parseDelta that puts the resources in buf's array if it
-// has room.
-func parseDeltaInto(b []byte, buf []leanResource) (*leanDelta, error) {
+// parseDelta reads a DeltaDiscoveryResponse's wire form b, its resources
+// into buf's array if it has room. Nothing of b is kept: gRPC reuses the
+// buffer.
+func parseDelta(b []byte, buf []leanResource) (*leanDelta, error) {
 	r := &leanDelta{size: len(b)}
 	n := 0
 	err := eachField(b, func(num protowire.Number, v []byte) error {
@@ -304,7 +299,7 @@ func (c leanCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		b = *sp
 	}
 	bp := c.resources.Get().(*[]leanResource)
-	r, err := parseDeltaInto(b, *bp)
+	r, err := parseDelta(b, *bp)
 	if err != nil {
 		return err
 	}

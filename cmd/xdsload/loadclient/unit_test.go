@@ -168,7 +168,7 @@ func lean(t *testing.T, resp *discovery.DeltaDiscoveryResponse) *leanDelta {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ld, err := parseDelta(b)
+	ld, err := parseDelta(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestParseDeltaMatchesDecoder(t *testing.T) {
 		swapped = protowire.AppendString(swapped, typ)
 		swapped = append(swapped, b...)
 		for _, wire := range [][]byte{b, swapped} {
-			got, err := parseDelta(wire)
+			got, err := parseDelta(wire, nil)
 			if err != nil {
 				t.Fatalf("%s: %v", ShortType(typ), err)
 			}
@@ -438,7 +438,7 @@ func TestParseDeltaMatchesDecoder(t *testing.T) {
 			}
 		}
 	}
-	if _, err := parseDelta([]byte{0x12, 0x05, 0x1a}); err == nil {
+	if _, err := parseDelta([]byte{0x12, 0x05, 0x1a}, nil); err == nil {
 		t.Error("truncated response parsed without error")
 	}
 }
