@@ -238,6 +238,13 @@ func (c *proxyCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch 
 // parkWatch makes w the proxy's watch of type t, answers it if the proxy lacks
 // something, and returns its cancel function. Called with cn.mu held.
 func (c *proxyCache) parkWatch(cn *conn, t typeIndex, w *watch) func() {
+	c.park(cn, t, w)
+	return c.unparkFunc(cn, t, w)
+}
+
+// park makes w the proxy's watch of type t and answers it if the proxy lacks
+// something. Called with cn.mu held.
+func (c *proxyCache) park(cn *conn, t typeIndex, w *watch) {
 	cn.types[t].watch = w
 	c.respondIfNeeded(cn, t)
 	if t == cdsType {
@@ -248,6 +255,10 @@ func (c *proxyCache) parkWatch(cn *conn, t typeIndex, w *watch) func() {
 		// An EDS ACK may have warmed the clusters held routes were waiting for.
 		c.maybeReleaseRoutes(cn)
 	}
+}
+
+// unparkFunc returns what withdraws w, if it is still the proxy's watch of type t.
+func (c *proxyCache) unparkFunc(cn *conn, t typeIndex, w *watch) func() {
 	return func() {
 		cn.mu.Lock()
 		if cn.types[t].watch == w {

@@ -55,7 +55,6 @@ func (ds *deltaState) dropResponses(n int) {
 
 // deltaWatch is a parked delta request.
 type deltaWatch struct {
-	req *discovery.DeltaDiscoveryRequest
 	sub *deltaSub
 	out chan<- *discovery.DeltaDiscoveryResponse
 	// subscribed: names this request newly subscribes (answered even if unchanged).
@@ -65,13 +64,10 @@ type deltaWatch struct {
 // deltaWatch takes every request of a delta stream (deltaserver.go): the
 // first of each type (first), subscription changes, ACKs and NACKs. Like
 // CreateWatch it answers at once when the proxy lacks something and otherwise
-// parks the watch; it returns the watch's cancel function.
-func (c *proxyCache) deltaWatch(nodeID string, t typeIndex, req *discovery.DeltaDiscoveryRequest, sub *deltaSub, first bool, out chan<- *discovery.DeltaDiscoveryResponse) func() {
-	cn := c.conn(nodeID)
-	if cn == nil {
-		return nil
-	}
-	w := &watch{delta: &deltaWatch{req: req, sub: sub, out: out, subscribed: req.GetResourceNamesSubscribe()}}
+// parks w, the stream's watch of type t (unparked by its cancel function).
+func (c *proxyCache) deltaWatch(cn *conn, t typeIndex, req *discovery.DeltaDiscoveryRequest, first bool, w *watch) {
+	sub := w.delta.sub
+	w.delta.subscribed = req.GetResourceNamesSubscribe()
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	ts := &cn.types[t]
@@ -94,7 +90,7 @@ func (c *proxyCache) deltaWatch(nodeID string, t typeIndex, req *discovery.Delta
 		}
 	}
 	c.recordDeltaRequest(cn, t, req)
-	return c.parkWatch(cn, t, w)
+	c.park(cn, t, w)
 }
 
 // recordDeltaRequest does the ACK/NACK bookkeeping of one delta request: the
@@ -406,12 +402,11 @@ func dedupSorted(names []string) []string {
 	return out
 }
 
-// deltaResponseWritten is told (by the stream's callback) that a delta
+// deltaResponseWritten is told (by the stream's handler) that a delta
 // response went out with nonce: the oldest unwritten response of its type.
-func (c *proxyCache) deltaResponseWritten(id string, resp *discovery.DeltaDiscoveryResponse) {
+func (c *proxyCache) deltaResponseWritten(cn *conn, resp *discovery.DeltaDiscoveryResponse) {
 	t, known := typeOf(resp.GetTypeUrl())
-	cn := c.conn(id)
-	if !known || cn == nil {
+	if !known {
 		return
 	}
 	cn.mu.Lock()

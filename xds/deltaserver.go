@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -35,6 +36,12 @@ type deltaStream struct {
 	node   *core.Node
 	subs   [numTypes]*deltaSub
 	cancel [numTypes]func()
+	// watches: one per type for the stream's life, re-parked by each
+	// request (an ACK costs no allocation).
+	watches [numTypes]*watch
+	// cn is the stream's proxy once its first request registered it; it
+	// stays in the cache while the stream lives.
+	cn atomic.Pointer[conn]
 }
 
 // deltaOutCap is the room of a stream's response channel: each type has at
@@ -48,7 +55,18 @@ func (s *Server) serveDelta(ctx, streamCtx context.Context, str discovery.Aggreg
 	ds := &deltaStream{key: deltaKey(s.deltaStreams.Add(1))}
 	s.streamOpen(streamCtx, ds.key)
 	out := make(chan *discovery.DeltaDiscoveryResponse, deltaOutCap)
-	recvErr := make(chan error, 1)
+	// Every way the stream can end, but revocation, closes one channel: the
+	// loop below waits on it and out only. A select over the five sources
+	// cost the handler more than its Send did, once per response, at every
+	// proxy of a push.
+	stop := make(chan struct{})
+	var (
+		stopOnce sync.Once
+		recvErr  error // set before stop closes
+	)
+	halt := func(err error) { stopOnce.Do(func() { recvErr = err; close(stop) }) }
+	defer context.AfterFunc(ctx, func() { halt(nil) })()
+	defer context.AfterFunc(str.Context(), func() { halt(nil) })()
 	go func() {
 		for {
 			req, err := str.Recv()
@@ -56,7 +74,7 @@ func (s *Server) serveDelta(ctx, streamCtx context.Context, str discovery.Aggreg
 				err = s.deltaRequest(ds, req, out)
 			}
 			if err != nil {
-				recvErr <- err
+				halt(err)
 				return
 			}
 		}
@@ -76,17 +94,14 @@ func (s *Server) serveDelta(ctx, streamCtx context.Context, str discovery.Aggreg
 	var nonce int64
 	for {
 		select {
-		case <-ctx.Done():
-			return nil
-		case <-str.Context().Done():
-			return nil
-		case <-revoked:
-			return errRevoked
-		case err := <-recvErr:
-			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+		case <-stop:
+			err := recvErr
+			if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
+		case <-revoked:
+			return errRevoked
 		case resp := <-out:
 			select {
 			case <-revoked:
@@ -95,8 +110,8 @@ func (s *Server) serveDelta(ctx, streamCtx context.Context, str discovery.Aggreg
 			}
 			nonce++
 			resp.Nonce = strconv.FormatInt(nonce, 10)
-			if nodeID, known := s.streamNode(ds.key); known {
-				s.cache.deltaResponseWritten(nodeID, resp)
+			if cn := ds.cn.Load(); cn != nil {
+				s.cache.deltaResponseWritten(cn, resp)
 			}
 			if err := str.Send(resp); err != nil {
 				return err
@@ -115,8 +130,15 @@ func (s *Server) deltaRequest(ds *deltaStream, req *discovery.DeltaDiscoveryRequ
 	if ds.node == nil {
 		ds.node = req.GetNode()
 	}
-	if err := s.streamRequest(ds.key, ds.node); err != nil {
-		return err
+	cn := ds.cn.Load()
+	if cn == nil {
+		if err := s.streamRequest(ds.key, ds.node); err != nil {
+			return err
+		}
+		if cn = s.cache.conn(ds.node.GetId()); cn == nil {
+			return nil // cannot be: registered above, and kept while the stream lives
+		}
+		ds.cn.Store(cn)
 	}
 	if req.GetTypeUrl() == "" {
 		return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
@@ -129,11 +151,13 @@ func (s *Server) deltaRequest(ds *deltaStream, req *discovery.DeltaDiscoveryRequ
 	if first {
 		sub = newDeltaSub(len(req.GetResourceNamesSubscribe()) == 0)
 		ds.subs[t] = sub
-	} else if ds.cancel[t] != nil {
+		w := &watch{delta: &deltaWatch{sub: sub, out: out}}
+		ds.watches[t], ds.cancel[t] = w, s.cache.unparkFunc(cn, t, w)
+	} else {
 		ds.cancel[t]()
 	}
 	sub.update(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
-	ds.cancel[t] = s.cache.deltaWatch(ds.node.GetId(), t, req, sub, first, out)
+	s.cache.deltaWatch(cn, t, req, first, ds.watches[t])
 	return nil
 }
 
