@@ -52,6 +52,7 @@ type options struct {
 	maxRecvBytes   int
 	mode           string
 	delta          bool
+	grpcTransport  bool
 
 	duration       time.Duration
 	initialTimeout time.Duration
@@ -137,6 +138,7 @@ Exit status: 0 all converged, 2 some proxy did not (report still printed), 1 err
 	f.IntVar(&o.maxRecvBytes, "max-recv-bytes", 256<<20, "largest accepted xDS response message, in bytes")
 	f.StringVar(&o.mode, "mode", "sotw", "xDS protocol of the proxies: sotw (StreamAggregatedResources) or delta (DeltaAggregatedResources)")
 	f.BoolVar(&o.delta, "delta", false, "same as --mode delta")
+	f.BoolVar(&o.grpcTransport, "grpc-transport", false, "delta streams on gRPC's client instead of the lean HTTP/2 transport (about twice the load client's CPU per response)")
 
 	f.DurationVar(&o.duration, "duration", 10*time.Minute, "hard limit on the whole run; what was measured by then is reported")
 	f.DurationVar(&o.initialTimeout, "initial-timeout", 2*time.Minute, "how long to wait for every proxy's first full config")
@@ -235,6 +237,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Ramp:           o.ramp,
 		MaxRecvBytes:   o.maxRecvBytes,
 		Delta:          o.mode == "delta",
+		GRPCTransport:  o.grpcTransport,
 		Logger:         log,
 	})
 	if err != nil {

@@ -15,13 +15,22 @@ import (
 
 func startClient(t *testing.T, addr string, n int) *loadclient.Client {
 	t.Helper()
-	return startClientMode(t, addr, n, false)
+	return startClientMode(t, addr, n, "sotw")
 }
 
-func startClientMode(t *testing.T, addr string, n int, delta bool) *loadclient.Client {
+// modes are the client's protocols and transports: state of the world,
+// delta on the lean HTTP/2 transport (a connection per proxy, h2stream.go)
+// and delta on gRPC's client (two connections shared by the proxies).
+var modes = []string{"sotw", "delta", "delta-grpc"}
+
+func startClientMode(t *testing.T, addr string, n int, mode string) *loadclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	c, err := loadclient.New(loadclient.Config{Addr: addr, Proxies: n, Conns: 2, Delta: delta})
+	cfg := loadclient.Config{Addr: addr, Proxies: n, Delta: mode != "sotw"}
+	if mode != "delta" {
+		cfg.Conns = 2
+	}
+	c, err := loadclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +54,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestConvergenceAgainstGoControlPlane(t *testing.T) {
-	for _, mode := range []string{"sotw", "delta"} {
-		t.Run(mode, func(t *testing.T) { testConvergenceAgainstGoControlPlane(t, mode == "delta") })
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) { testConvergenceAgainstGoControlPlane(t, mode) })
 	}
 }
 
-func testConvergenceAgainstGoControlPlane(t *testing.T, delta bool) {
+func testConvergenceAgainstGoControlPlane(t *testing.T, mode string) {
+	delta := mode != "sotw"
 	srv := xdstest.Start(t)
 	srv.SetSnapshot(t, "1", 2)
 	const n = 5
-	c := startClientMode(t, srv.Addr, n, delta)
+	c := startClientMode(t, srv.Addr, n, mode)
 
 	ctx := context.Background()
 	init := c.WaitInitial(ctx, 5*time.Second)

@@ -120,12 +120,23 @@ const deltaMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/Delt
 func (p *proxy) deltaStream(ctx context.Context, conn grpc.ClientConnInterface) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cs, err := conn.NewStream(sctx, &grpc.StreamDesc{StreamName: "DeltaAggregatedResources", ServerStreams: true, ClientStreams: true},
-		deltaMethod, grpc.ForceCodecV2(p.c.codec))
-	if err != nil {
-		return err
+	var st leanDeltaStream
+	if conn == nil {
+		// The lean transport (h2stream.go): a connection per stream.
+		h, err := dialH2Stream(sctx, p.c.cfg.Addr, p.c.codec, p.c.cfg.WindowSize, p.c.cfg.MaxRecvBytes)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		st.cs = h
+	} else {
+		cs, err := conn.NewStream(sctx, &grpc.StreamDesc{StreamName: "DeltaAggregatedResources", ServerStreams: true, ClientStreams: true},
+			deltaMethod, grpc.ForceCodecV2(p.c.codec))
+		if err != nil {
+			return err
+		}
+		st.cs = cs
 	}
-	st := leanDeltaStream{cs: cs}
 	p.mu.Lock()
 	if p.firstStreamAt.IsZero() {
 		p.firstStreamAt = time.Now()

@@ -113,13 +113,13 @@ func benchMesh(services, endpoints int, extra bool, w1 int32) *model.Inputs {
 // change, and a removed service (delta: its cluster removed, its endpoints
 // unsubscribed).
 func TestModesAgainstMizzen(t *testing.T) {
-	for _, mode := range []string{"sotw", "delta"} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			delta := mode == "delta"
+			delta := mode != "sotw"
 			m := startMizzen(t)
 			const services, n = 20, 6
 			m.update(benchMesh(services, 3, false, 90))
-			c := startClientMode(t, m.addr, n, delta)
+			c := startClientMode(t, m.addr, n, mode)
 			ctx := context.Background()
 			if r := c.WaitInitial(ctx, 10*time.Second); r.Converged != n {
 				t.Fatalf("initial: converged %d of %d, failed %v", r.Converged, n, r.Failed)
