@@ -1,6 +1,7 @@
 package memtrim
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"runtime"
@@ -24,7 +25,17 @@ import (
 type Pacer struct {
 	// Quiet is how long after a push ends the Pacer looks (default 150 ms:
 	// the proxies' ACKs are in by then).
-	Quiet  time.Duration
+	Quiet time.Duration
+	// Idle is how often, while no push runs, the Pacer looks at the heap
+	// anyway (default 1 s; negative: never). Pushes are not all that grows
+	// it: a fleet's warm-up builds each proxy's config as it connects, with
+	// no push at all, and left the heap a few MB short of its trigger, so
+	// the first endpoint change after it met the collection (a 1,000-proxy
+	// round of 190 ms against 50 for the next four). Once the heap is quiet
+	// (less than betweenPushes allocated since the last look) and that close,
+	// the Pacer collects, at most once between two collections of anyone
+	// else's.
+	Idle   time.Duration
 	Logger *slog.Logger
 
 	events chan pushEvent
@@ -73,6 +84,11 @@ func (p *Pacer) send(e pushEvent) {
 // would collect after every push.
 const recentPushes = 3
 
+// firstPush is what the Pacer expects an endpoint push to allocate before it
+// has measured one: the first after a quiet spell allocated 7-19 MB at
+// 1,000 proxies.
+const firstPush = 16 << 20
+
 // Run follows pushes until ctx is done.
 func (p *Pacer) Run(ctx context.Context) {
 	quiet := p.Quiet
@@ -82,12 +98,23 @@ func (p *Pacer) Run(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	var idleC <-chan time.Time
+	if idle := cmp.Or(p.Idle, time.Second); idle > 0 {
+		tick := time.NewTicker(idle)
+		defer tick.Stop()
+		idleC = tick.C
+	}
 	var (
 		startAllocs  uint64
 		started      bool
+		waiting      bool // a push ended; the quiet timer runs
 		endpointOnly bool
 		recent       [recentPushes]uint64
 		next         int
+		// idleCycle: the collection count right after the Pacer's last idle
+		// collection; another waits for someone else's.
+		idleCycle   uint64
+		idleCollect bool
 	)
 	// The runtime starts a collection when the heap marked by the last one
 	// plus what was allocated since reaches its trigger. What the last
@@ -110,11 +137,47 @@ func (p *Pacer) Run(ctx context.Context) {
 					startAllocs, lastAllocs, started = h.allocs, h.allocs, true
 				}
 				t.Stop()
+				waiting = false
 				continue
 			}
 			endpointOnly = e.endpointOnly
+			waiting = true
 			t.Reset(quiet)
+		case <-idleC:
+			if started || waiting {
+				continue // the push path looks after this one
+			}
+			h := p.read()
+			if h.cycles != cycles {
+				cycles, sinceAllocs = h.cycles, lastAllocs
+			}
+			quietHeap := h.allocs-lastAllocs < betweenPushes
+			lastAllocs = h.allocs
+			if !quietHeap || (idleCollect && h.cycles == idleCycle) {
+				continue
+			}
+			expect := uint64(firstPush)
+			if next > 0 {
+				expect = 0
+				for _, a := range recent {
+					expect = max(expect, a)
+				}
+			}
+			heap := h.live + (h.allocs - sinceAllocs)
+			if heap < h.live+betweenPushes || !h.wouldMeetCollection(heap, expect) {
+				continue
+			}
+			begin := time.Now()
+			p.collect()
+			after := p.read()
+			cycles, sinceAllocs, lastAllocs = after.cycles, after.allocs, after.allocs
+			idleCollect, idleCycle = true, after.cycles
+			if p.Logger != nil {
+				p.Logger.Debug("collected while idle, before the next push would have to", "expect", expect,
+					"heap", heap, "live", h.live, "goal", h.goal, "took", time.Since(begin))
+			}
 		case <-t.C:
+			waiting = false
 			if !started {
 				continue
 			}

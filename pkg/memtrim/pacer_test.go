@@ -60,6 +60,7 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	f := &fakeHeap{h: pacerHeap{live: 100 * mib, goal: 150 * mib}, collected: make(chan struct{}, 4)}
 	p := NewPacer(nil)
 	p.Quiet = 10 * time.Millisecond
+	p.Idle = -1 // TestPacerCollectsWhenIdleNearTheTrigger
 	p.read, p.collect = f.read, f.collect
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -106,5 +107,68 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	push(true, 6*mib)
 	if collectedWithin(200 * time.Millisecond) {
 		t.Fatal("collected although the runtime just had")
+	}
+}
+
+// With no push at all (a fleet's warm-up builds each proxy as it connects),
+// the Pacer still collects once the heap is quiet and so close to its trigger
+// that a first endpoint push would start a collection; not while allocation
+// goes on, and not twice in a row.
+func TestPacerCollectsWhenIdleNearTheTrigger(t *testing.T) {
+	const mib = 1 << 20
+	f := &fakeHeap{h: pacerHeap{live: 100 * mib, goal: 150 * mib}, collected: make(chan struct{}, 4)}
+	p := NewPacer(nil)
+	p.Idle = 10 * time.Millisecond
+	p.read, p.collect = f.read, f.collect
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	collectedWithin := func(d time.Duration) bool {
+		select {
+		case <-f.collected:
+			return true
+		case <-time.After(d):
+			return false
+		}
+	}
+
+	f.alloc(10 * mib) // 110 of an earliest trigger at 135: room for a 16 MiB first push
+	if collectedWithin(100 * time.Millisecond) {
+		t.Fatal("collected with room for a first push")
+	}
+	// A warm-up: the heap passes the point, but allocation goes on.
+	stop := time.After(100 * time.Millisecond)
+	busy := true
+	for busy {
+		select {
+		case <-stop:
+			busy = false
+		case <-f.collected:
+			t.Fatal("collected while the heap was busy")
+		case <-time.After(2 * time.Millisecond):
+			f.alloc(8 * mib) // several times betweenPushes per tick
+		}
+	}
+	if !collectedWithin(2 * time.Second) {
+		t.Fatal("not collected once the heap was quiet near its trigger")
+	}
+	// The fake's live heap is unchanged: the heap is back at it, with room.
+	f.alloc(20 * mib)
+	if collectedWithin(100 * time.Millisecond) {
+		t.Fatal("collected twice with no collection of the runtime's between")
+	}
+	f.mu.Lock()
+	f.h.cycles++ // the runtime's own
+	f.mu.Unlock()
+	time.Sleep(30 * time.Millisecond)
+	f.alloc(5 * mib) // 100 + 5 since the runtime's: room
+	if collectedWithin(100 * time.Millisecond) {
+		t.Fatal("collected right after the runtime did")
+	}
+	f.alloc(5 * mib) // 110: still room for 16 + 6
+	f.alloc(5 * mib) // 115: no more
+	if !collectedWithin(2 * time.Second) {
+		t.Fatal("not collected near the trigger after the runtime's collection")
 	}
 }
