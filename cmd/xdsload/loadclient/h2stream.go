@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -141,12 +142,16 @@ func (s *h2Stream) open(authority string) error {
 }
 
 func (s *h2Stream) writeFrame(typ, flags byte, stream uint32, payload []byte) {
+	s.writeFrameHeader(typ, flags, stream, len(payload))
+	s.bw.Write(payload)
+}
+
+func (s *h2Stream) writeFrameHeader(typ, flags byte, stream uint32, length int) {
 	h := s.scratch[:]
-	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
+	h[0], h[1], h[2] = byte(length>>16), byte(length>>8), byte(length)
 	h[3], h[4] = typ, flags
 	binary.BigEndian.PutUint32(h[5:], stream&0x7fffffff)
 	s.bw.Write(h)
-	s.bw.Write(payload)
 }
 
 func (s *h2Stream) writeWindowUpdate(stream uint32, n int) {
@@ -169,11 +174,20 @@ func (s *h2Stream) SendMsg(m any) error {
 		return err
 	}
 	defer data.Free()
-	msg := make([]byte, 5+data.Len())
-	binary.BigEndian.PutUint32(msg[1:], uint32(data.Len()))
-	data.CopyTo(msg[5:])
-	for len(msg) > 0 {
-		n := int(min(int64(len(msg)), s.sendConn, s.sendStream, int64(s.maxFrame)))
+	var msg []byte
+	if len(data) == 1 {
+		msg = data[0].ReadOnlyData() // the codec's own buffer: no copy
+	} else {
+		msg = data.Materialize()
+	}
+	var prefix [5]byte
+	binary.BigEndian.PutUint32(prefix[1:], uint32(len(msg)))
+	head := prefix[:]
+	for len(head)+len(msg) > 0 {
+		n := int(min(int64(len(head)+len(msg)), s.sendConn, s.sendStream, int64(s.maxFrame)))
+		if n < len(head) {
+			n = 0 // the 5-byte prefix goes out in one frame
+		}
 		if n <= 0 {
 			if err := s.bw.Flush(); err != nil {
 				return err
@@ -183,10 +197,13 @@ func (s *h2Stream) SendMsg(m any) error {
 			}
 			continue
 		}
-		s.writeFrame(h2FrameData, 0, h2StreamID, msg[:n])
+		body := n - len(head)
+		s.writeFrameHeader(h2FrameData, 0, h2StreamID, n)
+		s.bw.Write(head)
+		s.bw.Write(msg[:body])
+		head, msg = nil, msg[body:]
 		s.sendConn -= int64(n)
 		s.sendStream -= int64(n)
-		msg = msg[n:]
 	}
 	return s.bw.Flush()
 }
@@ -352,6 +369,13 @@ func (s *h2Stream) readData(length int, flags byte, stream uint32) error {
 		s.in = (*h2Buffers.Get().(*[]byte))[:0]
 	}
 	start := len(s.in)
+	// Room for the whole message at once, once its size is known: a route
+	// table of 500 KB grown frame by frame was copied twice over.
+	if len(s.in)-s.consumed >= 5 {
+		if size := 5 + int(binary.BigEndian.Uint32(s.in[s.consumed+1:])); size <= s.maxRecv && s.consumed+size > cap(s.in) {
+			s.in = slices.Grow(s.in, s.consumed+size-len(s.in))
+		}
+	}
 	s.in = growBytes(s.in, length)
 	if _, err := io.ReadFull(s.br, s.in[start:start+length]); err != nil {
 		return status.Errorf(codes.Unavailable, "xdsload-h2: %v", err)

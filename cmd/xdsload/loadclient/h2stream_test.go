@@ -142,3 +142,33 @@ func TestH2StreamEnds(t *testing.T) {
 		t.Fatalf("dial to a closed port: %v, want a connection error", err)
 	}
 }
+
+// An empty message (every field at its default) is a 5-byte DATA frame.
+func TestH2StreamSendsAnEmptyMessage(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	discovery.RegisterAggregatedDiscoveryServiceServer(gs, h2TestADS{resources: 1})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	codec, err := newLeanCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := dialH2Stream(ctx, lis.Addr().String(), codec, 1<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SendMsg(&discovery.DeltaDiscoveryRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var r leanDelta
+	if err := s.RecvMsg(&r); err != nil || r.sysVer != "0" || len(r.resources) != 1 {
+		t.Fatalf("got %v, version %q, %d resources; want the answer to an empty request", err, r.sysVer, len(r.resources))
+	}
+}
