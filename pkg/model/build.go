@@ -413,48 +413,48 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	c, e := uint64(fnvOffset), uint64(fnvOffset)
 	// parts is called only for an object not in the cache: its boxed fields
 	// were most of a build's allocations.
-	add := func(dst *uint64, kind string, m metav1.ObjectMeta, cacheable bool, parts func() []any) {
+	add := func(dst *uint64, kind string, m *metav1.ObjectMeta, cacheable bool, parts func() []any) {
 		*dst = fnvAdd(*dst, h.object(kind, m, cacheable, parts))
 	}
 	none := func() []any { return nil }
 	for _, o := range in.Namespaces {
-		add(&c, "ns", o.ObjectMeta, true, none)
+		add(&c, "ns", &o.ObjectMeta, true, none)
 	}
 	for _, o := range in.Services {
-		add(&c, "svc", o.ObjectMeta, true, func() []any { return []any{&o.Spec} })
+		add(&c, "svc", &o.ObjectMeta, true, func() []any { return []any{&o.Spec} })
 	}
 	for _, o := range in.ServiceAccounts {
-		add(&c, "sa", o.ObjectMeta, true, none)
+		add(&c, "sa", &o.ObjectMeta, true, none)
 	}
 	for _, o := range in.ConfigMaps {
-		add(&c, "cm", o.ObjectMeta, true, func() []any { return []any{o.Data} })
+		add(&c, "cm", &o.ObjectMeta, true, func() []any { return []any{o.Data} })
 	}
 	// Istio objects: metadata and spec (their status is not read).
-	specs := func(kind string, n int, at func(int) (metav1.ObjectMeta, any)) {
+	specs := func(kind string, n int, at func(int) (*metav1.ObjectMeta, any)) {
 		for i := 0; i < n; i++ {
 			m, spec := at(i)
 			add(&c, kind, m, true, func() []any { return []any{spec} })
 		}
 	}
-	specs("vs", len(in.VirtualServices), func(i int) (metav1.ObjectMeta, any) {
-		return in.VirtualServices[i].ObjectMeta, &in.VirtualServices[i].Spec
+	specs("vs", len(in.VirtualServices), func(i int) (*metav1.ObjectMeta, any) {
+		return &in.VirtualServices[i].ObjectMeta, &in.VirtualServices[i].Spec
 	})
-	specs("dr", len(in.DestinationRules), func(i int) (metav1.ObjectMeta, any) {
-		return in.DestinationRules[i].ObjectMeta, &in.DestinationRules[i].Spec
+	specs("dr", len(in.DestinationRules), func(i int) (*metav1.ObjectMeta, any) {
+		return &in.DestinationRules[i].ObjectMeta, &in.DestinationRules[i].Spec
 	})
-	specs("gw", len(in.Gateways), func(i int) (metav1.ObjectMeta, any) { return in.Gateways[i].ObjectMeta, &in.Gateways[i].Spec })
-	specs("se", len(in.ServiceEntries), func(i int) (metav1.ObjectMeta, any) {
-		return in.ServiceEntries[i].ObjectMeta, &in.ServiceEntries[i].Spec
+	specs("gw", len(in.Gateways), func(i int) (*metav1.ObjectMeta, any) { return &in.Gateways[i].ObjectMeta, &in.Gateways[i].Spec })
+	specs("se", len(in.ServiceEntries), func(i int) (*metav1.ObjectMeta, any) {
+		return &in.ServiceEntries[i].ObjectMeta, &in.ServiceEntries[i].Spec
 	})
-	specs("sidecar", len(in.Sidecars), func(i int) (metav1.ObjectMeta, any) { return in.Sidecars[i].ObjectMeta, &in.Sidecars[i].Spec })
-	specs("pa", len(in.PeerAuthentications), func(i int) (metav1.ObjectMeta, any) {
-		return in.PeerAuthentications[i].ObjectMeta, &in.PeerAuthentications[i].Spec
+	specs("sidecar", len(in.Sidecars), func(i int) (*metav1.ObjectMeta, any) { return &in.Sidecars[i].ObjectMeta, &in.Sidecars[i].Spec })
+	specs("pa", len(in.PeerAuthentications), func(i int) (*metav1.ObjectMeta, any) {
+		return &in.PeerAuthentications[i].ObjectMeta, &in.PeerAuthentications[i].Spec
 	})
-	specs("ap", len(in.AuthorizationPolicies), func(i int) (metav1.ObjectMeta, any) {
-		return in.AuthorizationPolicies[i].ObjectMeta, &in.AuthorizationPolicies[i].Spec
+	specs("ap", len(in.AuthorizationPolicies), func(i int) (*metav1.ObjectMeta, any) {
+		return &in.AuthorizationPolicies[i].ObjectMeta, &in.AuthorizationPolicies[i].Spec
 	})
-	specs("ra", len(in.RequestAuthentications), func(i int) (metav1.ObjectMeta, any) {
-		return in.RequestAuthentications[i].ObjectMeta, &in.RequestAuthentications[i].Spec
+	specs("ra", len(in.RequestAuthentications), func(i int) (*metav1.ObjectMeta, any) {
+		return &in.RequestAuthentications[i].ObjectMeta, &in.RequestAuthentications[i].Spec
 	})
 	// Secrets count by name and usability only: a renewed certificate changes
 	// no listener or route, just the SDS secret built from it per generation
@@ -464,16 +464,16 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	for _, o := range in.Secrets {
 		key := o.Namespace + "/" + o.Name
 		cr := creds.ok[key]
-		add(&c, "secret", o.ObjectMeta, false, func() []any { return []any{cr != nil, cr != nil && cr.CACert != nil, creds.invalid[key]} })
+		add(&c, "secret", &o.ObjectMeta, false, func() []any { return []any{cr != nil, cr != nil && cr.CACert != nil, creds.invalid[key]} })
 	}
 	for _, o := range in.EndpointSlices {
-		add(&e, "es", o.ObjectMeta, true, func() []any { return []any{o.AddressType, o.Endpoints, o.Ports} })
+		add(&e, "es", &o.ObjectMeta, true, func() []any { return []any{o.AddressType, o.Endpoints, o.Ports} })
 	}
 	for _, o := range in.Pods {
 		// Pods matter for their labels, service account and address only, and
 		// for their node when Nodes give localities (not boxed otherwise: one
 		// allocation per pod and build).
-		add(&e, "pod", o.ObjectMeta, true, func() []any {
+		add(&e, "pod", &o.ObjectMeta, true, func() []any {
 			if len(in.Nodes) == 0 {
 				return []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)}
 			}
@@ -482,7 +482,7 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	}
 	for _, o := range in.Nodes {
 		// Nodes matter for their locality labels only (in the metadata hash).
-		add(&e, "node", o.ObjectMeta, true, none)
+		add(&e, "node", &o.ObjectMeta, true, none)
 	}
 	return c, e
 }
@@ -499,6 +499,14 @@ type HashCache struct {
 	hashes map[hashKey]*stampedHash
 	gen    uint64
 	live   int // entries stamped by the current build
+	// byObject finds the hash of an object the last build read by its
+	// address: an informer's objects never change in place, and looking up
+	// five strings per object was a quarter of an endpoint change's build
+	// at 1,000 services. An entry holds its object, so its address is not
+	// reused while the entry lives; entries no build read are dropped once
+	// there are more than a few.
+	byObject   map[*metav1.ObjectMeta]*objectHash
+	objectLive int
 	// ignored memoizes ReportIgnoredFields per object version (coverage.go).
 	ignored map[hashKey][]IgnoredField
 	// endpoints memoizes each service's endpoints (endpoints_memo.go).
@@ -507,12 +515,20 @@ type HashCache struct {
 
 type stampedHash struct{ v, gen uint64 }
 
+// objectHash is an object's hash and the resourceVersion it was taken at.
+type objectHash struct {
+	stampedHash
+	resourceVersion string
+}
+
 // hashKey names one version of one object. A struct of the object's own
 // strings, so a lookup allocates nothing.
 type hashKey struct{ kind, namespace, name, uid, resourceVersion string }
 
 // NewHashCache returns an empty cache.
-func NewHashCache() *HashCache { return &HashCache{hashes: map[hashKey]*stampedHash{}} }
+func NewHashCache() *HashCache {
+	return &HashCache{hashes: map[hashKey]*stampedHash{}, byObject: map[*metav1.ObjectMeta]*objectHash{}}
+}
 
 // objectHasher hashes the objects of one build.
 type objectHasher struct{ c *HashCache }
@@ -521,7 +537,7 @@ func (c *HashCache) begin() objectHasher {
 	if c != nil {
 		c.mu.Lock()
 		c.gen++
-		c.live = 0
+		c.live, c.objectLive = 0, 0
 	}
 	return objectHasher{c}
 }
@@ -538,33 +554,51 @@ func (h objectHasher) end() {
 			}
 		}
 	}
+	if len(c.byObject) > c.objectLive+64 {
+		for k, e := range c.byObject {
+			if e.gen != c.gen {
+				delete(c.byObject, k)
+			}
+		}
+	}
 	c.mu.Unlock()
 }
 
-func (h objectHasher) object(kind string, m metav1.ObjectMeta, cacheable bool, parts func() []any) uint64 {
-	var key hashKey
-	if h.c != nil && cacheable && m.ResourceVersion != "" {
-		key = hashKey{kind, m.Namespace, m.Name, string(m.UID), m.ResourceVersion}
-		if e, ok := h.c.hashes[key]; ok {
-			if e.gen != h.c.gen {
-				e.gen = h.c.gen
-				h.c.live++
-			}
-			return e.v
-		}
+func (h objectHasher) object(kind string, m *metav1.ObjectMeta, cacheable bool, parts func() []any) uint64 {
+	if h.c == nil || !cacheable || m.ResourceVersion == "" {
+		return hashObject(kind, m, parts)
 	}
+	if e := h.c.byObject[m]; e != nil && e.resourceVersion == m.ResourceVersion {
+		if e.gen != h.c.gen {
+			e.gen = h.c.gen
+			h.c.objectLive++
+		}
+		return e.v
+	}
+	key := hashKey{kind, m.Namespace, m.Name, string(m.UID), m.ResourceVersion}
+	e, ok := h.c.hashes[key]
+	if !ok {
+		e = &stampedHash{v: hashObject(kind, m, parts)}
+		h.c.hashes[key] = e
+	}
+	if e.gen != h.c.gen {
+		e.gen = h.c.gen
+		h.c.live++
+	}
+	h.c.byObject[m] = &objectHash{stampedHash{v: e.v, gen: h.c.gen}, m.ResourceVersion}
+	h.c.objectLive++
+	return e.v
+}
+
+// hashObject hashes what of an object a build reads: its metadata and parts.
+func hashObject(kind string, m *metav1.ObjectMeta, parts func() []any) uint64 {
 	d := fnv.New64a()
 	enc := json.NewEncoder(d)
 	_ = enc.Encode([]any{kind, m.Namespace, m.Name, m.Labels, m.Annotations, m.CreationTimestamp, m.DeletionTimestamp != nil})
 	for _, p := range parts() {
 		_ = enc.Encode(p)
 	}
-	v := d.Sum64()
-	if key.resourceVersion != "" {
-		h.c.hashes[key] = &stampedHash{v: v, gen: h.c.gen}
-		h.c.live++
-	}
-	return v
+	return d.Sum64()
 }
 
 func podContainerPorts(p *corev1.Pod) [][]corev1.ContainerPort {

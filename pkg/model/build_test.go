@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -170,5 +171,28 @@ func TestHashCacheFollowsResourceVersions(t *testing.T) {
 	edited.Spec.Ports[0].Port = 83
 	if Build(in, 6).ConfigHash == a {
 		t.Error("an object without resourceVersion was taken from the cache")
+	}
+}
+
+// Objects the builds no longer read leave the cache's by-address index (it
+// holds them alive while they are in it).
+func TestHashCacheDropsObjectsNoLongerRead(t *testing.T) {
+	in := &Inputs{Hashes: NewHashCache()}
+	for i := range 200 {
+		svc := service(fmt.Sprintf("s%d", i), corev1.ServicePort{Name: "http", Port: 80})
+		svc.ResourceVersion = "1"
+		in.Services = append(in.Services, svc)
+	}
+	want := Build(in, 1).ConfigHash
+	for b := range 3 {
+		for i, svc := range in.Services {
+			in.Services[i] = svc.DeepCopy() // the informer's new object, same version
+		}
+		if got := Build(in, uint64(b+2)).ConfigHash; got != want {
+			t.Fatalf("build %d: config hash changed with new copies of the same versions", b+2)
+		}
+	}
+	if n := len(in.Hashes.byObject); n > 200+64 {
+		t.Errorf("%d objects indexed by address after builds of 200 each: the replaced ones were kept", n)
 	}
 }
