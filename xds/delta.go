@@ -283,6 +283,12 @@ func deltaInitial(ts *typeState, set *resourceSet, initial map[string]string) (s
 		}
 	}
 	send = make([]*item, 0, set.size())
+	if len(initial) == 0 && ds.wildcard {
+		for _, p := range set.parts {
+			send = append(send, p.items...)
+		}
+		return send, nil // everything: sent part by part, in no order of its own
+	}
 	if ds.wildcard {
 		for _, p := range set.parts {
 			for _, it := range p.items {

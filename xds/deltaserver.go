@@ -185,6 +185,13 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 		}
 		d.legacy = false
 	}
+	if len(d.names) == 0 && strictlySorted(subscribe) {
+		// A first subscription in order (a proxy's EDS clusters, a
+		// thousand of them): the request's own list, which nothing writes,
+		// rather than a copy sorted again.
+		d.names = slices.Clip(subscribe)
+		subscribe = nil
+	}
 	var added []string
 	for _, n := range subscribe {
 		if n == explicitWildcard {
@@ -224,6 +231,17 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 	if kept != nil {
 		d.names = slices.Clip(kept)
 	}
+}
+
+// strictlySorted reports whether names ascend without repeats and hold no
+// explicit wildcard.
+func strictlySorted(names []string) bool {
+	for i, n := range names {
+		if n == explicitWildcard || (i > 0 && names[i-1] >= n) {
+			return false
+		}
+	}
+	return len(names) > 0
 }
 
 // shareNames makes names (sorted, equal to what d subscribes by name) d's

@@ -44,4 +44,20 @@ func TestDeltaSubscription(t *testing.T) {
 	if !slices.Equal(shared, []string{"p", "q"}) || !slices.Equal(f.names, []string{"q", "r"}) {
 		t.Fatalf("shared %v, own %v", shared, f.names)
 	}
+	// A first subscription in order is kept as sent, and never written.
+	sent := []string{"a", "b", "c"}
+	g := newDeltaSub(false)
+	g.update(sent, []string{"b"})
+	g.update([]string{"d"}, []string{"a"})
+	if !slices.Equal(sent, []string{"a", "b", "c"}) || !slices.Equal(g.names, []string{"c", "d"}) {
+		t.Fatalf("sent %v, subscribed %v", sent, g.names)
+	}
+	// Out of order, repeated or with "*": sorted, deduplicated, wildcard.
+	for _, first := range [][]string{{"b", "a"}, {"a", "a", "b"}, {"*", "a", "b"}} {
+		h := newDeltaSub(false)
+		h.update(first, nil)
+		if !slices.Equal(h.names, []string{"a", "b"}) || h.wildcard != (first[0] == "*") {
+			t.Errorf("first %v: names %v, wildcard %v", first, h.names, h.wildcard)
+		}
+	}
 }
