@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"time"
 )
 
@@ -34,14 +35,17 @@ type Pacer struct {
 	// round of 190 ms against 50 for the next four). Once the heap is quiet
 	// (less than betweenPushes allocated since the last look) and that close,
 	// the Pacer collects, at most once between two collections of anyone
-	// else's.
+	// else's, and gives the free heap back as memtrim would (a collection
+	// alone left memtrim nothing it found worth trimming: at 5,000 proxies
+	// RSS settled 120 MB higher).
 	Idle   time.Duration
 	Logger *slog.Logger
 
 	events chan pushEvent
-	// read and collect are the runtime's; tests replace them.
+	// read, collect and trim are the runtime's; tests replace them.
 	read    func() pacerHeap
 	collect func()
+	trim    func()
 }
 
 type pushEvent struct {
@@ -58,7 +62,7 @@ type pacerHeap struct {
 
 // NewPacer returns a Pacer; run it with Run.
 func NewPacer(log *slog.Logger) *Pacer {
-	return &Pacer{Logger: log, events: make(chan pushEvent, 16), read: readPacerHeap, collect: runtime.GC}
+	return &Pacer{Logger: log, events: make(chan pushEvent, 16), read: readPacerHeap, collect: runtime.GC, trim: debug.FreeOSMemory}
 }
 
 // PushStarted marks the start of a push. It never blocks.
@@ -168,12 +172,12 @@ func (p *Pacer) Run(ctx context.Context) {
 				continue
 			}
 			begin := time.Now()
-			p.collect()
+			p.trim()
 			after := p.read()
 			cycles, sinceAllocs, lastAllocs = after.cycles, after.allocs, after.allocs
 			idleCollect, idleCycle = true, after.cycles
 			if p.Logger != nil {
-				p.Logger.Debug("collected while idle, before the next push would have to", "expect", expect,
+				p.Logger.Debug("collected and trimmed while idle, before the next push would have to collect", "expect", expect,
 					"heap", heap, "live", h.live, "goal", h.goal, "took", time.Since(begin))
 			}
 		case <-t.C:

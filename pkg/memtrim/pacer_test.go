@@ -61,7 +61,7 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	p := NewPacer(nil)
 	p.Quiet = 10 * time.Millisecond
 	p.Idle = -1 // TestPacerCollectsWhenIdleNearTheTrigger
-	p.read, p.collect = f.read, f.collect
+	p.read, p.collect, p.trim = f.read, f.collect, nil
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -119,7 +119,7 @@ func TestPacerCollectsWhenIdleNearTheTrigger(t *testing.T) {
 	f := &fakeHeap{h: pacerHeap{live: 100 * mib, goal: 150 * mib}, collected: make(chan struct{}, 4)}
 	p := NewPacer(nil)
 	p.Idle = 10 * time.Millisecond
-	p.read, p.collect = f.read, f.collect
+	p.read, p.collect, p.trim = f.read, f.collect, f.collect
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
