@@ -45,6 +45,24 @@ func (f *fakeHeap) alloc(n uint64) {
 	f.mu.Unlock()
 }
 
+// collectedWithin reports whether the Pacer collected within d.
+func (f *fakeHeap) collectedWithin(d time.Duration) bool {
+	select {
+	case <-f.collected:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// runPacer runs p until the test ends.
+func runPacer(t *testing.T, p *Pacer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func (f *fakeHeap) collect() {
 	f.mu.Lock()
 	f.h.cycles++
@@ -62,10 +80,7 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	p.Quiet = 10 * time.Millisecond
 	p.Idle = -1 // TestPacerCollectsWhenIdleNearTheTrigger
 	p.read, p.collect, p.trim = f.read, f.collect, nil
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runPacer(t, p)
 
 	push := func(endpointOnly bool, n uint64) {
 		p.PushStarted()
@@ -73,31 +88,23 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 		f.alloc(n)
 		p.PushDone(endpointOnly)
 	}
-	collectedWithin := func(d time.Duration) bool {
-		select {
-		case <-f.collected:
-			return true
-		case <-time.After(d):
-			return false
-		}
-	}
 
 	push(true, 5*mib) // 105 of an earliest trigger at 135: room for many
-	if collectedWithin(200 * time.Millisecond) {
+	if f.collectedWithin(200 * time.Millisecond) {
 		t.Fatal("collected with 30 MiB of room for 5 MiB pushes")
 	}
 	push(false, 20*mib) // a config push: the runtime collects during those anyway
-	if collectedWithin(200 * time.Millisecond) {
+	if f.collectedWithin(200 * time.Millisecond) {
 		t.Fatal("collected after a config push")
 	}
 	push(true, 6*mib) // 131: the next push would start a collection
-	if !collectedWithin(2 * time.Second) {
+	if !f.collectedWithin(2 * time.Second) {
 		t.Fatal("not collected with 4 MiB of room for 6 MiB pushes")
 	}
 
 	// After it the heap is the live one again: room for pushes.
 	push(true, 6*mib)
-	if collectedWithin(200 * time.Millisecond) {
+	if f.collectedWithin(200 * time.Millisecond) {
 		t.Fatal("collected again right after a collection")
 	}
 	// A collection the runtime ran on its own (during a push) is noticed too.
@@ -105,7 +112,7 @@ func TestPacerCollectsBeforeTheNextPushWouldHaveTo(t *testing.T) {
 	f.h.cycles++
 	f.mu.Unlock()
 	push(true, 6*mib)
-	if collectedWithin(200 * time.Millisecond) {
+	if f.collectedWithin(200 * time.Millisecond) {
 		t.Fatal("collected although the runtime just had")
 	}
 }
@@ -120,21 +127,10 @@ func TestPacerCollectsWhenIdleNearTheTrigger(t *testing.T) {
 	p := NewPacer(nil)
 	p.Idle = 10 * time.Millisecond
 	p.read, p.collect, p.trim = f.read, f.collect, f.collect
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	collectedWithin := func(d time.Duration) bool {
-		select {
-		case <-f.collected:
-			return true
-		case <-time.After(d):
-			return false
-		}
-	}
+	runPacer(t, p)
 
 	f.alloc(10 * mib) // 110 of an earliest trigger at 135: room for a 16 MiB first push
-	if collectedWithin(100 * time.Millisecond) {
+	if f.collectedWithin(100 * time.Millisecond) {
 		t.Fatal("collected with room for a first push")
 	}
 	// A warm-up: the heap passes the point, but allocation goes on.
@@ -150,12 +146,12 @@ func TestPacerCollectsWhenIdleNearTheTrigger(t *testing.T) {
 			f.alloc(8 * mib) // several times betweenPushes per tick
 		}
 	}
-	if !collectedWithin(2 * time.Second) {
+	if !f.collectedWithin(2 * time.Second) {
 		t.Fatal("not collected once the heap was quiet near its trigger")
 	}
 	// The fake's live heap is unchanged: the heap is back at it, with room.
 	f.alloc(20 * mib)
-	if collectedWithin(100 * time.Millisecond) {
+	if f.collectedWithin(100 * time.Millisecond) {
 		t.Fatal("collected twice with no collection of the runtime's between")
 	}
 	f.mu.Lock()
@@ -163,12 +159,12 @@ func TestPacerCollectsWhenIdleNearTheTrigger(t *testing.T) {
 	f.mu.Unlock()
 	time.Sleep(30 * time.Millisecond)
 	f.alloc(5 * mib) // 100 + 5 since the runtime's: room
-	if collectedWithin(100 * time.Millisecond) {
+	if f.collectedWithin(100 * time.Millisecond) {
 		t.Fatal("collected right after the runtime did")
 	}
 	f.alloc(5 * mib) // 110: still room for 16 + 6
 	f.alloc(5 * mib) // 115: no more
-	if !collectedWithin(2 * time.Second) {
+	if !f.collectedWithin(2 * time.Second) {
 		t.Fatal("not collected near the trigger after the runtime's collection")
 	}
 }

@@ -48,30 +48,38 @@ func (a h2TestADS) DeltaAggregatedResources(st discovery.AggregatedDiscoveryServ
 	return status.Error(codes.PermissionDenied, "go away")
 }
 
-// The lean transport against gRPC's own server (default settings: a 64 KiB
-// window to start with): a request larger than the server's window, a
-// response of 3 MB over a 1 MiB window, an ACK, and the server's status.
-func TestH2StreamFlowControlAndStatus(t *testing.T) {
+// dialH2TestADS serves ads on gRPC's own server (its default settings: a
+// 64 KiB window to start with) and opens a lean stream to it, both closed
+// when the test ends.
+func dialH2TestADS(t *testing.T, ads h2TestADS, maxRecv int) *h2Stream {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	discovery.RegisterAggregatedDiscoveryServiceServer(gs, h2TestADS{resources: 3000, nameLen: 1000})
+	discovery.RegisterAggregatedDiscoveryServiceServer(gs, ads)
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
-
 	codec, err := newLeanCodec()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := dialH2Stream(ctx, lis.Addr().String(), codec, 1<<20, 256<<20)
+	t.Cleanup(cancel)
+	s, err := dialH2Stream(ctx, lis.Addr().String(), codec, 1<<20, maxRecv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// The lean transport against gRPC's own server (default settings: a 64 KiB
+// window to start with): a request larger than the server's window, a
+// response of 3 MB over a 1 MiB window, an ACK, and the server's status.
+func TestH2StreamFlowControlAndStatus(t *testing.T) {
+	s := dialH2TestADS(t, h2TestADS{resources: 3000, nameLen: 1000}, 256<<20)
 
 	req := &discovery.DeltaDiscoveryRequest{TypeUrl: TypeEDS}
 	for i := range 5000 {
@@ -93,7 +101,7 @@ func TestH2StreamFlowControlAndStatus(t *testing.T) {
 	if err := s.SendMsg(&discovery.DeltaDiscoveryRequest{TypeUrl: TypeEDS, ResponseNonce: "n1"}); err != nil {
 		t.Fatal(err)
 	}
-	err = s.RecvMsg(&r)
+	err := s.RecvMsg(&r)
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "go away") {
 		t.Fatalf("after the ACK: %v, want the server's PermissionDenied", err)
 	}
@@ -145,25 +153,7 @@ func TestH2StreamEnds(t *testing.T) {
 
 // An empty message (every field at its default) is a 5-byte DATA frame.
 func TestH2StreamSendsAnEmptyMessage(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	discovery.RegisterAggregatedDiscoveryServiceServer(gs, h2TestADS{resources: 1})
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	codec, err := newLeanCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := dialH2Stream(ctx, lis.Addr().String(), codec, 1<<20, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := dialH2TestADS(t, h2TestADS{resources: 1}, 1<<20)
 	if err := s.SendMsg(&discovery.DeltaDiscoveryRequest{}); err != nil {
 		t.Fatal(err)
 	}
