@@ -136,7 +136,8 @@ func (s *Server) deltaRequest(ds *deltaStream, req *discovery.DeltaDiscoveryRequ
 			return err
 		}
 		if cn = s.cache.conn(ds.node.GetId()); cn == nil {
-			return nil // cannot be: registered above, and kept while the stream lives
+			// Registered just above and kept while the stream lives: a bug if seen.
+			return status.Errorf(codes.Internal, "proxy %q is not registered after its first request", ds.node.GetId())
 		}
 		ds.cn.Store(cn)
 	}
