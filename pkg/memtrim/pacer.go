@@ -116,10 +116,17 @@ func (p *Pacer) Run(ctx context.Context) {
 		recent       [recentPushes]uint64
 		next         int
 		// idleCycle: the collection count right after the Pacer's last idle
-		// collection; another waits for someone else's.
-		idleCycle   uint64
-		idleCollect bool
+		// collection (none yet: no count); another waits for someone else's.
+		idleCycle = ^uint64(0)
 	)
+	// expected is what the next endpoint push will allocate, by the last few.
+	expected := func() uint64 {
+		var e uint64
+		for _, a := range recent {
+			e = max(e, a)
+		}
+		return e
+	}
 	// The runtime starts a collection when the heap marked by the last one
 	// plus what was allocated since reaches its trigger. What the last
 	// collection left is read after the fact: one seen since the previous
@@ -157,15 +164,12 @@ func (p *Pacer) Run(ctx context.Context) {
 			}
 			quietHeap := h.allocs-lastAllocs < betweenPushes
 			lastAllocs = h.allocs
-			if !quietHeap || (idleCollect && h.cycles == idleCycle) {
+			if !quietHeap || h.cycles == idleCycle {
 				continue
 			}
 			expect := uint64(firstPush)
 			if next > 0 {
-				expect = 0
-				for _, a := range recent {
-					expect = max(expect, a)
-				}
+				expect = expected()
 			}
 			heap := h.live + (h.allocs - sinceAllocs)
 			if heap < h.live+betweenPushes || !h.wouldMeetCollection(heap, expect) {
@@ -175,7 +179,7 @@ func (p *Pacer) Run(ctx context.Context) {
 			p.trim()
 			after := p.read()
 			cycles, sinceAllocs, lastAllocs = after.cycles, after.allocs, after.allocs
-			idleCollect, idleCycle = true, after.cycles
+			idleCycle = after.cycles
 			if p.Logger != nil {
 				p.Logger.Debug("collected and trimmed while idle, before the next push would have to collect", "expect", expect,
 					"heap", heap, "live", h.live, "goal", h.goal, "took", time.Since(begin))
@@ -196,10 +200,7 @@ func (p *Pacer) Run(ctx context.Context) {
 			}
 			recent[next%recentPushes] = h.allocs - startAllocs
 			next++
-			var expect uint64
-			for _, a := range recent {
-				expect = max(expect, a)
-			}
+			expect := expected()
 			heap := h.live + (h.allocs - sinceAllocs)
 			if !h.wouldMeetCollection(heap, expect) {
 				if p.Logger != nil {
