@@ -65,7 +65,6 @@ type h2Stream struct {
 const (
 	h2FrameData         = 0x0
 	h2FrameHeaders      = 0x1
-	h2FramePriority     = 0x2
 	h2FrameRSTStream    = 0x3
 	h2FrameSettings     = 0x4
 	h2FramePushPromise  = 0x5
