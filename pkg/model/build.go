@@ -20,6 +20,9 @@ import (
 // are dropped with a ConfigError each; Build never fails as a whole, so one bad
 // object can never stop the rest of the mesh from updating.
 func Build(in *Inputs, version uint64) *Snapshot {
+	if s := buildEndpointChange(in, version); s != nil {
+		return s
+	}
 	s := &Snapshot{
 		Version:    version,
 		Inputs:     in,
@@ -64,6 +67,7 @@ func Build(in *Inputs, version uint64) *Snapshot {
 			s.ConfigHash = mixHash(s.ConfigHash, mixHash(fnvString(fnvOffset, svc.Hostname), s.EndpointsHashOf(svc.Hostname)))
 		}
 	}
+	in.Hashes.remember(s, s.Inputs)
 	return s
 }
 
@@ -114,7 +118,16 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 		s.localities.shared = next.shared
 		s.epHashes.memo = next.hosts // never written once this build is done
 	}
-	pods := indexPods(in.Pods)
+	samePods := prev != nil && prev.index != nil && samePointers(prev.pods, in.Pods)
+	var pods podIndex
+	if samePods {
+		pods = *prev.index
+	} else {
+		pods = indexPods(in.Pods)
+	}
+	if next != nil {
+		next.index = &pods
+	}
 	withSlices := map[string]bool{}
 	// hostname -> its slices in input order
 	byHost := make(map[string][]*discoveryv1.EndpointSlice, len(s.serviceList))
@@ -133,7 +146,6 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 		}
 		byHost[host] = append(byHost[host], es)
 	}
-	samePods := prev != nil && samePointers(prev.pods, in.Pods)
 	for host, slices := range byHost {
 		if prev != nil {
 			match := func(visit func(*corev1.Pod) bool) bool {
@@ -150,30 +162,41 @@ func (s *Snapshot) buildEndpoints(in *Inputs) {
 				continue
 			}
 		}
-		list, matched := s.sliceEndpoints(pods, slices, next != nil)
-		s.setEndpoints(host, list)
-		if next != nil {
-			next.hosts[host] = &hostEndpoints{slices: slices, pods: matched, list: list}
-		}
+		s.convertSlices(host, slices, pods, next)
 	}
-	seen := map[string][]*Endpoint{}
 	for _, svc := range s.serviceList {
 		if withSlices[svc.Hostname] || len(svc.Selector) == 0 {
 			continue
 		}
-		for _, pod := range in.Pods {
-			if pod.Namespace != svc.Namespace || pod.Status.PodIP == "" || !LabelsMatch(svc.Selector, pod.Labels) || pod.DeletionTimestamp != nil {
-				continue
-			}
-			e := &Endpoint{Address: pod.Status.PodIP, Ports: podPorts(svc, in.Services, pod), Labels: pod.Labels,
-				ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace,
-				Locality: s.localities.endpoint(pod, nil, nil)}
-			seen[svc.Hostname] = append(seen[svc.Hostname], e)
+		if list := podEndpoints(svc, in, s.localities); len(list) > 0 {
+			s.endpoints[svc.Hostname] = sortedByAddress(list)
 		}
 	}
-	for host, list := range seen {
-		s.endpoints[host] = sortedByAddress(list)
+}
+
+// convertSlices makes a service's endpoints of its slices and records them
+// in the memo (next, when there is one).
+func (s *Snapshot) convertSlices(host string, slices []*discoveryv1.EndpointSlice, pods podIndex, next *endpointMemo) {
+	list, matched := s.sliceEndpoints(pods, slices, next != nil)
+	s.setEndpoints(host, list)
+	if next != nil {
+		next.hosts[host] = &hostEndpoints{slices: slices, pods: matched, list: list}
 	}
+}
+
+// podEndpoints are the endpoints of a service without slices: its
+// selector's running pods, unsorted.
+func podEndpoints(svc *Service, in *Inputs, loc *localities) []*Endpoint {
+	var list []*Endpoint
+	for _, pod := range in.Pods {
+		if pod.Namespace != svc.Namespace || pod.Status.PodIP == "" || !LabelsMatch(svc.Selector, pod.Labels) || pod.DeletionTimestamp != nil {
+			continue
+		}
+		list = append(list, &Endpoint{Address: pod.Status.PodIP, Ports: podPorts(svc, in.Services, pod), Labels: pod.Labels,
+			ServiceAccount: pod.Spec.ServiceAccountName, PodName: pod.Name, Namespace: pod.Namespace,
+			Locality: loc.endpoint(pod, nil, nil)})
+	}
+	return list
 }
 
 // setEndpoints records a service's endpoints; one whose slices have no
@@ -410,7 +433,7 @@ func byCreation[T creationSortable](in []T) []T {
 func fingerprint(in *Inputs) (config, endpoints uint64) {
 	h := in.Hashes.begin()
 	defer h.end()
-	c, e := uint64(fnvOffset), uint64(fnvOffset)
+	c := uint64(fnvOffset)
 	// parts is called only for an object not in the cache: its boxed fields
 	// were most of a build's allocations.
 	add := func(dst *uint64, kind string, m *metav1.ObjectMeta, cacheable bool, parts func() []any) {
@@ -466,14 +489,25 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 		cr := creds.ok[key]
 		add(&c, "secret", &o.ObjectMeta, false, func() []any { return []any{cr != nil, cr != nil && cr.CACert != nil, creds.invalid[key]} })
 	}
+	e := endpointsFingerprint(h, in)
+	return c, e
+}
+
+// endpointsFingerprint is fingerprint's endpoints hash: slices, pods, nodes.
+func endpointsFingerprint(h objectHasher, in *Inputs) uint64 {
+	e := uint64(fnvOffset)
+	add := func(kind string, m *metav1.ObjectMeta, parts func() []any) {
+		e = fnvAdd(e, h.object(kind, m, true, parts))
+	}
+	none := func() []any { return nil }
 	for _, o := range in.EndpointSlices {
-		add(&e, "es", &o.ObjectMeta, true, func() []any { return []any{o.AddressType, o.Endpoints, o.Ports} })
+		add("es", &o.ObjectMeta, func() []any { return []any{o.AddressType, o.Endpoints, o.Ports} })
 	}
 	for _, o := range in.Pods {
 		// Pods matter for their labels, service account and address only, and
 		// for their node when Nodes give localities (not boxed otherwise: one
 		// allocation per pod and build).
-		add(&e, "pod", &o.ObjectMeta, true, func() []any {
+		add("pod", &o.ObjectMeta, func() []any {
 			if len(in.Nodes) == 0 {
 				return []any{o.Spec.ServiceAccountName, o.Status.PodIP, o.Status.PodIPs, podContainerPorts(o)}
 			}
@@ -482,9 +516,9 @@ func fingerprint(in *Inputs) (config, endpoints uint64) {
 	}
 	for _, o := range in.Nodes {
 		// Nodes matter for their locality labels only (in the metadata hash).
-		add(&e, "node", &o.ObjectMeta, true, none)
+		add("node", &o.ObjectMeta, none)
 	}
-	return c, e
+	return e
 }
 
 // HashCache keeps the fingerprints of apiserver objects across builds, by
@@ -511,6 +545,9 @@ type HashCache struct {
 	ignored map[hashKey][]IgnoredField
 	// endpoints memoizes each service's endpoints (endpoints_memo.go).
 	endpoints *endpointMemo
+	// last is the last build, for an endpoint change to start from
+	// (build_endpoint_change.go).
+	last lastBuild
 }
 
 type stampedHash struct{ v, gen uint64 }
@@ -530,8 +567,13 @@ func NewHashCache() *HashCache {
 	return &HashCache{hashes: map[hashKey]*stampedHash{}, byObject: map[*metav1.ObjectMeta]*objectHash{}}
 }
 
-// objectHasher hashes the objects of one build.
-type objectHasher struct{ c *HashCache }
+// objectHasher hashes the objects of one build. A partial one (an
+// endpoint change's, build_endpoint_change.go) reads only some kinds, so
+// it drops nothing it did not read.
+type objectHasher struct {
+	c       *HashCache
+	partial bool
+}
 
 func (c *HashCache) begin() objectHasher {
 	if c != nil {
@@ -539,12 +581,16 @@ func (c *HashCache) begin() objectHasher {
 		c.gen++
 		c.live, c.objectLive = 0, 0
 	}
-	return objectHasher{c}
+	return objectHasher{c: c}
 }
 
 func (h objectHasher) end() {
 	c := h.c
 	if c == nil {
+		return
+	}
+	if h.partial {
+		c.mu.Unlock()
 		return
 	}
 	if len(c.hashes) > 2*c.live+64 {

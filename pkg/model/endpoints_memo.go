@@ -24,6 +24,8 @@ type endpointMemo struct {
 	// pods: when a build's are these, every address finds the pod it found
 	// before, and the check of each host's pods is skipped.
 	pods []*corev1.Pod
+	// index is those pods' index, kept while they are the same.
+	index *podIndex
 	// shared is the localities' shared values, kept with the nodes they were
 	// read from so that reused endpoints and new ones share one value per
 	// locality.

@@ -31,32 +31,10 @@ func (s *Snapshot) buildServiceIdentities() uint64 {
 	h := fnv.New64a()
 	td := s.Mesh.GetTrustDomain()
 	for _, svc := range s.serviceList {
-		seen := map[string]bool{}
-		var ids []string
-		for _, ep := range s.endpoints[svc.Hostname] {
-			sa := ep.ServiceAccount
-			if sa == "" && ep.PodName != "" {
-				sa = "default"
-			}
-			if sa == "" {
-				continue
-			}
-			id := SpiffeID(td, ep.Namespace, sa)
-			if !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-		for _, id := range svc.SubjectAltNames {
-			if !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
+		ids := serviceIdentities(td, svc, s.endpoints[svc.Hostname])
 		if len(ids) == 0 {
 			continue
 		}
-		sort.Strings(ids)
 		s.identities[svc.Hostname] = ids
 		_, _ = h.Write([]byte(svc.Hostname))
 		for _, id := range ids {
@@ -66,6 +44,35 @@ func (s *Snapshot) buildServiceIdentities() uint64 {
 		_, _ = h.Write([]byte{1})
 	}
 	return h.Sum64()
+}
+
+// serviceIdentities are the SPIFFE IDs of a service's endpoints and its
+// subjectAltNames, sorted, each once.
+func serviceIdentities(td string, svc *Service, eps []*Endpoint) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, ep := range eps {
+		sa := ep.ServiceAccount
+		if sa == "" && ep.PodName != "" {
+			sa = "default"
+		}
+		if sa == "" {
+			continue
+		}
+		id := SpiffeID(td, ep.Namespace, sa)
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range svc.SubjectAltNames {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 // mixHash folds b into a.

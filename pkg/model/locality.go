@@ -162,13 +162,8 @@ func (s *Snapshot) LocalityLB() bool { return s.localityLB }
 // localityLbSetting in a DestinationRule or the mesh config.
 func (s *Snapshot) noteLocalityUse() {
 	s.warnFailoverPriorityLabels()
-	known := false
-	for _, eps := range s.endpoints {
-		for _, ep := range eps {
-			known = known || ep.Locality != nil
-		}
-	}
-	if !known {
+	s.endpointLocality = anyLocality(s.endpoints)
+	if !s.endpointLocality {
 		return
 	}
 	if hasLocalitySetting(s.Mesh.GetLocalityLbSetting()) {
@@ -194,6 +189,18 @@ func (s *Snapshot) noteLocalityUse() {
 			}
 		}
 	}
+}
+
+// anyLocality reports whether some endpoint has a locality.
+func anyLocality(endpoints map[string][]*Endpoint) bool {
+	for _, eps := range endpoints {
+		for _, ep := range eps {
+			if ep.Locality != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasLocalitySetting(l interface {

@@ -160,6 +160,8 @@ type Snapshot struct {
 	localities     *localities
 	localityLB     bool
 	viewerLocality Locality
+	// endpointLocality: some endpoint has a locality (noteLocalityUse).
+	endpointLocality bool
 
 	// Errors lists every problem found while building; the objects named were skipped
 	// (or, for warnings, applied as written).
