@@ -145,6 +145,12 @@ type istioKind struct {
 	// decoded caches the decoding of each object, keyed by namespace/name, so
 	// an object is decoded (and its error reported) once per version.
 	decoded map[string]*decoded
+	// listed: values and partial are the last list's (build keeps them
+	// while the kind has no events): its decoded objects, or its objects'
+	// metadata for a kind mizzen only reports.
+	listed  bool
+	values  []any
+	partial []*metav1.PartialObjectMetadata
 }
 
 type decoded struct {
@@ -218,6 +224,15 @@ type Source struct {
 	ready   atomic.Bool
 	// changed is signalled (without blocking) by informer event handlers.
 	changed chan struct{}
+	// dirty are the kinds with events since the last build (everyKind: every
+	// kind), marked by event handlers and taken by build: a kind without
+	// events keeps its last list, so an endpoint change does not list and
+	// sort every object of the cluster again, and hands the model the same
+	// slices it had (model.Build then starts from the last snapshot).
+	dirtyMu sync.Mutex
+	dirty   map[string]bool
+	// lists are each core kind's last list (build's goroutine only).
+	lists coreLists
 
 	// Set by Run before the informers start.
 	namespaces      corelisters.NamespaceLister
@@ -422,6 +437,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Inputs)) error {
 			burst.Add()
 		case a := <-activated:
 			a.kind.lister = a.lister
+			s.markDirty(a.kind.kind)
 			burst.Add()
 		case <-burst.C():
 			burst.Fired()
@@ -698,10 +714,20 @@ func (s *Source) notify(kind string, obj any) {
 			return
 		}
 	}
-	s.signal()
+	if kind == "Namespace" {
+		kind = everyKind // which namespaces are in scope may change
+	}
+	s.markDirty(kind)
+	s.wake()
 }
 
+// signal: something changed, what is not known.
 func (s *Source) signal() {
+	s.markDirty(everyKind)
+	s.wake()
+}
+
+func (s *Source) wake() {
 	select {
 	case s.changed <- struct{}{}:
 	default:
@@ -731,6 +757,51 @@ func (s *Source) matches(l map[string]string) bool {
 	return false
 }
 
+// everyKind marks every kind dirty: a Namespace event (scope may change), a
+// tombstone without its object.
+const everyKind = "*"
+
+// coreLists are the last lists of the core kinds, as build hands them over.
+type coreLists struct {
+	namespaces      []*corev1.Namespace
+	services        []*corev1.Service
+	endpointSlices  []*discoveryv1.EndpointSlice
+	pods            []*corev1.Pod
+	nodes           []*corev1.Node
+	serviceAccounts []*corev1.ServiceAccount
+	configMaps      []*corev1.ConfigMap
+	secrets         []*corev1.Secret
+}
+
+func (s *Source) markDirty(kind string) {
+	s.dirtyMu.Lock()
+	if s.dirty == nil {
+		s.dirty = map[string]bool{}
+	}
+	s.dirty[kind] = true
+	s.dirtyMu.Unlock()
+}
+
+// takeDirty returns the dirty kinds and starts a new set; before the first
+// build every kind is.
+func (s *Source) takeDirty() func(kind string) bool {
+	s.dirtyMu.Lock()
+	d := s.dirty
+	s.dirty = map[string]bool{}
+	s.dirtyMu.Unlock()
+	first := s.lists.namespaces == nil
+	return func(kind string) bool { return first || d[everyKind] || d[kind] }
+}
+
+// relist returns the kind's last list, or lists it again when it had events.
+func relist[T metav1.Object](dirty func(string) bool, kind string, last *[]T, list func() ([]T, error), keep func(T) bool) []T {
+	if *last == nil || dirty(kind) {
+		items, _ := list()
+		*last = collect(items, keep)
+	}
+	return *last
+}
+
 // build reads the full inputs from the caches, in namespace/name order.
 func (s *Source) build() model.Inputs {
 	// The same cache every time: objects keep their fingerprint while their
@@ -740,41 +811,51 @@ func (s *Source) build() model.Inputs {
 	}
 	in := model.Inputs{Hashes: s.hashes}
 	all := labels.Everything()
+	dirty := s.takeDirty()
 
-	nss, _ := s.namespaces.List(all)
+	if s.lists.namespaces == nil || dirty("Namespace") {
+		nss, _ := s.namespaces.List(all)
+		s.lists.namespaces = collect(nss, func(n *corev1.Namespace) bool {
+			return len(s.selectors) == 0 || n.Name == s.systemNS || s.matches(n.Labels)
+		})
+	}
+	in.Namespaces = s.lists.namespaces
 	scope := map[string]bool{s.systemNS: true}
-	for _, n := range nss {
-		if len(s.selectors) == 0 || s.matches(n.Labels) {
-			scope[n.Name] = true
-		}
+	for _, n := range in.Namespaces {
+		scope[n.Name] = true
 	}
 	inScope := func(ns string) bool { return len(s.selectors) == 0 || scope[ns] }
 
-	in.Namespaces = collect(nss, func(n *corev1.Namespace) bool { return inScope(n.Name) })
-	svcs, _ := s.services.List(all)
-	in.Services = collect(svcs, func(o *corev1.Service) bool { return inScope(o.Namespace) })
-	eps, _ := s.endpointSlices.List(all)
-	in.EndpointSlices = collect(eps, func(o *discoveryv1.EndpointSlice) bool { return inScope(o.Namespace) })
-	pods, _ := s.pods.List(all)
-	in.Pods = collect(pods, func(o *corev1.Pod) bool { return inScope(o.Namespace) })
-	nodes, _ := s.nodes.List(all)
-	in.Nodes = collect(nodes, func(*corev1.Node) bool { return true })
-	sas, _ := s.serviceAccounts.List(all)
-	in.ServiceAccounts = collect(sas, func(o *corev1.ServiceAccount) bool { return inScope(o.Namespace) })
+	l := &s.lists
+	in.Services = relist(dirty, "Service", &l.services, func() ([]*corev1.Service, error) { return s.services.List(all) },
+		func(o *corev1.Service) bool { return inScope(o.Namespace) })
+	in.EndpointSlices = relist(dirty, "EndpointSlice", &l.endpointSlices, func() ([]*discoveryv1.EndpointSlice, error) { return s.endpointSlices.List(all) },
+		func(o *discoveryv1.EndpointSlice) bool { return inScope(o.Namespace) })
+	in.Pods = relist(dirty, "Pod", &l.pods, func() ([]*corev1.Pod, error) { return s.pods.List(all) },
+		func(o *corev1.Pod) bool { return inScope(o.Namespace) })
+	in.Nodes = relist(dirty, "Node", &l.nodes, func() ([]*corev1.Node, error) { return s.nodes.List(all) },
+		func(*corev1.Node) bool { return true })
+	in.ServiceAccounts = relist(dirty, "ServiceAccount", &l.serviceAccounts, func() ([]*corev1.ServiceAccount, error) { return s.serviceAccounts.List(all) },
+		func(o *corev1.ServiceAccount) bool { return inScope(o.Namespace) })
 	// The field selector already narrows the informer; this keeps it so for
 	// a client that ignores field selectors.
-	cms, _ := s.configMaps.List(all)
-	in.ConfigMaps = collect(cms, func(o *corev1.ConfigMap) bool {
-		return o.Namespace == s.systemNS && o.Name == MeshConfigMap
-	})
-
-	secs, _ := s.secrets.List(all)
-	in.Secrets = collect(secs, func(o *corev1.Secret) bool { return inScope(o.Namespace) && model.IsCredentialSecret(o) })
+	in.ConfigMaps = relist(dirty, "ConfigMap", &l.configMaps, func() ([]*corev1.ConfigMap, error) { return s.configMaps.List(all) },
+		func(o *corev1.ConfigMap) bool { return o.Namespace == s.systemNS && o.Name == MeshConfigMap })
+	in.Secrets = relist(dirty, "Secret", &l.secrets, func() ([]*corev1.Secret, error) { return s.secrets.List(all) },
+		func(o *corev1.Secret) bool { return inScope(o.Namespace) && model.IsCredentialSecret(o) })
 
 	for _, k := range s.istio {
 		if k.lister == nil {
 			continue
 		}
+		if k.listed && !dirty(k.kind) {
+			in.Unimplemented = append(in.Unimplemented, k.partial...)
+			for _, v := range k.values {
+				decode.Append(&in, v)
+			}
+			continue
+		}
+		k.listed, k.partial, k.values = true, nil, nil
 		objs, _ := k.lister.List(all)
 		us := make([]*unstructured.Unstructured, 0, len(objs))
 		for _, o := range objs {
@@ -787,12 +868,13 @@ func (s *Source) build() model.Inputs {
 		})
 		if k.unimplemented {
 			for _, u := range us {
-				in.Unimplemented = append(in.Unimplemented, &metav1.PartialObjectMetadata{
+				k.partial = append(k.partial, &metav1.PartialObjectMetadata{
 					TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: k.kind},
 					ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(),
 						ResourceVersion: u.GetResourceVersion(), Labels: u.GetLabels(), Annotations: u.GetAnnotations()},
 				})
 			}
+			in.Unimplemented = append(in.Unimplemented, k.partial...)
 			continue
 		}
 		live := make(map[string]*decoded, len(us))
@@ -800,6 +882,7 @@ func (s *Source) build() model.Inputs {
 			d := s.decodeIstio(k, u)
 			live[u.GetNamespace()+"/"+u.GetName()] = d
 			if d.value != nil {
+				k.values = append(k.values, d.value)
 				decode.Append(&in, d.value)
 			}
 		}

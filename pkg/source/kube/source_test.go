@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -805,4 +806,48 @@ func TestSecretsOnlyCredentials(t *testing.T) {
 	rec.waitFor(t, "renewed credential", func(in model.Inputs) bool {
 		return len(in.Secrets) == 1 && string(in.Secrets[0].Data["tls.crt"]) == "crt2"
 	})
+}
+
+// A change lists its own kind again; every other kind is handed over as the
+// same slice of the same objects (what lets the model start from its last
+// snapshot), and a Namespace event, which may change the scope, lists all.
+func TestChangeListsOnlyItsKind(t *testing.T) {
+	slice := func(addr string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "reviews-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "reviews"}}, AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{addr}}}}
+	}
+	f := newFakes([]runtime.Object{namespace("a", map[string]string{"mesh": "yes"}), namespace("b", nil), service("a", "reviews"),
+		service("b", "ratings"), pod("a", "reviews-v1"), slice("10.1.0.1")},
+		virtualService("a", "reviews", "v1", vsSpec("reviews", 100)))
+	_, rec := start(t, f, Options{Namespaces: []metav1.LabelSelector{{MatchLabels: map[string]string{"mesh": "yes"}}}})
+	first := rec.waitFor(t, "initial inputs", func(in model.Inputs) bool { return len(in.EndpointSlices) == 1 })
+
+	if _, err := f.kube.DiscoveryV1().EndpointSlices("a").Update(ctxBG, slice("10.1.0.2"), update); err != nil {
+		t.Fatal(err)
+	}
+	next := rec.waitFor(t, "slice updated", func(in model.Inputs) bool {
+		return len(in.EndpointSlices) == 1 && in.EndpointSlices[0].Endpoints[0].Addresses[0] == "10.1.0.2"
+	})
+	same := func(a, b any) bool {
+		va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+		return va.Len() == vb.Len() && (va.Len() == 0 || va.UnsafePointer() == vb.UnsafePointer())
+	}
+	for _, k := range []struct {
+		name string
+		a, b any
+	}{{"Namespaces", first.Namespaces, next.Namespaces}, {"Services", first.Services, next.Services}, {"Pods", first.Pods, next.Pods}} {
+		if !same(k.a, k.b) {
+			t.Errorf("%s listed again for an EndpointSlice change", k.name)
+		}
+	}
+	if next.VirtualServices[0] != first.VirtualServices[0] {
+		t.Error("Istio objects decoded again for an EndpointSlice change")
+	}
+
+	// Namespace b joins the mesh: its service is listed though no Service changed.
+	if _, err := f.kube.CoreV1().Namespaces().Update(ctxBG, namespace("b", map[string]string{"mesh": "yes"}), update); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "namespace b in scope", func(in model.Inputs) bool { return len(in.Services) == 2 })
 }

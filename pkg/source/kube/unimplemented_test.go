@@ -51,6 +51,15 @@ func TestUnimplementedKindsWatched(t *testing.T) {
 	if got.Kind != "EnvoyFilter" || got.Namespace != "default" || got.Name != "lua" || got.APIVersion != "networking.istio.io/v1alpha3" {
 		t.Errorf("unimplemented object %+v, want EnvoyFilter default/lua", got)
 	}
+	// Another kind's change hands over the same object (the model compares
+	// inputs by identity to start from its last snapshot).
+	if _, err := kube.CoreV1().Services("default").Create(ctxBG, service("default", "reviews"), create); err != nil {
+		t.Fatal(err)
+	}
+	in = rec.waitFor(t, "the service", func(in model.Inputs) bool { return len(in.Services) == 1 })
+	if len(in.Unimplemented) != 1 || in.Unimplemented[0] != got {
+		t.Error("the EnvoyFilter's metadata was made again for a Service change")
+	}
 }
 
 // The informer of an unimplemented kind keeps identity only.
