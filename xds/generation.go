@@ -278,8 +278,14 @@ type inboundParts struct {
 }
 
 // inbound returns p's inbound parts, prev's when still valid.
+// sameConfigAsLast reports whether a proxy's last build (its inbound parts)
+// was made by the generation g follows, and g has the same config.
+func (g *generation) sameConfigAsLast(prev *inboundParts) bool {
+	return prev != nil && prev.config == g.config && g.prevSnap != nil && prev.snapVersion == g.prevSnap.Version
+}
+
 func (g *generation) inbound(p *model.Proxy, prev *inboundParts) (*inboundParts, error) {
-	if prev != nil && prev.config == g.config && g.prevSnap != nil && prev.snapVersion == g.prevSnap.Version && !g.endpointsTouch(p) {
+	if g.sameConfigAsLast(prev) && !g.endpointsTouch(p) {
 		kept := *prev
 		kept.snapVersion = g.snap.Version
 		return &kept, nil
@@ -310,12 +316,29 @@ func (g *generation) inbound(p *model.Proxy, prev *inboundParts) (*inboundParts,
 func (g *generation) build(p *model.Proxy, prevInbound *inboundParts, prev [numTypes]*resourceSet) (out [numTypes]*resourceSet, inbound *inboundParts, err error) {
 	set := func(t typeIndex, parts ...*part) *resourceSet { return reuseSet(prev[t], parts) }
 	sc := g.config.snap.ScopeFor(p)
-	sp, err := g.config.scope(sc)
+	// Endpoints do not depend on the proxy's identity: shared by both kinds.
+	eps, err := g.scopeEndpoints(sc.WithoutClientMTLS())
 	if err != nil {
 		return out, nil, err
 	}
-	// Endpoints do not depend on the proxy's identity: shared by both kinds.
-	eps, err := g.scopeEndpoints(sc.WithoutClientMTLS())
+	if p.Type != model.RouterProxy && g.sameConfigAsLast(prevInbound) && prev[cdsType] != nil && prev[ldsType] != nil &&
+		prev[rdsType] != nil && !g.endpointsTouch(p) {
+		// An endpoint change that touched none of the sidecar's own
+		// instances: its clusters, listeners and routes are the sets it
+		// holds (the same parts, which every one of its keys would find
+		// again); only its endpoints are new.
+		kept := *prevInbound
+		kept.snapVersion = g.snap.Version
+		out = prev
+		out[edsType] = set(edsType, eps)
+		creds, err := g.gatewayCredentials(p)
+		if err != nil {
+			return out, nil, fmt.Errorf("gateway credentials: %w", err)
+		}
+		out[sdsType] = newResourceSet(creds)
+		return out, &kept, nil
+	}
+	sp, err := g.config.scope(sc)
 	if err != nil {
 		return out, nil, err
 	}

@@ -130,6 +130,13 @@ func TestEndpointChangeReusesUnchangedSets(t *testing.T) {
 	if s3[cdsType].version != s1[cdsType].version {
 		t.Errorf("cds: version %s rebuilt from the same parts, want %s", s3[cdsType].version, s1[cdsType].version)
 	}
+	// The short way (the previous sets kept) and the long way (every part
+	// looked up again) give the same config.
+	for typ := range numTypes {
+		if s2[typ].version != s3[typ].version {
+			t.Errorf("%s: version %s kept, %s rebuilt", typeLabels[typ], s2[typ].version, s3[typ].version)
+		}
+	}
 }
 
 // newResourceSet's hand-rolled hash is FNV-1a over the parts' versions,
