@@ -331,12 +331,8 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts, prev [numT
 		kept.snapVersion = g.snap.Version
 		out = prev
 		out[edsType] = set(edsType, eps)
-		creds, err := g.gatewayCredentials(p)
-		if err != nil {
-			return out, nil, fmt.Errorf("gateway credentials: %w", err)
-		}
-		out[sdsType] = newResourceSet(creds)
-		return out, &kept, nil
+		out[sdsType], err = g.sdsSet(p)
+		return out, &kept, err
 	}
 	sp, err := g.config.scope(sc)
 	if err != nil {
@@ -378,12 +374,18 @@ func (g *generation) build(p *model.Proxy, prevInbound *inboundParts, prev [numT
 	}
 	// SDS: only the generation's part (gateway credentials, possibly none);
 	// install adds the proxy's own certificate (conn.sdsSet).
+	out[sdsType], err = g.sdsSet(p)
+	return out, inbound, err
+}
+
+// sdsSet is the generation's share of a proxy's SDS set: its gateway
+// credentials, possibly none.
+func (g *generation) sdsSet(p *model.Proxy) (*resourceSet, error) {
 	creds, err := g.gatewayCredentials(p)
 	if err != nil {
-		return out, nil, fmt.Errorf("gateway credentials: %w", err)
+		return nil, fmt.Errorf("gateway credentials: %w", err)
 	}
-	out[sdsType] = newResourceSet(creds)
-	return out, inbound, nil
+	return newResourceSet(creds), nil
 }
 
 // reuseSet is prev when it holds exactly parts (nil parts left out), else a

@@ -173,7 +173,7 @@ func changeStep(rng *rand.Rand, in *Inputs, step int) (string, expect) {
 	case k < 13: // a pod of a plain service restarts: new object, new address, and its slice
 		i, p := rng.IntN(5), rng.IntN(3)
 		pods := slices.Clone(in.Pods)
-		j := slices.IndexFunc(pods, func(o *corev1.Pod) bool { return o.Name == fmt.Sprintf("svc-%d-%d", i, p) })
+		j := podNamed(pods, fmt.Sprintf("svc-%d-%d", i, p))
 		pod := pods[j].DeepCopy()
 		pod.ResourceVersion, pod.Status.PodIP = rv, fmt.Sprintf("10.1.%d.%d", i, 10+step%200)
 		pods[j] = pod
@@ -185,14 +185,14 @@ func changeStep(rng *rand.Rand, in *Inputs, step int) (string, expect) {
 	case k == 13: // a pod of a plain service is relabelled, its slice unchanged
 		i, p := rng.IntN(5), rng.IntN(3)
 		pods := slices.Clone(in.Pods)
-		j := slices.IndexFunc(pods, func(o *corev1.Pod) bool { return o.Name == fmt.Sprintf("svc-%d-%d", i, p) })
+		j := podNamed(pods, fmt.Sprintf("svc-%d-%d", i, p))
 		pods[j] = pods[j].DeepCopy()
 		pods[j].ResourceVersion = rv
 		pods[j].Labels = map[string]string{"app": fmt.Sprintf("svc-%d", i), "version": "v" + rv}
 		in.Pods = pods
 		return "pod " + pods[j].Name + " relabelled", short
 	case k == 14: // a gateway pod comes or goes: the gateway checks read pods
-		if j := slices.IndexFunc(in.Pods, func(o *corev1.Pod) bool { return o.Name == "ingress" }); j >= 0 {
+		if j := podNamed(in.Pods, "ingress"); j >= 0 {
 			in.Pods = slices.Delete(slices.Clone(in.Pods), j, j+1)
 			return "gateway pod gone", full
 		}
@@ -228,8 +228,7 @@ func changeStep(rng *rand.Rand, in *Inputs, step int) (string, expect) {
 		return "svc-7 gets a slice", full
 	case k == 20: // a pod of svc-7 is relabelled: full while svc-7's endpoints are its pods
 		pods := slices.Clone(in.Pods)
-		name := fmt.Sprintf("svc-7-%d", rng.IntN(3))
-		j := slices.IndexFunc(pods, func(o *corev1.Pod) bool { return o.Name == name })
+		j := podNamed(pods, fmt.Sprintf("svc-7-%d", rng.IntN(3)))
 		pods[j] = pods[j].DeepCopy()
 		pods[j].ResourceVersion = rv
 		pods[j].Labels = map[string]string{"app": "svc-7", "version": "v" + rv}
@@ -244,8 +243,7 @@ func changeStep(rng *rand.Rand, in *Inputs, step int) (string, expect) {
 		return "node n0 moves", full
 	case k == 22: // svc-5's pods run as another service account: new identities
 		pods := slices.Clone(in.Pods)
-		name := fmt.Sprintf("svc-5-%d", rng.IntN(3))
-		j := slices.IndexFunc(pods, func(o *corev1.Pod) bool { return o.Name == name })
+		j := podNamed(pods, fmt.Sprintf("svc-5-%d", rng.IntN(3)))
 		pods[j] = pods[j].DeepCopy()
 		pods[j].ResourceVersion = rv
 		pods[j].Spec.ServiceAccountName = "sa-" + rv
@@ -257,6 +255,10 @@ func changeStep(rng *rand.Rand, in *Inputs, step int) (string, expect) {
 		svc.Spec.Ports[0].Port = int32(80 + step%5)
 		return svc.Name + " changed in place", full
 	}
+}
+
+func podNamed(pods []*corev1.Pod, name string) int {
+	return slices.IndexFunc(pods, func(p *corev1.Pod) bool { return p.Name == name })
 }
 
 func sliceNamed(in *Inputs, name string) int {

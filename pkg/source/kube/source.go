@@ -782,15 +782,14 @@ func (s *Source) markDirty(kind string) {
 	s.dirtyMu.Unlock()
 }
 
-// takeDirty returns the dirty kinds and starts a new set; before the first
-// build every kind is.
+// takeDirty returns the dirty kinds and starts a new set (a kind not yet
+// listed is listed whatever the set says).
 func (s *Source) takeDirty() func(kind string) bool {
 	s.dirtyMu.Lock()
 	d := s.dirty
 	s.dirty = map[string]bool{}
 	s.dirtyMu.Unlock()
-	first := s.lists.namespaces == nil
-	return func(kind string) bool { return first || d[everyKind] || d[kind] }
+	return func(kind string) bool { return d[everyKind] || d[kind] }
 }
 
 // relist returns the kind's last list, or lists it again when it had events.
